@@ -1,0 +1,325 @@
+"""The ``kaggle_3m`` layout: which patients and slices exist, their masks and clinical data.
+
+Everything downstream (EDA, training, evaluation, the example button on Predict) reads the dataset
+through :class:`DatasetIndex`, so the layout's rules -- numeric slice order, mask pairing, the
+coded ``data.csv`` -- are applied once. A malformed tree never raises for one bad patient: the
+problem is listed in ``index.problems`` and the good patients still load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from lggdemo.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask, resize_image, resize_mask
+
+GRADE_CODES = {1: "G2", 2: "G3"}
+SEX_CODES = {1: "female", 2: "male"}
+#: Columns that leak the grade label (a pathology result and an outcome); never model inputs.
+LEAKY_COLUMNS = ("neoplasm_histologic_grade", "histological_type", "death01")
+_SLICE_RE = re.compile(r"^(?P<pid>.+)_(?P<num>\d+)\.tif$")
+
+
+class DatasetError(RuntimeError):
+    """The folder cannot be used as a dataset at all (missing, empty, not the kaggle_3m layout)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    patient_id: str  # the folder name, e.g. TCGA_CS_4942_19970222
+    number: int  # 1-based, head to foot
+    image_path: Path
+    mask_path: Path
+
+
+@dataclass(frozen=True)
+class Clinical:
+    """The clinical fields a person can type on the Predict page; ``None`` means unknown."""
+
+    age: float | None = None
+    sex: str | None = None  # "female" | "male"
+    grade: str | None = None  # "G2" | "G3" -- the label, never a model input
+
+
+@dataclass
+class DatasetIndex:
+    root: Path
+    patients: dict[str, tuple[SliceRecord, ...]]
+    clinical: pd.DataFrame  # one row per case id (TCGA_CS_4942), decoded columns first
+    problems: list[Problem] = field(default_factory=list)
+    synthetic: bool = False
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return list(self.patients)
+
+    @property
+    def n_slices(self) -> int:
+        return sum(len(s) for s in self.patients.values())
+
+    def slices(self) -> list[SliceRecord]:
+        return [s for recs in self.patients.values() for s in recs]
+
+    def clinical_for(self, patient_id: str) -> Clinical:
+        row = self.clinical.loc[case_id(patient_id)] if case_id(patient_id) in self.clinical.index else None
+        if row is None:
+            return Clinical()
+
+        def clean(v: object) -> object:
+            return None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v
+
+        age = clean(row.get("age"))
+        return Clinical(
+            age=float(age) if age is not None else None,
+            sex=clean(row.get("sex")),  # type: ignore[arg-type]
+            grade=clean(row.get("grade")),  # type: ignore[arg-type]
+        )
+
+    def fingerprint(self) -> str:
+        """Changes whenever a file is added, removed or rewritten; keys every on-disk cache."""
+        h = hashlib.sha256(str(self.root.resolve()).encode())
+        paths = [self.root / "data.csv"] + [p for s in self.slices() for p in (s.image_path, s.mask_path)]
+        for p in paths:
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            h.update(f"{p.relative_to(self.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def case_id(patient_id: str) -> str:
+    """``TCGA_CS_4942_19970222`` -> ``TCGA_CS_4942`` (data.csv's key: the first three parts)."""
+    return "_".join(patient_id.split("_")[:3])
+
+
+def resolve_root(path: str | os.PathLike[str]) -> Path:
+    """Accept either the ``kaggle_3m`` folder or a folder that contains it."""
+    p = Path(path).expanduser()
+    if (p / "kaggle_3m").is_dir():
+        return p / "kaggle_3m"
+    return p
+
+
+def looks_like_dataset(path: str | os.PathLike[str]) -> bool:
+    root = resolve_root(path)
+    return root.is_dir() and (root / "data.csv").is_file()
+
+
+def decode_clinical(raw: pd.DataFrame) -> pd.DataFrame:
+    """Readable grade/sex/age first, every original column kept with its code."""
+    out = pd.DataFrame(index=raw["Patient"].astype(str).str.strip())
+    out.index.name = "case_id"
+
+    def coded(col: str, codes: dict[int, str]) -> pd.Series:
+        if col not in raw:
+            return pd.Series([None] * len(raw), index=out.index, dtype=object)
+        vals = pd.to_numeric(raw[col], errors="coerce").to_numpy()
+        return pd.Series([codes.get(int(v)) if not np.isnan(v) else None for v in vals], index=out.index, dtype=object)
+
+    out["grade"] = coded("neoplasm_histologic_grade", GRADE_CODES)
+    out["sex"] = coded("gender", SEX_CODES)
+    ages = pd.to_numeric(raw.get("age_at_initial_pathologic"), errors="coerce") if "age_at_initial_pathologic" in raw else np.nan
+    out["age"] = np.asarray(ages, dtype=float) if not np.isscalar(ages) else np.nan
+    for col in raw.columns:
+        if col != "Patient":
+            out[col] = raw[col].to_numpy()
+    return out[~out.index.duplicated(keep="first")]
+
+
+def _check_slice_file(path: Path, expect_mode: tuple[str, ...]) -> str | None:
+    try:
+        with Image.open(path) as im:
+            size, mode = im.size, im.mode
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable file ({exc.__class__.__name__})"
+    if size != (SLICE_SIZE, SLICE_SIZE):
+        return f"wrong image size {size[0]}×{size[1]} (expected {SLICE_SIZE}×{SLICE_SIZE})"
+    if mode not in expect_mode:
+        return f"unexpected image mode {mode}"
+    return None
+
+
+def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> DatasetIndex:
+    """Index a ``kaggle_3m`` folder. Raises :class:`DatasetError` only when nothing usable is there."""
+    root = resolve_root(path)
+    if not root.exists():
+        raise DatasetError(f"Dataset folder not found: {root}")
+    if not root.is_dir():
+        raise DatasetError(f"Not a folder: {root}")
+    problems: list[Problem] = []
+    csv = root / "data.csv"
+    clinical = pd.DataFrame(columns=["grade", "sex", "age"])
+    clinical.index.name = "case_id"
+    if csv.is_file():
+        try:
+            raw = pd.read_csv(csv)
+            if "Patient" not in raw:
+                problems.append(Problem("data.csv", "no 'Patient' column; clinical data ignored"))
+            else:
+                clinical = decode_clinical(raw)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            problems.append(Problem("data.csv", f"cannot be parsed ({exc.__class__.__name__}); clinical data ignored"))
+    else:
+        problems.append(Problem("data.csv", "missing; grade, age and sex are unknown for every patient"))
+
+    patients: dict[str, tuple[SliceRecord, ...]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        pid = folder.name
+        records: list[SliceRecord] = []
+        for f in folder.iterdir():
+            m = _SLICE_RE.match(f.name)
+            if not m or f.name.endswith("_mask.tif"):
+                continue
+            if m.group("pid") != pid:
+                problems.append(Problem(f"{pid}/{f.name}", "file name does not match its folder; skipped"))
+                continue
+            mask = folder / f"{pid}_{m.group('num')}_mask.tif"
+            if not mask.is_file():
+                problems.append(Problem(f"{pid}/{f.name}", "image without mask; skipped"))
+                continue
+            bad = _check_slice_file(f, ("RGB",)) or _check_slice_file(mask, ("L", "1", "P"))
+            if bad:
+                problems.append(Problem(f"{pid}/{f.name}", f"{bad}; skipped"))
+                continue
+            records.append(SliceRecord(pid, int(m.group("num")), f, mask))
+        if records:
+            patients[pid] = tuple(sorted(records, key=lambda r: r.number))
+        else:
+            problems.append(Problem(pid, "no usable slices; patient skipped"))
+    if not patients:
+        detail = "; ".join(str(p) for p in problems[:3])
+        raise DatasetError(f"No patient folders with <ID>_<n>.tif slices in {root}" + (f" ({detail})" if detail else ""))
+    return DatasetIndex(root=root, patients=patients, clinical=clinical, problems=problems, synthetic=synthetic)
+
+
+def load_image(record: SliceRecord) -> np.ndarray:
+    """(256, 256, 3) uint8; raises DatasetError naming the file when it cannot be decoded."""
+    try:
+        return decode_image(record.image_path).array
+    except ImageDecodeError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def load_mask(record: SliceRecord) -> np.ndarray:
+    """(256, 256) uint8 of 0/1."""
+    try:
+        return decode_mask(record.mask_path).array
+    except ImageDecodeError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+# --- on-disk caches --------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Caches live outside the dataset, which may be read-only (a shared or mounted copy)."""
+    base = Path(os.environ.get("LGG_CACHE_DIR") or Path.home() / ".cache" / "lggdemo")
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def slice_table(index: DatasetIndex) -> pd.DataFrame:
+    """One row per slice with its tumour area in pixels; computed once per dataset version."""
+    path = cache_dir() / f"areas-{index.fingerprint()}.csv"
+    if path.is_file():
+        try:
+            cached = pd.read_csv(path)
+            if len(cached) == index.n_slices:
+                return cached
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            pass
+    rows = []
+    for rec in index.slices():
+        try:
+            area = int(load_mask(rec).sum())
+        except DatasetError:
+            area = -1
+        rows.append({"patient_id": rec.patient_id, "slice": rec.number, "tumour_area_px": area})
+    table = pd.DataFrame(rows, columns=["patient_id", "slice", "tumour_area_px"])
+    atomic_write_bytes(path, table.to_csv(index=False).encode())
+    return table
+
+
+def patient_table(index: DatasetIndex) -> pd.DataFrame:
+    """One row per patient folder: clinical fields, slice count and tumour volume in voxels."""
+    areas = slice_table(index)
+    per = areas[areas.tumour_area_px >= 0].groupby("patient_id").agg(
+        slices=("slice", "size"),
+        tumour_slices=("tumour_area_px", lambda a: int((a > 0).sum())),
+        tumour_volume_voxels=("tumour_area_px", "sum"),
+    )
+    rows = []
+    for pid in index.patient_ids:
+        c = index.clinical_for(pid)
+        rows.append({"patient_id": pid, "case_id": case_id(pid), "grade": c.grade, "sex": c.sex, "age": c.age})
+    out = pd.DataFrame(rows).set_index("patient_id").join(per)
+    return out.reset_index()
+
+
+@dataclass(frozen=True)
+class SliceArrays:
+    """Every slice of a dataset as uint8 arrays: what training and evaluation iterate over."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    masks: np.ndarray  # (N, S, S) uint8 0/1
+    patient_ids: np.ndarray  # (N,) str
+    numbers: np.ndarray  # (N,) int
+
+
+def slice_arrays(index: DatasetIndex, size: int = SLICE_SIZE) -> SliceArrays:
+    """Decode (and resize) every slice once; cached as one .npz per dataset version and size.
+
+    The cache is also the compact form of the dataset that can be carried to another machine.
+    """
+    path = cache_dir() / f"arrays-{index.fingerprint()}-{size}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return SliceArrays(z["images"], z["masks"], z["patient_ids"], z["numbers"])
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)
+    recs = index.slices()
+    images = np.empty((len(recs), size, size, 3), np.uint8)
+    masks = np.empty((len(recs), size, size), np.uint8)
+    for i, rec in enumerate(recs):
+        images[i] = resize_image(load_image(rec), size)
+        masks[i] = resize_mask(load_mask(rec), size)
+    out = SliceArrays(images, masks, np.array([r.patient_id for r in recs]), np.array([r.number for r in recs]))
+    buf = io.BytesIO()
+    np.savez(buf, images=out.images, masks=out.masks, patient_ids=out.patient_ids, numbers=out.numbers)
+    atomic_write_bytes(path, buf.getvalue())
+    return out

@@ -1,0 +1,110 @@
+"""Config dataclasses and builders for the two models; training, inference and Grad-CAM share them.
+
+Nothing here may download: smp encoders are built with ``encoder_weights=None`` and torchvision
+models with ``weights=None``. The only other starting point is the project's own trained encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+from torchvision.models import resnet50
+
+from lggdemo.preprocess import CLINICAL_FEATURES, AgeScale
+
+
+@dataclass(frozen=True)
+class SegConfig:
+    encoder: str = "resnet34"
+    image_size: int = 256  # the U-Net's input side; predictions are resized back to the slice size
+    in_channels: int = 3
+    threshold: float = 0.5
+    min_component_px: int = 0  # connected components smaller than this (at 256²) are removed
+
+
+@dataclass(frozen=True)
+class GradeConfig:
+    image_size: int = 128  # side of the tumour crop fed to the ResNet50
+    dropout: float = 0.3
+    clinical_features: tuple[str, ...] = CLINICAL_FEATURES
+    age_scale: AgeScale = field(default_factory=AgeScale)
+    use_image: bool = True
+    use_clinical: bool = True
+
+
+def config_to_json(config: SegConfig | GradeConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def seg_config_from_dict(d: dict[str, Any]) -> SegConfig:
+    known = {f.name for f in dataclasses.fields(SegConfig)}
+    return SegConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def grade_config_from_dict(d: dict[str, Any]) -> GradeConfig:
+    known = {f.name for f in dataclasses.fields(GradeConfig)}
+    d = {k: v for k, v in d.items() if k in known}
+    if isinstance(d.get("age_scale"), dict):
+        d["age_scale"] = AgeScale(**d["age_scale"])
+    if "clinical_features" in d:
+        d["clinical_features"] = tuple(d["clinical_features"])
+    return GradeConfig(**d)
+
+
+def build_segmentation(config: SegConfig) -> nn.Module:
+    """A U-Net emitting one tumour logit per pixel."""
+    return smp.Unet(config.encoder, encoder_weights=None, in_channels=config.in_channels, classes=1)
+
+
+class GradeNet(nn.Module):
+    """ResNet50 image features fused with clinical features -> one logit for G3 (vs G2).
+
+    ``use_image`` / ``use_clinical`` switch a branch off so the same class measures the ablations
+    (clinical-only, image-only) that tell whether the image branch learnt anything.
+    """
+
+    def __init__(self, config: GradeConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = resnet50(weights=None)
+        self.backbone.fc = nn.Identity()
+        n_clin = len(config.clinical_features)
+        self.clinical = nn.Sequential(nn.Linear(n_clin, 16), nn.ReLU())
+        width = (2048 if config.use_image else 0) + (16 if config.use_clinical else 0)
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, 1))
+
+    def forward(self, image: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
+        parts = []
+        if self.config.use_image:
+            parts.append(self.backbone(image))
+        if self.config.use_clinical:
+            parts.append(self.clinical(clinical))
+        return self.head(torch.cat(parts, dim=1))
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The last bottleneck block: Grad-CAM's target layer."""
+        return self.backbone.layer4[-1]
+
+
+def build_grade(config: GradeConfig) -> GradeNet:
+    return GradeNet(config)
+
+
+def init_grade_from_segmentation(grade: GradeNet, seg: nn.Module) -> int:
+    """Copy every matching encoder tensor of a trained U-Net into the grade ResNet50.
+
+    smp's ResNet encoders are torchvision ResNets, so a ``resnet50`` U-Net encoder transfers whole;
+    returns the number of tensors copied (0 when the encoder is not a resnet50).
+    """
+    src = seg.encoder.state_dict()  # type: ignore[union-attr]
+    dst = grade.backbone.state_dict()
+    shared = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
+    grade.backbone.load_state_dict(shared, strict=False)
+    return len(shared)

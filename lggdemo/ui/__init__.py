@@ -1,0 +1,1 @@
+"""The only part of lggdemo that imports Streamlit: widgets shared by the pages."""

@@ -1,0 +1,19 @@
+"""Entry point: page config, navigation and the sidebar shared by every page. No logic here."""
+
+import streamlit as st
+
+import lggdemo  # noqa: F401  (installs the torchvision guard before any page imports models)
+from lggdemo.ui.sidebar import render_sidebar
+
+st.set_page_config(page_title="LGG MRI demo", page_icon="🧠", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/eda.py", title="Dataset EDA", icon="📊", url_path="eda"),
+        st.Page("pages/predict.py", title="Predict", icon="🔎", url_path="predict"),
+        st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    ]
+)
+render_sidebar()
+navigation.run()
