@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import segmentation_models_pytorch as smp
 import torch
+from scipy import ndimage
 from torch import nn
 from torchvision.models import resnet50
 
@@ -108,3 +110,40 @@ def init_grade_from_segmentation(grade: GradeNet, seg: nn.Module) -> int:
     shared = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
     grade.backbone.load_state_dict(shared, strict=False)
     return len(shared)
+
+
+def masks_from_logits(logits: torch.Tensor, config: SegConfig, out_size: int) -> np.ndarray:
+    """(N, 1, s, s) logits -> (N, out_size, out_size) uint8 0/1 masks, as evaluation and the app see them.
+
+    Components smaller than ``config.min_component_px`` are dropped: scattered false-positive
+    specks on tumour-free slices cost most of the per-volume Dice on small tumours.
+    """
+    if logits.shape[-1] != out_size:
+        logits = torch.nn.functional.interpolate(logits.float(), size=(out_size, out_size), mode="bilinear",
+                                                 align_corners=False)
+    prob_threshold = float(np.log(config.threshold / (1 - config.threshold)))
+    masks = (logits[:, 0] > prob_threshold).cpu().numpy().astype(np.uint8)
+    if config.min_component_px > 0:
+        for m in masks:
+            labels, n = ndimage.label(m)
+            if n:
+                sizes = np.bincount(labels.ravel())
+                small = sizes < config.min_component_px
+                small[0] = False
+                m[small[labels]] = 0
+    return masks
+
+
+def patient_logit(slice_logits: np.ndarray, tumour_areas: np.ndarray) -> float:
+    """One grade logit for a patient: the tumour-area-weighted mean over slices that show tumour.
+
+    Large tumour cross-sections carry the most texture; slices without tumour carry none and are
+    ignored unless no slice shows tumour at all (then the plain mean is the best we have).
+    """
+    logits = np.asarray(slice_logits, dtype=np.float64).ravel()
+    areas = np.asarray(tumour_areas, dtype=np.float64).ravel()
+    if len(logits) == 0:
+        raise ValueError("no slices")
+    if areas.sum() <= 0:
+        return float(logits.mean())
+    return float((logits * areas).sum() / areas.sum())
