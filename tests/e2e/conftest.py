@@ -1,0 +1,175 @@
+"""Browser-test infrastructure shared by every page's Playwright tests.
+
+Fixtures
+--------
+``browser``          session-wide headless Chromium (Debian's ``/usr/bin/chromium``, never ``playwright install``);
+                     skips with a reason where Chromium or Playwright is missing.
+``start_app``        factory: ``start_app(env=None) -> base_url``. Starts ``streamlit run streamlit_app.py`` on a free
+                     loopback port from the repository root, with ``env`` on top of ``os.environ``. ``LGG_DATA_DIR``
+                     defaults to the synthetic fixture; ``LGG_CACHE_DIR`` / ``LGG_RUNS_DIR`` come from the test's
+                     isolated environment. The server log goes to a file in the test's tmp folder; at teardown the
+                     process is stopped and the log must be free of the torch/file-watcher errors
+                     (``torch.classes``, ``__path__._path``).
+``page``             a fresh context (viewport 1400x1000) and page, closed after the test.
+``save_screenshot``  ``save_screenshot(page, name) -> Path`` writes ``docs/screenshots/<name>.png`` (committed, shown
+                     in the README).
+
+A test usually reads::
+
+    @pytest.mark.e2e
+    def test_something(start_app, page, save_screenshot):
+        page.goto(start_app() + "/predict")
+        page.get_by_text("Predict").first.wait_for()
+        save_screenshot(page, "predict")
+
+Wait for real content (a chart, a dataframe, a text), not for Streamlit's status widget to vanish.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+#: Strings that must never appear in a server log: the torch + file-watcher clash Streamlit once had.
+FORBIDDEN_LOG_TEXT = ("torch.classes", "__path__._path")
+STARTUP_TIMEOUT_S = 60.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is a browser test, whether or not its author remembered the mark."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser tests need the playwright package (requirements-dev.txt)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def start_app(synthetic_root: Path, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def _start(env: dict[str, str] | None = None) -> str:
+        port = _free_port()
+        full_env = dict(os.environ)
+        full_env.update({"LGG_DATA_DIR": str(synthetic_root), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+        full_env.update(env or {})
+        log_path = tmp_path / f"streamlit-{port}.log"
+        cmd = [
+            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        ]  # fmt: skip
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, log_path))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode} before answering; log:\n{_tail(log_path)}")
+            if _healthy(url):
+                return url
+            time.sleep(0.3)
+        pytest.fail(f"streamlit did not answer {url}/_stcore/health within {STARTUP_TIMEOUT_S:.0f} s; "
+                    f"log:\n{_tail(log_path)}")
+
+    yield _start
+
+    bad: list[str] = []
+    for proc, log_path in started:
+        _stop(proc)
+        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+        bad += [f"{log_path.name}: {needle!r}" for needle in FORBIDDEN_LOG_TEXT if needle in text]
+    assert not bad, f"server log has torch/file-watcher errors: {bad}\n{_tail(started[-1][1])}"
+
+
+def _save_screenshot(page: object, name: str) -> Path:
+    """Full-page PNG under docs/screenshots/, written via a temp file so a half image is never committed."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dest = SCREENSHOTS / f"{name}.png"
+    tmp = SCREENSHOTS / f".{name}.tmp.png"
+    page.screenshot(path=str(tmp), full_page=True)  # type: ignore[attr-defined]
+    shutil.move(str(tmp), dest)
+    return dest
+
+
+@pytest.fixture()
+def save_screenshot() -> Callable[[object, str], Path]:
+    return _save_screenshot
