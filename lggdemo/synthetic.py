@@ -27,6 +27,13 @@ CSV_COLUMNS = (
     "histological_type,neoplasm_histologic_grade,tumor_tissue_site,laterality,tumor_location,gender,"
     "age_at_initial_pathologic,race,ethnicity,death01"
 )
+#: Every generated case id starts with this, so a phantom set stays recognisable wherever it is copied to.
+CASE_PREFIX = "PHANTOM_"
+
+
+def is_phantom(patient_id: str) -> bool:
+    """True for a patient made by :func:`generate` (pages must never present phantoms as real data)."""
+    return patient_id.startswith(CASE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ def generate(dest: str | os.PathLike[str], config: PhantomConfig = PhantomConfig
         rows = [CSV_COLUMNS]
         for i in range(config.n_patients):
             grade = 1 + (i % 2)  # alternate G2 / G3
-            case = f"PHANTOM_SY_{i + 1:04d}"
+            case = f"{CASE_PREFIX}SY_{i + 1:04d}"
             pid = f"{case}_{20200101 + i}"
             n_slices = int(rng.integers(config.min_slices, config.max_slices + 1))
             images, masks = _patient_volume(rng, n_slices, grade)

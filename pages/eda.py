@@ -1,4 +1,69 @@
+"""Dataset EDA: charts and tables over the active dataset, and a slice browser."""
+
 import streamlit as st
 
-st.title("Eda")
-st.info("Coming: this page is being built.")
+from lggdemo import eda
+from lggdemo.data import DatasetError, load_image, load_mask
+from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
+from lggdemo.ui.dataset import active_dataset, dataset_tables, describe_choice
+
+st.title("Dataset EDA")
+choice, index = active_dataset()
+tables = dataset_tables(index)
+summary = eda.summarize(index, tables.slices, tables.patients)
+st.caption(describe_choice(choice, index) + ("" if choice.synthetic else f" — `{index.root}`"))
+
+if index.problems:
+    with st.expander(f"⚠️ {len(index.problems)} problem(s) while reading the dataset — these files were skipped",
+                     expanded=True):
+        st.dataframe(eda.problems_table(index), hide_index=True, width="stretch")
+
+cols = st.columns(5)
+cols[0].metric("Patients", summary.n_patients)
+cols[1].metric("Slices", summary.n_slices)
+cols[2].metric("Tumour slices", f"{summary.n_tumour_slices} ({summary.tumour_fraction:.0%})")
+cols[3].metric("G2 / G3", f"{summary.grade_counts['G2']} / {summary.grade_counts['G3']}")
+cols[4].metric("No clinical data", summary.n_without_clinical)
+
+st.subheader("Cohort")
+c1, c2, c3 = st.columns([1, 1, 2])
+c1.plotly_chart(eda.grade_figure(tables.patients), width="stretch")
+c2.plotly_chart(eda.sex_figure(tables.patients), width="stretch")
+c3.plotly_chart(eda.age_figure(tables.patients), width="stretch")
+c1, c2 = st.columns(2)
+c1.plotly_chart(eda.missing_figure(eda.missing_table(index)), width="stretch")
+c2.plotly_chart(eda.tumour_fraction_figure(tables.patients), width="stretch")
+
+st.subheader("Slices and tumour")
+c1, c2 = st.columns(2)
+c1.plotly_chart(eda.slices_per_patient_figure(tables.patients), width="stretch")
+c2.plotly_chart(eda.tumour_area_figure(tables.slices), width="stretch")
+
+st.subheader("Slice browser")
+c1, c2, c3 = st.columns([2, 2, 1])
+patient = c1.selectbox("Patient", index.patient_ids, key="eda_patient")
+slices = eda.patient_slices(tables.slices, patient)
+numbers = slices["slice"].tolist()
+start = int(slices.loc[slices.tumour_area_px.idxmax(), "slice"])  # open on the largest tumour cross-section
+number = c2.select_slider("Slice (head → foot)", options=numbers, value=start, key=f"eda_slice_{patient}")
+opacity = c3.slider("Mask opacity", 0.0, 1.0, 0.4, 0.05, key="eda_opacity")
+record = next(r for r in index.patients[patient] if r.number == number)
+try:
+    image, mask = load_image(record), load_mask(record)
+except DatasetError as exc:
+    st.error(f"This slice cannot be shown: {exc}")
+else:
+    clin = index.clinical_for(patient)
+    st.caption(
+        f"{patient} · slice {number} of {len(numbers)} · tumour area {int(mask.sum())} px · "
+        f"grade {clin.grade or 'unknown'} · {clin.sex or 'sex unknown'} · "
+        f"age {int(clin.age) if clin.age is not None else 'unknown'}"
+    )
+    for col, (i, name) in zip(st.columns(3), enumerate(CHANNELS), strict=True):
+        col.image(overlay_mask(channel_rgb(image, i), mask, alpha=opacity), caption=name, width="stretch")
+
+st.subheader("Clinical table")
+leaky = ", ".join(eda.leaky_columns_present(index))
+st.caption("One row per patient folder; decoded grade, sex and age first, then data.csv's coded columns. "
+           + (f"Never model inputs: {leaky} (they leak the grade label)." if leaky else ""))
+st.dataframe(eda.clinical_table(index, tables.patients), hide_index=True, width="stretch")

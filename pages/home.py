@@ -1,4 +1,43 @@
+"""Home: what the app is, what each page does, which dataset and device are in use."""
+
 import streamlit as st
 
-st.title("Home")
-st.info("Coming: this page is being built.")
+from lggdemo import NOT_FOR_DIAGNOSIS
+from lggdemo.ui.dataset import SOURCE_EXPLAINED, active_dataset, describe_choice
+from lggdemo.ui.sidebar import device_text
+
+st.title("Lower-grade glioma MRI: explore, segment, grade")
+st.error(f"**Not for diagnosis.** {NOT_FOR_DIAGNOSIS}", icon="⚠️")
+st.markdown(
+    "Brain MRI slices of lower-grade glioma patients (the TCGA-LGG set published with Buda et al. 2019). "
+    "Each slice has three channels — pre-contrast, FLAIR and post-contrast — and a hand-drawn mask of the "
+    "FLAIR abnormality; `data.csv` gives each patient's WHO grade (II or III), sex and age. "
+    "This app lets you look at that data, run two small models on it and retrain them."
+)
+
+st.subheader("Pages")
+pages = [
+    ("pages/eda.py", "Dataset EDA", "📊", "Counts, grade, sex and age distributions, missing values, tumour sizes, "
+     "a slice browser with the mask overlaid, and the clinical table."),
+    ("pages/predict.py", "Predict", "🔎", "Upload slices (or pick an example) to get a tumour mask and a grade "
+     "probability, with Grad-CAM heatmaps showing where the models looked."),
+    ("pages/train.py", "Train", "🏋️", "Retrain the models on the active dataset, follow progress and compare runs."),
+]
+for path, label, icon, what in pages:
+    left, right = st.columns([1, 4])
+    left.page_link(path, label=label, icon=icon)
+    right.markdown(what)
+
+st.subheader("Now in use")
+choice, index = active_dataset()
+col1, col2 = st.columns(2)
+with col1:
+    st.markdown(f"**Dataset:** {describe_choice(choice, index)}")
+    st.caption(f"Source: {SOURCE_EXPLAINED.get(choice.source, choice.source)}"
+               + ("" if choice.synthetic else f" — `{choice.root}`"))
+    if choice.synthetic:
+        st.info("The phantoms are generated shapes, not patient data: every page works on them, but numbers "
+                "and models trained on them say nothing about real tumours. See the README for the real data.")
+with col2:
+    st.markdown(f"**Device:** {device_text()}")
+    st.caption("CUDA when present, else Apple MPS, else the CPU.")
