@@ -77,6 +77,9 @@ class GradeNet(nn.Module):
         self.backbone = resnet50(weights=None)
         self.backbone.fc = nn.Identity()
         n_clin = len(config.clinical_features)
+        # encode_clinical always yields every CLINICAL_FEATURES column; the config picks its subset.
+        index = torch.tensor([CLINICAL_FEATURES.index(f) for f in config.clinical_features], dtype=torch.long)
+        self.register_buffer("feature_index", index, persistent=False)
         self.clinical = nn.Sequential(nn.Linear(n_clin, 16), nn.ReLU())
         width = (2048 if config.use_image else 0) + (16 if config.use_clinical else 0)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, 1))
@@ -86,7 +89,7 @@ class GradeNet(nn.Module):
         if self.config.use_image:
             parts.append(self.backbone(image))
         if self.config.use_clinical:
-            parts.append(self.clinical(clinical))
+            parts.append(self.clinical(clinical[:, self.feature_index]))
         return self.head(torch.cat(parts, dim=1))
 
     @property
@@ -95,7 +98,20 @@ class GradeNet(nn.Module):
         return self.backbone.layer4[-1]
 
 
+def check_clinical_inputs(features: tuple[str, ...]) -> None:
+    """Refuse inputs that leak the label (grade, histological type, death) or that the encoder cannot make."""
+    from lggdemo.data import LEAKY_COLUMNS
+
+    leaky = [f for f in features if f in LEAKY_COLUMNS or f == "grade" or "grade" in f]
+    if leaky:
+        raise ValueError(f"Clinical inputs {leaky} leak the grade label and may never be model inputs.")
+    unknown = [f for f in features if f not in CLINICAL_FEATURES]
+    if unknown:
+        raise ValueError(f"Unknown clinical inputs {unknown}; available: {list(CLINICAL_FEATURES)}.")
+
+
 def build_grade(config: GradeConfig) -> GradeNet:
+    check_clinical_inputs(tuple(config.clinical_features))
     return GradeNet(config)
 
 
