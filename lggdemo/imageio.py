@@ -8,7 +8,9 @@ Predict page and the tests agreeing on what a "slice" is.
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,16 +115,136 @@ def encode_png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of an (H, W, 3) uint8 slice to (size, size, 3); a no-op at the right size."""
-    if image.shape[:2] == (size, size):
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W, 3) uint8 slice to ``size`` (a side, or (H, W)); a no-op at the right size."""
+    h, w = _hw(size)
+    if image.shape[:2] == (h, w):
         return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 0/1 mask keeping it binary (bilinear then 50% threshold, so edges stay smooth)."""
-    if mask.shape[:2] == (size, size):
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a 0/1 mask keeping it binary (bilinear then 50% threshold, so edges stay smooth).
+
+    ``size`` may be (H, W): a predicted mask goes back to a non-square upload's own shape.
+    """
+    h, w = _hw(size)
+    if mask.shape[:2] == (h, w):
         return mask.astype(np.uint8)
-    up = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.BILINEAR))
+    up = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR))
     return (up > 127).astype(np.uint8)
+
+
+# --- uploads: several files from the Predict page, images and their optional masks ----------------
+
+#: More slices than any patient in the dataset (88); keeps one request from tying up the server.
+MAX_UPLOAD_SLICES = 120
+MASK_SUFFIX = "_mask"
+_NUMBER_RE = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class UploadedSlice:
+    """One slice ready for the models: resized to SLICE_SIZE, with what was done to it and its truth mask."""
+
+    name: str
+    image: np.ndarray  # (SLICE_SIZE, SLICE_SIZE, 3) uint8
+    original_size: tuple[int, int]  # (H, W) as uploaded: the predicted mask is returned at this size
+    notes: tuple[str, ...] = ()
+    truth: np.ndarray | None = None  # (SLICE_SIZE, SLICE_SIZE) uint8 0/1, when a ground-truth mask came with it
+
+
+@dataclass(frozen=True)
+class UploadBatch:
+    """What a set of uploads became: the usable slices and, for everything refused, a message for the user."""
+
+    slices: tuple[UploadedSlice, ...]
+    problems: tuple[str, ...] = ()
+
+
+def split_mask_name(name: str) -> tuple[str, bool]:
+    """``a/b_12_mask.tif`` -> (``b_12``, True); ``b_12.png`` -> (``b_12``, False)."""
+    stem = Path(name).stem
+    if stem.lower().endswith(MASK_SUFFIX):
+        return stem[: -len(MASK_SUFFIX)], True
+    return stem, False
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort ``x_2`` before ``x_10``, as the dataset numbers slices head to foot."""
+    return tuple(int(p) if p.isdigit() else p.lower() for p in _NUMBER_RE.split(name))
+
+
+def to_slice(decoded: DecodedImage, name: str) -> UploadedSlice:
+    """A decoded upload at any size -> a SLICE_SIZE slice, with a note when it had to be resized."""
+    h, w = decoded.array.shape[:2]
+    notes = list(decoded.notes)
+    if (h, w) != (SLICE_SIZE, SLICE_SIZE):
+        aspect = "" if h == w else " (aspect ratio not kept)"
+        notes.append(f"Resized from {w}×{h} to {SLICE_SIZE}×{SLICE_SIZE}{aspect}: the models were trained on "
+                     f"{SLICE_SIZE}×{SLICE_SIZE} slices; the mask download is scaled back to {w}×{h}.")
+    return UploadedSlice(name, resize_image(decoded.array, SLICE_SIZE), (h, w), tuple(notes))
+
+
+def read_uploads(files: Sequence[tuple[str, bytes]], masks: Sequence[tuple[str, bytes]] = ()) -> UploadBatch:
+    """Turn uploaded (name, bytes) pairs into slices; every bad file becomes a message, never an exception.
+
+    Ground-truth masks come either in ``files`` named ``<image stem>_mask.*`` or in ``masks`` (named like
+    their image, with or without ``_mask``). A mask must have its image's exact size: a resized or
+    mismatched mask would give a misleading Dice, so it is refused and the image is still predicted.
+    """
+    problems: list[str] = []
+    images: dict[str, tuple[str, bytes]] = {}
+    truths: dict[str, tuple[str, bytes]] = {}
+    for name, data in files:
+        stem, is_mask = split_mask_name(name)
+        target = truths if is_mask else images
+        if stem in target:
+            problems.append(f"{name}: a file with the same name was already uploaded; this copy was ignored.")
+            continue
+        target[stem] = (name, data)
+    for name, data in masks:
+        stem, _ = split_mask_name(name)
+        if stem in truths:
+            problems.append(f"{name}: a mask for {stem} was already uploaded; this copy was ignored.")
+            continue
+        truths[stem] = (name, data)
+
+    slices: list[UploadedSlice] = []
+    ordered = sorted(images, key=natural_key)
+    if len(ordered) > MAX_UPLOAD_SLICES:
+        problems.append(f"{len(ordered)} images uploaded; only the first {MAX_UPLOAD_SLICES} (by name) are used.")
+        ordered = ordered[:MAX_UPLOAD_SLICES]
+    for stem in ordered:
+        name, data = images[stem]
+        try:
+            decoded = decode_image(data, name)
+        except ImageDecodeError as exc:
+            problems.append(f"{exc} It was skipped.")
+            truths.pop(stem, None)
+            continue
+        sl = to_slice(decoded, name)
+        if stem in truths:
+            mask_name, mask_data = truths.pop(stem)
+            try:
+                mask = decode_mask(mask_data, mask_name)
+            except ImageDecodeError as exc:
+                problems.append(f"{exc} The mask was ignored; {name} is predicted without Dice.")
+            else:
+                mh, mw = mask.array.shape[:2]
+                h, w = sl.original_size
+                if (mh, mw) != (h, w):
+                    problems.append(f"{mask_name}: the mask is {mw}×{mh} px but its image {name} is {w}×{h} px; "
+                                    f"the mask was ignored and {name} is predicted without Dice.")
+                else:
+                    sl = UploadedSlice(sl.name, sl.image, sl.original_size, sl.notes + mask.notes,
+                                       resize_mask(mask.array, SLICE_SIZE))
+        slices.append(sl)
+    for stem, (mask_name, _) in truths.items():
+        if stem not in images:
+            problems.append(f"{mask_name}: a mask without an image named {stem}.* was ignored.")
+    return UploadBatch(tuple(slices), tuple(problems))
