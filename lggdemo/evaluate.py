@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lggdemo.data import Clinical, DatasetIndex, SliceArrays
-from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit
+from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit, seg_logits
 from lggdemo.preprocess import crop_tumour, encode_clinical, normalize_images
 
 DEFINITIONS = {
@@ -170,7 +170,7 @@ def predict_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndar
     for i in range(0, len(images_256), batch_size):
         x = prepare_images(images_256[i : i + batch_size], config.image_size).to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(x)
+            logits = seg_logits(model, config, x)
         out.append(masks_from_logits(logits.float(), config, images_256.shape[1]))
     return np.concatenate(out) if out else np.zeros((0, *images_256.shape[1:3]), np.uint8)
 

@@ -28,6 +28,7 @@ class SegConfig:
     in_channels: int = 3
     threshold: float = 0.5
     min_component_px: int = 0  # connected components smaller than this (at 256²) are removed
+    flip_tta: bool = False  # average the logits of the slice and its mirror image
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,27 @@ def init_grade_from_segmentation(grade: GradeNet, seg: nn.Module) -> int:
     """Copy every matching encoder tensor of a trained U-Net into the grade ResNet50.
 
     smp's ResNet encoders are torchvision ResNets, so a ``resnet50`` U-Net encoder transfers whole;
-    returns the number of tensors copied (0 when the encoder is not a resnet50).
+    returns the number of tensors copied: all of the backbone's, or 0 when the encoder is another
+    architecture (a partial copy of a different network would be noise, not knowledge).
     """
     src = seg.encoder.state_dict()  # type: ignore[union-attr]
     dst = grade.backbone.state_dict()
-    shared = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
-    grade.backbone.load_state_dict(shared, strict=False)
-    return len(shared)
+    if any(k not in src or src[k].shape != v.shape for k, v in dst.items()):
+        return 0
+    grade.backbone.load_state_dict({k: src[k] for k in dst})
+    return len(dst)
+
+
+def seg_logits(model: nn.Module, config: SegConfig, x: torch.Tensor) -> torch.Tensor:
+    """The U-Net's logits for prepared slices, with the test-time flip the config asks for.
+
+    Every caller (validation in the trainer, the evaluator, the app, Grad-CAM) goes through here, so
+    a model is always scored the way it is used.
+    """
+    logits = model(x)
+    if config.flip_tta:
+        logits = 0.5 * (logits + torch.flip(model(torch.flip(x, dims=[3])), dims=[3]))
+    return logits
 
 
 def masks_from_logits(logits: torch.Tensor, config: SegConfig, out_size: int) -> np.ndarray:

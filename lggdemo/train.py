@@ -92,8 +92,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(encoder="resnet18", image_size=128, seg_epochs=2, seg_samples=384, grade_image_size=64,
                   grade_epochs=2, grade_samples=256, folds=0, batch_size=16),
     # The bundled weights. Encoder and sizes chosen by measurement (see weights/README.md).
-    "full": dict(encoder="resnet18", image_size=128, seg_epochs=30, seg_samples=1600, grade_image_size=64,
-                 grade_epochs=12, grade_samples=1024, folds=4, batch_size=16),
+    "full": dict(encoder="resnet18", image_size=128, seg_epochs=24, seg_samples=1200, grade_image_size=64,
+                 grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
 }
 TASKS = ("seg", "grade", "all")
 
@@ -126,6 +126,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     min_component_px: int = 64
+    flip_tta: bool = True
     grade_init: str = "segmentation"  # "segmentation" (when the U-Net encoder is a resnet50) | "scratch"
     progress_file: str | None = None
     complete_from: str | None = None  # where the model not trained in this run is copied from
@@ -332,7 +333,8 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     import segmentation_models_pytorch as smp
 
     dev = prep.device
-    seg_cfg = SegConfig(encoder=cfg.encoder, image_size=cfg.image_size, min_component_px=cfg.min_component_px)
+    seg_cfg = SegConfig(encoder=cfg.encoder, image_size=cfg.image_size, min_component_px=cfg.min_component_px,
+                        flip_tta=cfg.flip_tta)
     torch.manual_seed(cfg.seed)
     model = build_segmentation(seg_cfg).to(dev)
     arrays = slice_arrays(prep.index, cfg.image_size)
