@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,9 +57,8 @@ from lggdemo.data import DatasetError, DatasetIndex, atomic_write_bytes, scan_da
 TASKS: dict[str, str] = {"seg": "Segmentation", "grade": "Grade", "all": "Both"}
 PRESETS: tuple[str, ...] = ("quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-#: A train/validation split by patient needs a few patients on each side (the trainer refuses fewer too).
-MIN_PATIENTS = 4
-MAX_IMAGE_SIZE = 512
+#: Above the slices' 256×256 the trainer only upsamples, and refuses.
+MAX_IMAGE_SIZE = 256
 LOCK_FILE = "job.lock"
 JOB_FILE = "job.json"
 PROGRESS_FILE = "progress.jsonl"
@@ -117,8 +117,10 @@ class Progress:
     loss: float | None = None
     eta_s: float | None = None  # remaining seconds as of ``eta_time``
     eta_time: float | None = None
-    fraction: float = 0.0  # 0..1 over all models of the run
-    history: tuple[dict[str, Any], ...] = ()  # every "epoch" event, in order
+    phase: str | None = None  # the trainer's label of the current fit ("final", "cv fusion fold 2/4")
+    fraction: float = 0.0  # 0..1 over all models (and cross-validation fits) of the run
+    history: tuple[dict[str, Any], ...] = ()  # every "epoch" event, in order (cross-validation fits included)
+    notes: tuple[str, ...] = ()  # the trainer's "info" messages
     final: dict[str, Any] | None = None  # the "done" / "error" / "cancelled" event
     events: int = 0
     bad_lines: int = 0
@@ -186,7 +188,9 @@ def validate_settings(
 ) -> list[str]:
     """Every reason these settings cannot train, in words for the sidebar; empty when they can.
 
-    Checked here, before launching, so a person is told at once instead of reading a trainer log.
+    Checked here, before launching, so a person is told at once instead of reading a trainer log. The
+    sidebar's own fields get one message each; the trainer's rules (``TrainConfig.validate``, its
+    patient-level split) are then asked as well, so nothing it would refuse gets launched.
     """
     problems: list[str] = []
     if settings.task not in TASKS:
@@ -200,10 +204,12 @@ def validate_settings(
     ):
         problems.append(
             f"Image size must be a multiple of 32 between 32 and {MAX_IMAGE_SIZE} "
-            f"(the U-Net halves it five times); got {settings.image_size}."
+            f"(the U-Net halves it five times; the slices are 256×256); got {settings.image_size}."
         )
-    if settings.batch_size is not None and settings.batch_size < 1:
-        problems.append(f"Batch size must be at least 1 (got {settings.batch_size}).")
+    if settings.batch_size is not None and settings.batch_size < 2:
+        problems.append(
+            f"Batch size must be at least 2 (batch normalisation needs two samples); got {settings.batch_size}."
+        )
     if settings.device not in DEVICES:
         problems.append(f"Unknown device {settings.device!r}: choose auto, cpu, cuda or mps.")
     else:
@@ -213,24 +219,35 @@ def validate_settings(
             choose_device(settings.device)
         except DeviceError as exc:
             problems.append(str(exc))
+    from lggdemo.train import TrainConfig, TrainError, patient_split  # heavy (torch, smp): only when asked
+
+    config = None
+    if not problems:
+        try:
+            config = TrainConfig.from_preset(
+                settings.preset, task=settings.task, image_size=settings.image_size, batch_size=settings.batch_size,
+                seg_epochs=settings.epochs, grade_epochs=settings.epochs, device=settings.device, seed=settings.seed,
+            )  # fmt: skip
+            config.validate()
+        except (TrainError, TypeError) as exc:
+            problems.append(f"The trainer refuses these settings: {exc}")
     if dataset_error:
         problems.append(f"No usable dataset: {dataset_error}")
     elif index is None:
         problems.append("No dataset to train on: choose a kaggle_3m folder in the sidebar.")
     else:
-        n = len(index.patients)
-        if n < MIN_PATIENTS:
-            problems.append(
-                f"The dataset has {n} patient{'s' if n != 1 else ''}; a train/validation split by patient "
-                f"needs at least {MIN_PATIENTS}."
-            )
-        elif settings.task in ("grade", "all"):
-            grades = {index.clinical_for(p).grade for p in index.patient_ids} - {None}
-            if len(grades) < 2:
-                problems.append(
-                    "The grade model needs patients of both grades (G2 and G3) in data.csv; "
-                    f"found {', '.join(sorted(grades)) or 'none'}."
-                )
+        try:
+            patient_split(index, config.val_fraction if config else TrainConfig.val_fraction, settings.seed)
+        except TrainError as exc:
+            problems.append(f"The dataset is too small: {exc}")
+        else:
+            if settings.task in ("grade", "all"):
+                grades = {index.clinical_for(p).grade for p in index.patient_ids} - {None}
+                if len(grades) < 2:
+                    problems.append(
+                        "The grade model needs patients of both grades (G2 and G3) in data.csv; "
+                        f"found {', '.join(sorted(grades)) or 'none'}."
+                    )
     return problems
 
 
@@ -311,7 +328,7 @@ def read_progress(path: Path) -> Progress:
     except OSError:
         return Progress()
     complete, _, _partial = raw.rpartition(b"\n")
-    values: dict[str, Any] = {"history": [], "events": 0, "bad_lines": 0}
+    values: dict[str, Any] = {"history": [], "notes": [], "events": 0, "bad_lines": 0}
     for line in complete.split(b"\n") if complete else []:
         if not line.strip():
             continue
@@ -329,8 +346,9 @@ def read_progress(path: Path) -> Progress:
         started=values.get("started"), models=tuple(values.get("models", ())), model=values.get("model"),
         epoch=int(values.get("epoch", 0)), epochs=int(values.get("epochs", 0)), step=int(values.get("step", 0)),
         steps=int(values.get("steps", 0)), loss=values.get("loss"), eta_s=values.get("eta_s"),
-        eta_time=values.get("eta_time"), fraction=_fraction(values), history=tuple(values["history"]),
-        final=values.get("final"), events=values["events"], bad_lines=values["bad_lines"],
+        eta_time=values.get("eta_time"), phase=values.get("phase"), fraction=_fraction(values),
+        history=tuple(values["history"]), notes=tuple(values["notes"]), final=values.get("final"),
+        events=values["events"], bad_lines=values["bad_lines"],
     )  # fmt: skip
     _PROGRESS_CACHE[path] = (key, progress)
     return progress
@@ -351,6 +369,10 @@ def _apply_event(v: dict[str, Any], ev: dict[str, Any]) -> None:
             v["epochs"] = ev["epochs"]
     elif kind in ("step", "epoch"):
         v["model"] = ev.get("model", v.get("model"))
+        v["phase"] = ev.get("phase") if isinstance(ev.get("phase"), str) else None
+        fold = _FOLD_RE.match(v["phase"] or "")
+        if fold:
+            v["folds"] = int(fold["k"])
         for k in ("epoch", "epochs", "step", "steps"):
             if isinstance(ev.get(k), int):
                 v[k] = ev[k]
@@ -363,10 +385,30 @@ def _apply_event(v: dict[str, Any], ev: dict[str, Any]) -> None:
                 v["loss"] = _num(ev.get("train_loss"))
         if _num(ev.get("eta_s")) is not None:
             v["eta_s"], v["eta_time"] = _num(ev["eta_s"]), _num(ev.get("time")) or time.time()
+    elif kind == "info" and isinstance(ev.get("message"), str):
+        v["notes"].append(ev["message"])
     elif kind in ("done", "error", "cancelled"):
         v["final"] = ev
         if kind == "done":
             v["eta_s"], v["eta_time"] = 0.0, _num(ev.get("time")) or time.time()
+
+
+#: The trainer's cross-validation fits of the grade model, in the order it runs them ("cv <variant> fold i/k").
+CV_VARIANTS = ("fusion", "clinical_only", "image_only")
+_FOLD_RE = re.compile(r"^cv (?P<variant>\S+) fold (?P<i>\d+)/(?P<k>\d+)$")
+
+
+def _phase_position(phase: str | None, v: dict[str, Any]) -> tuple[int, int]:
+    """(index, count) of the current fit within its model: the full preset fits the grade model 3k+1 times."""
+    if not phase:
+        return 0, 1
+    m = _FOLD_RE.match(phase)
+    if m:
+        k = int(m["k"])
+        vi = CV_VARIANTS.index(m["variant"]) if m["variant"] in CV_VARIANTS else len(CV_VARIANTS) - 1
+        return min(vi * k + int(m["i"]) - 1, len(CV_VARIANTS) * k), len(CV_VARIANTS) * k + 1
+    k = v.get("folds")
+    return (len(CV_VARIANTS) * k, len(CV_VARIANTS) * k + 1) if phase == "final" and k else (0, 1)
 
 
 def _fraction(v: dict[str, Any]) -> float:
@@ -380,7 +422,9 @@ def _fraction(v: dict[str, Any]) -> float:
     n = max(1, len(models))
     mi = models.index(model) if model in models else 0
     steps = v.get("steps") or 0
-    within = (max(0, v.get("epoch", 1) - 1) + (min(v.get("step", 0), steps) / steps if steps else 0.0)) / epochs
+    fit = (max(0, v.get("epoch", 1) - 1) + (min(v.get("step", 0), steps) / steps if steps else 0.0)) / epochs
+    index, count = _phase_position(v.get("phase"), v)
+    within = (index + min(1.0, fit)) / count
     return float(min(1.0, max(0.0, (mi + min(1.0, within)) / n)))
 
 

@@ -80,7 +80,9 @@ def test_valid_settings_have_no_problems(index: DatasetIndex) -> None:
         ({"epochs": 0}, "Epochs must be at least 1"),
         ({"image_size": 100}, "multiple of 32"),
         ({"image_size": 0}, "multiple of 32"),
-        ({"batch_size": 0}, "Batch size"),
+        ({"image_size": 288}, "between 32 and 256"),
+        ({"batch_size": 1}, "Batch size must be at least 2"),
+        ({"batch_size": 1024}, "trainer refuses these settings: samples per epoch"),
         ({"task": "both-ish"}, "Unknown task"),
         ({"preset": "huge"}, "Unknown preset"),
         ({"device": "tpu"}, "Unknown device"),
@@ -104,8 +106,8 @@ def test_dataset_problems(tmp_path: Path, index: DatasetIndex) -> None:
     assert "No dataset" in jobs.validate_settings(QUICK, None)[0]
     assert "No usable dataset: gone" in jobs.validate_settings(QUICK, None, dataset_error="gone")[0]
     tiny = scan_dataset(generate(tmp_path / "tiny", PhantomConfig(n_patients=2, min_slices=2, max_slices=2)))
-    assert "needs at least" in jobs.validate_settings(QUICK, tiny)[0]
-    with pytest.raises(jobs.SettingsError, match="needs at least"):
+    assert "too small: Only 2 patients" in jobs.validate_settings(QUICK, tiny)[0]
+    with pytest.raises(jobs.SettingsError, match="at least 4"):
         jobs.start(QUICK, tiny.root, command=fake_command)  # scans the folder itself
     assert not (weights.runs_dir() / jobs.LOCK_FILE).exists()
 
@@ -155,6 +157,22 @@ def test_progress_parsing_skips_partial_and_bad_lines(tmp_path: Path) -> None:
     done = jobs.read_progress(path)
     assert done.final is not None and done.final["event"] == "done" and done.fraction == 1.0
     assert jobs.read_progress(tmp_path / "missing.jsonl") == jobs.Progress()
+
+
+def test_progress_counts_cross_validation_fits(tmp_path: Path) -> None:
+    """The full preset fits the grade model 3k+1 times (k folds x 3 variants, then the final one)."""
+    path = tmp_path / "progress.jsonl"
+    step = {"event": "step", "model": "grade", "epoch": 1, "epochs": 2, "step": 0, "steps": 4, "loss": 0.5}
+    events = [{"event": "start", "models": ["grade"], "epochs": {"grade": 2}},
+              {**step, "phase": "cv clinical_only fold 1/2"}]  # fmt: skip
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert jobs.read_progress(path).fraction == pytest.approx(2 / 7)  # fit 3 of 7 just begun
+    with open(path, "a") as fh:
+        fh.write(json.dumps({**step, "phase": "final", "epoch": 2, "step": 2}) + "\n")
+        fh.write(json.dumps({"event": "info", "message": "grade CV fusion: AUC 0.700"}) + "\n")
+    p = jobs.read_progress(path)
+    assert p.fraction == pytest.approx((6 + 0.75) / 7) and p.phase == "final"
+    assert p.notes == ("grade CV fusion: AUC 0.700",)
 
 
 # --- running -----------------------------------------------------------------------------------------
