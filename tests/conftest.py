@@ -49,3 +49,36 @@ def real_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("real")
     subprocess.run([sys.executable, str(MATERIALIZE), str(dest), "--patients", "5"], check=True, capture_output=True)
     return dest / "kaggle_3m"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete weights folder with tiny, untrained models (resnet18 U-Net at 64 px, grade crops at 64 px).
+
+    Its card carries every metric the Predict page reads, so pages and the benchmark can run before any
+    real training. Treat it as read-only.
+    """
+    import torch
+
+    from lggdemo import weights
+    from lggdemo.models import GradeConfig, SegConfig, build_grade, build_segmentation
+
+    directory = tmp_path_factory.mktemp("tiny_weights")
+    torch.manual_seed(0)
+    seg_cfg, grade_cfg = SegConfig(encoder="resnet18", image_size=64), GradeConfig(image_size=64)
+    sha_seg = weights.save_model(directory / weights.SEG_FILE, build_segmentation(seg_cfg), seg_cfg)
+    sha_grade = weights.save_model(directory / weights.GRADE_FILE, build_grade(grade_cfg), grade_cfg)
+
+    def metric(value: float, ci: list[float] | None) -> dict[str, object]:
+        return {"value": value, "ci95": ci, "n": 20, "definition": "tiny test model, untrained"}
+
+    weights.write_card(directory, {
+        "version": "tiny-test-1",
+        "files": {weights.SEG_FILE: {"sha256": sha_seg, "dtype": "float16"},
+                  weights.GRADE_FILE: {"sha256": sha_grade, "dtype": "float16"}},
+        "segmentation": {"metrics": {"per_volume_dice_mean": metric(0.5, [0.4, 0.6]),
+                                     "tumour_slice_dice": metric(0.4, None)}},
+        "grade": {"metrics": {"auc": metric(0.61, [0.45, 0.77]), "age_baseline_auc": metric(0.66, [0.5, 0.8]),
+                              "accuracy": metric(0.6, None), "balanced_accuracy": metric(0.58, None)}},
+    })
+    return directory

@@ -1,0 +1,356 @@
+"""Inference for the Predict page, the benchmark and any script: slices + clinical fields -> masks and P(G3).
+
+The steps are exactly the trainer's and the evaluator's (``preprocess`` for the pixels, ``models`` for
+the mask threshold and the patient-level aggregation), so a probability shown here is the number the
+model card's AUC was measured on. Nothing here imports Streamlit.
+
+Example::
+
+    predictor = Predictor.from_directory(weights.active_dir(), device="auto")
+    result = predictor.predict([slice_rgb], Clinical(age=45, sex="female"))
+    result.patient_grade_prob, result.slices[0].area_px
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lggdemo import NOT_FOR_DIAGNOSIS
+from lggdemo.data import Clinical, DatasetIndex, load_image, load_mask
+from lggdemo.device import choose_device, describe
+from lggdemo.evaluate import dice
+from lggdemo.imageio import SLICE_SIZE, UploadBatch, UploadedSlice, encode_png, resize_image, resize_mask
+from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit
+from lggdemo.preprocess import (
+    BACKGROUND_LEVEL,
+    ClinicalInputError,
+    crop_tumour,
+    encode_clinical,
+    prepare_images,
+    validate_clinical,
+)
+from lggdemo.weights import WeightsError, load_grade, load_segmentation, read_card
+
+#: Slices per forward pass: a 40-slice patient in three passes keeps peak memory near 1 GB on a CPU.
+DEFAULT_BATCH = 16
+#: One model call at a time: the app shares one cached Predictor between sessions (threads), and a
+#: Grad-CAM attaches hooks to those very modules (see ``explain``).
+MODEL_LOCK = threading.RLock()
+
+
+class InputError(ValueError):
+    """Images the models cannot take (wrong type or shape); the message is for the caller."""
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def brain_pixels(image: np.ndarray) -> int:
+    """Head pixels of a slice: the same background rule as the normalisation in ``preprocess``."""
+    return int((np.asarray(image).max(axis=2) > BACKGROUND_LEVEL).sum())
+
+
+@dataclass(frozen=True)
+class SlicePrediction:
+    name: str
+    mask: np.ndarray  # (256, 256) uint8 0/1
+    probability: np.ndarray  # (256, 256) float32, sigmoid of the U-Net logits
+    area_px: int  # predicted tumour pixels at 256×256
+    brain_px: int
+    original_size: tuple[int, int]  # (H, W) of the uploaded image
+    grade_logit: float | None = None
+    grade_prob: float | None = None  # this slice's P(G3)
+    dice: float | None = None  # against the uploaded ground truth, when there was one
+    truth_area_px: int | None = None
+
+    @property
+    def area_pct_brain(self) -> float | None:
+        return 100.0 * self.area_px / self.brain_px if self.brain_px else None
+
+    def mask_png(self) -> bytes:
+        """The mask as a 0/255 PNG at the uploaded image's own size."""
+        return encode_png(resize_mask(self.mask, self.original_size))
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """One patient: every slice's mask and one grade probability over all of them."""
+
+    slices: tuple[SlicePrediction, ...]
+    patient_grade_prob: float | None  # P(G3); None when the clinical fields were refused
+    patient_grade_logit: float | None
+    clinical: Clinical | None
+    device: str
+    model_version: str
+    grade_note: str | None = None  # why there is no grade
+
+
+@dataclass(frozen=True)
+class CardMetric:
+    value: float
+    ci95: tuple[float, float] | None
+    n: int | None
+    definition: str
+
+    def text(self, digits: int = 2) -> str:
+        ci = f" (95% CI {self.ci95[0]:.{digits}f}–{self.ci95[1]:.{digits}f})" if self.ci95 else ""
+        n = f", n = {self.n}" if self.n else ""
+        return f"{self.value:.{digits}f}{ci}{n}"
+
+
+def card_metric(card: dict[str, Any] | None, section: str, name: str) -> CardMetric | None:
+    """A metric from a model card, or None when it is missing or malformed (cards come from many runs)."""
+    try:
+        entry = (card or {})[section]["metrics"][name]
+        value = float(entry["value"])
+        if not np.isfinite(value):
+            return None
+        ci = entry.get("ci95")
+        ci95 = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+        n = entry.get("n")
+        return CardMetric(value, ci95, int(n) if isinstance(n, (int, float)) else None, str(entry.get("definition", "")))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(images) == 0:
+        raise InputError("No slices were given.")
+    out = []
+    for i, im in enumerate(images):
+        arr = np.asarray(im)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+            raise InputError(f"Slice {i}: expected an (H, W, 3) uint8 image, got {arr.dtype} {arr.shape} "
+                             "(decode files with lggdemo.imageio.decode_image).")
+        out.append(arr)
+    return out
+
+
+class Predictor:
+    """Both models, their configs and the device they run on; ``predict`` is the whole pipeline."""
+
+    def __init__(self, seg_model: torch.nn.Module, seg_config: SegConfig, grade_model: GradeNet,
+                 grade_config: GradeConfig, device: torch.device, *, card: dict[str, Any] | None = None,
+                 version: str = "", batch_size: int = DEFAULT_BATCH) -> None:
+        self.seg_model = seg_model.to(device).eval()
+        self.seg_config = seg_config
+        self.grade_model = grade_model.to(device).eval()
+        self.grade_config = grade_config
+        self.device = device
+        self.card = card or {}
+        self.version = version or str(self.card.get("version", "unversioned"))
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_directory(cls, directory: Path, device: str | torch.device = "auto", *,
+                       batch_size: int = DEFAULT_BATCH) -> Predictor:
+        """Load a weights folder; raises WeightsError (missing, corrupt) or DeviceError (no such device)."""
+        dev = device if isinstance(device, torch.device) else choose_device(device)
+        seg, seg_cfg = load_segmentation(directory, dev)
+        grade, grade_cfg = load_grade(directory, dev)
+        try:
+            card = read_card(directory)
+        except WeightsError:
+            card = {}
+        return cls(seg, seg_cfg, grade, grade_cfg, dev, card=card, batch_size=batch_size)
+
+    @property
+    def device_text(self) -> str:
+        return describe(self.device)
+
+    # --- the two steps -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def segment(self, images_256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8 and tumour probabilities (N, 256, 256) float32."""
+        masks, probs = [], []
+        for i in range(0, len(images_256), self.batch_size):
+            x = prepare_images(images_256[i : i + self.batch_size], self.seg_config.image_size).to(self.device)
+            with MODEL_LOCK, torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                logits = self.seg_model(x)
+            logits = logits.float()
+            masks.append(masks_from_logits(logits, self.seg_config, out_size=SLICE_SIZE))
+            if logits.shape[-1] != SLICE_SIZE:
+                logits = torch.nn.functional.interpolate(logits, size=(SLICE_SIZE, SLICE_SIZE), mode="bilinear",
+                                                         align_corners=False)
+            probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy().astype(np.float32))
+        return np.concatenate(masks), np.concatenate(probs)
+
+    def clinical_vector(self, clinical: Clinical) -> torch.Tensor:
+        """(F,) clinical features; raises ClinicalInputError for values no patient has."""
+        return torch.from_numpy(encode_clinical(clinical, self.grade_config.age_scale))
+
+    @torch.inference_mode()
+    def grade(self, images_256: np.ndarray, masks_256: np.ndarray, clinical: Clinical) -> np.ndarray:
+        """Per-slice G3 logits from tumour crops of the predicted masks plus the clinical vector."""
+        clin = self.clinical_vector(clinical)
+        out = []
+        for i in range(0, len(images_256), self.batch_size):
+            full = prepare_images(images_256[i : i + self.batch_size], SLICE_SIZE)
+            crops = crop_tumour(full, masks_256[i : i + self.batch_size], self.grade_config.image_size).to(self.device)
+            c = clin[None].expand(len(crops), -1).to(self.device)
+            with MODEL_LOCK:
+                out.append(self.grade_model(crops, c)[:, 0].float().cpu().numpy())
+        return np.concatenate(out)
+
+    # --- the whole pipeline ---------------------------------------------------------------------
+
+    def predict(self, images: Sequence[np.ndarray], clinical: Clinical | None, *, names: Sequence[str] | None = None,
+                truths: Sequence[np.ndarray | None] | None = None,
+                original_sizes: Sequence[tuple[int, int]] | None = None) -> PredictionResult:
+        """Masks for every slice and one patient-level P(G3).
+
+        ``images`` are (H, W, 3) uint8 slices of one patient at any size (resized to 256 and back for the
+        mask download). ``clinical=None`` skips the grade (segmentation still runs); invalid clinical
+        values raise ClinicalInputError before any model runs. ``truths`` are optional 0/1 masks (any size);
+        ``original_sizes`` (H, W) override the images' own sizes for the mask download (uploads already resized).
+        """
+        arrays = check_images(images)
+        if clinical is not None:
+            self.clinical_vector(clinical)  # validate first: a refused age must not cost a forward pass
+        names = list(names) if names is not None else [f"slice_{i + 1}" for i in range(len(arrays))]
+        truths = list(truths) if truths is not None else [None] * len(arrays)
+        sizes = list(original_sizes) if original_sizes is not None else [a.shape[:2] for a in arrays]
+        if not len(names) == len(truths) == len(sizes) == len(arrays):
+            raise InputError("names, truths and original_sizes must have one entry per slice.")
+        batch = np.stack([resize_image(a, SLICE_SIZE) for a in arrays])
+        masks, probs = self.segment(batch)
+        areas = masks.reshape(len(masks), -1).sum(axis=1)
+        logits: np.ndarray | None = None
+        patient_lg: float | None = None
+        note = None
+        if clinical is not None:
+            logits = self.grade(batch, masks, clinical)
+            patient_lg = patient_logit(logits, areas)
+            if areas.sum() == 0:
+                note = "No tumour was found on any slice: the grade comes from whole slices and means little."
+        else:
+            note = "Grade not computed: the clinical fields were not accepted."
+        slices = []
+        for i, (name, size, truth) in enumerate(zip(names, sizes, truths)):
+            t256 = resize_mask(np.asarray(truth).astype(np.uint8), SLICE_SIZE) if truth is not None else None
+            slices.append(SlicePrediction(
+                name=name, mask=masks[i], probability=probs[i], area_px=int(areas[i]), brain_px=brain_pixels(batch[i]),
+                original_size=(int(size[0]), int(size[1])),
+                grade_logit=float(logits[i]) if logits is not None else None,
+                grade_prob=float(sigmoid(logits[i])) if logits is not None else None,
+                dice=dice(masks[i], t256) if t256 is not None else None,
+                truth_area_px=int(t256.sum()) if t256 is not None else None,
+            ))
+        return PredictionResult(
+            slices=tuple(slices),
+            patient_grade_prob=float(sigmoid(patient_lg)) if patient_lg is not None else None,
+            patient_grade_logit=patient_lg,
+            clinical=clinical,
+            device=self.device_text,
+            model_version=self.version,
+            grade_note=note,
+        )
+
+    def predict_uploads(self, batch: UploadBatch, clinical: Clinical | None) -> PredictionResult:
+        """``predict`` on what :func:`lggdemo.imageio.read_uploads` accepted, keeping names, sizes and truths."""
+        if not batch.slices:
+            raise InputError("None of the uploaded files could be used.")
+        return self.predict([s.image for s in batch.slices], clinical, names=[s.name for s in batch.slices],
+                            truths=[s.truth for s in batch.slices],
+                            original_sizes=[s.original_size for s in batch.slices])
+
+
+def safe_clinical(clinical: Clinical) -> tuple[Clinical | None, str | None]:
+    """(clinical, None) when the model can take it, else (None, the reason) -- for callers that must not raise."""
+    try:
+        return validate_clinical(Clinical(clinical.age, clinical.sex)), None
+    except ClinicalInputError as exc:
+        return None, str(exc)
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+REPORT_COLUMNS = ("file", "tumour_area_px", "tumour_pct_of_brain", "dice", "slice_p_g3", "patient_p_g3",
+                  "model_version", "device")
+
+
+def report_rows(result: PredictionResult) -> list[dict[str, Any]]:
+    def r(x: float | None, digits: int = 4) -> float | None:
+        return None if x is None else round(float(x), digits)
+
+    return [
+        {
+            "file": s.name,
+            "tumour_area_px": s.area_px,
+            "tumour_pct_of_brain": r(s.area_pct_brain, 3),
+            "dice": r(s.dice),
+            "slice_p_g3": r(s.grade_prob),
+            "patient_p_g3": r(result.patient_grade_prob),
+            "model_version": result.model_version,
+            "device": result.device,
+        }
+        for s in result.slices
+    ]
+
+
+def report_csv(result: PredictionResult) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in report_rows(result):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue().encode()
+
+
+def report_json(result: PredictionResult) -> bytes:
+    c = result.clinical
+    doc = {
+        "model_version": result.model_version,
+        "device": result.device,
+        "clinical": None if c is None else {"age": c.age, "sex": c.sex},
+        "patient_p_g3": None if result.patient_grade_prob is None else round(result.patient_grade_prob, 4),
+        "grade_note": result.grade_note,
+        "area_units": f"pixels at {SLICE_SIZE}x{SLICE_SIZE}",
+        "slices": report_rows(result),
+        "disclaimer": NOT_FOR_DIAGNOSIS,
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+# --- the example button -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExampleCase:
+    patient_id: str
+    batch: UploadBatch
+    clinical: Clinical  # age and sex as recorded (grade included, for display only)
+
+
+def example_case(index: DatasetIndex, which: int = 0, n_slices: int = 4) -> ExampleCase:
+    """A few tumour-bearing slices of one patient, with ground truth and clinical fields, as an upload would be.
+
+    ``which`` cycles through the patients so that pressing the button again shows another one. Slices are
+    spread evenly over the tumour's extent, so the strip shows the tumour growing and shrinking.
+    """
+    pids = index.patient_ids
+    if not pids:
+        raise InputError("The dataset has no patients.")
+    pid = pids[which % len(pids)]
+    records = index.patients[pid]
+    masks = [load_mask(r) for r in records]
+    tumour = [i for i, m in enumerate(masks) if m.any()] or list(range(len(records)))
+    picks = sorted({tumour[int(round(k))] for k in np.linspace(0, len(tumour) - 1, min(n_slices, len(tumour)))})
+    slices = []
+    for i in picks:
+        image = load_image(records[i])
+        slices.append(UploadedSlice(records[i].image_path.name, resize_image(image, SLICE_SIZE),
+                                    (int(image.shape[0]), int(image.shape[1])), (), resize_mask(masks[i], SLICE_SIZE)))
+    return ExampleCase(pid, UploadBatch(tuple(slices)), index.clinical_for(pid))
