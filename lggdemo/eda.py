@@ -33,7 +33,7 @@ class DatasetSummary:
     grade_counts: dict[str, int]
     n_without_clinical: int  # patients with images but no usable clinical row
     csv_rows_without_images: int  # data.csv rows with no patient folder (a subset of the cohort)
-    n_problems: int
+    n_problems: int  # scan problems plus masks that could not be decoded
 
     @property
     def tumour_fraction(self) -> float:
@@ -60,7 +60,7 @@ def summarize(index: DatasetIndex, slices: pd.DataFrame, patients: pd.DataFrame)
         grade_counts={g: int(grades.get(g, 0)) for g in GRADE_ORDER},
         n_without_clinical=no_clinical,
         csv_rows_without_images=int(sum(1 for c in index.clinical.index if c not in present)),
-        n_problems=len(index.problems),
+        n_problems=len(index.problems) + int((slices.tumour_area_px < 0).sum()),
     )
 
 
@@ -217,9 +217,17 @@ def leaky_columns_present(index: DatasetIndex) -> list[str]:
     return [c for c in LEAKY_COLUMNS if c in index.clinical.columns]
 
 
-def problems_table(index: DatasetIndex) -> pd.DataFrame:
-    """What was skipped while reading the tree, one row per problem, for the page to list."""
+def problems_table(index: DatasetIndex, slices: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What was skipped while reading the tree, one row per problem, for the page to list.
+
+    The scan reads only file headers (fast); a mask truncated after its header is found when the
+    areas are measured (``tumour_area_px == -1``), so those slices are listed here too.
+    """
     rows = [{"where": p.where, "problem": p.message} for p in index.problems]
+    if slices is not None:
+        for r in slices[slices.tumour_area_px < 0].itertuples():
+            rows.append({"where": f"{r.patient_id}/{r.patient_id}_{r.slice}_mask.tif",
+                         "problem": "mask cannot be decoded; left out of the tumour statistics"})
     return pd.DataFrame(rows, columns=["where", "problem"])
 
 

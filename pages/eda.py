@@ -13,10 +13,10 @@ tables = dataset_tables(index)
 summary = eda.summarize(index, tables.slices, tables.patients)
 st.caption(describe_choice(choice, index) + ("" if choice.synthetic else f" — `{index.root}`"))
 
-if index.problems:
-    with st.expander(f"⚠️ {len(index.problems)} problem(s) while reading the dataset — these files were skipped",
-                     expanded=True):
-        st.dataframe(eda.problems_table(index), hide_index=True, width="stretch")
+if summary.n_problems:
+    st.warning(f"{summary.n_problems} problem(s) while reading the dataset: these files were skipped; "
+               "everything else below is complete.", icon="⚠️")
+    st.dataframe(eda.problems_table(index, tables.slices), hide_index=True, width="stretch")
 
 cols = st.columns(5)
 cols[0].metric("Patients", summary.n_patients)
