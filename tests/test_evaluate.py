@@ -1,0 +1,65 @@
+"""Metric functions against cases computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lggdemo.evaluate import (
+    accuracy,
+    balanced_accuracy,
+    bootstrap_ci,
+    dice,
+    evaluate_segmentation,
+    per_volume_dice,
+    roc_auc,
+    tumour_slice_dice,
+)
+
+
+def test_dice_hand_cases() -> None:
+    a = np.array([[1, 1, 0, 0]])
+    b = np.array([[1, 0, 1, 0]])
+    assert dice(a, b) == pytest.approx(2 * 1 / (2 + 2))
+    assert dice(a, a) == 1.0
+    assert dice(np.zeros(4), np.zeros(4)) == 1.0  # nothing to find, nothing found
+    assert dice(np.zeros(4), np.array([0, 1, 0, 0])) == 0.0
+
+
+def test_per_volume_dice_pools_slices_of_a_patient() -> None:
+    # Patient A: slice 1 perfect (2 px), slice 2 misses 2 px -> 3D Dice = 2*2/(2+4) = 0.667, not the slice mean 0.5
+    pred = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    truth = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]])
+    per = per_volume_dice(pred, truth, ["A", "A", "B"])
+    assert per["A"] == pytest.approx(4 / 6)
+    assert per["B"] == 1.0
+    assert tumour_slice_dice(pred, truth) == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    ev = evaluate_segmentation(pred, truth, ["A", "A", "B"])
+    assert ev.metrics["per_volume_dice_mean"].value == pytest.approx((4 / 6 + 1) / 2)
+    assert ev.metrics["per_volume_dice_mean"].n == 2
+
+
+def test_auc_hand_cases() -> None:
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    # pairs (pos, neg): (0.4>0.1) (0.4<0.5) (0.6>0.1) (0.6>0.5) -> 3/4
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.5, 0.4, 0.6]) == pytest.approx(0.75)
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5  # ties count half
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_accuracy_and_balanced_accuracy() -> None:
+    y = [0, 0, 0, 1]
+    p = [0.1, 0.2, 0.3, 0.4]  # predicts all G2
+    assert accuracy(y, p) == 0.75
+    assert balanced_accuracy(y, p) == 0.5
+
+
+def test_bootstrap_interval_brackets_the_estimate() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    s = y + rng.normal(0, 0.8, 60)
+    lo, hi = bootstrap_ci(roc_auc, y, s, n_boot=500)
+    assert lo < roc_auc(y, s) < hi
+    assert 0 <= lo < hi <= 1
+    assert bootstrap_ci(roc_auc, [1, 1, 1], [0.1, 0.2, 0.3]) is None
