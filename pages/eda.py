@@ -5,13 +5,13 @@ import streamlit as st
 from lggdemo import eda
 from lggdemo.data import DatasetError, load_image, load_mask
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
-from lggdemo.ui.dataset import active_dataset, dataset_tables, describe_choice
+from lggdemo.ui.dataset import active_dataset, dataset_tables, describe_choice, source_line
 
 st.title("Dataset EDA")
 choice, index = active_dataset()
 tables = dataset_tables(index)
 summary = eda.summarize(index, tables.slices, tables.patients)
-st.caption(describe_choice(choice, index) + ("" if choice.synthetic else f" — `{index.root}`"))
+st.caption(f"{describe_choice(choice, index)}. {source_line(choice)}")
 
 if summary.n_problems:
     st.warning(f"{summary.n_problems} problem(s) while reading the dataset: these files were skipped; "

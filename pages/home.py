@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lggdemo import NOT_FOR_DIAGNOSIS
-from lggdemo.ui.dataset import SOURCE_EXPLAINED, active_dataset, describe_choice
+from lggdemo.ui.dataset import active_dataset, describe_choice, source_line
 from lggdemo.ui.sidebar import device_text
 
 st.title("Lower-grade glioma MRI: explore, segment, grade")
@@ -33,8 +33,7 @@ choice, index = active_dataset()
 col1, col2 = st.columns(2)
 with col1:
     st.markdown(f"**Dataset:** {describe_choice(choice, index)}")
-    st.caption(f"Source: {SOURCE_EXPLAINED.get(choice.source, choice.source)}"
-               + ("" if choice.synthetic else f" — `{choice.root}`"))
+    st.caption(source_line(choice))
     if choice.synthetic:
         st.info("The phantoms are generated shapes, not patient data: every page works on them, but numbers "
                 "and models trained on them say nothing about real tumours. See the README for the real data.")

@@ -25,8 +25,10 @@ from lggdemo.data import DatasetError, DatasetIndex, patient_table, scan_dataset
 from lggdemo.sources import DatasetChoice, choose_dataset, path_input_allowed
 from lggdemo.synthetic import default_root, is_phantom
 
-#: ``st.session_state`` key of the sidebar's dataset path input.
+#: ``st.session_state`` key of the typed dataset path. A plain key, not the widget's: Streamlit forgets a
+#: widget's state on any run that does not draw it, and the path must outlive page switches.
 PATH_KEY = "lgg_dataset_path"
+PATH_WIDGET_KEY = "lgg_dataset_path_input"
 
 SOURCE_EXPLAINED = {
     "LGG_DATA_DIR": "set by the LGG_DATA_DIR environment variable",
@@ -111,6 +113,12 @@ def rescan() -> None:
     """Forget every cached index and table (after files were changed in place)."""
     _scan.clear()
     _tables.clear()
+
+
+def source_line(choice: DatasetChoice) -> str:
+    """Why this dataset, and where it is (the built-in phantoms live in a cache folder nobody needs to see)."""
+    where = "" if choice.source == "synthetic" else f" — `{choice.root}`"
+    return f"Source: {SOURCE_EXPLAINED.get(choice.source, choice.source)}{where}"
 
 
 def describe_choice(choice: DatasetChoice, index: DatasetIndex) -> str:

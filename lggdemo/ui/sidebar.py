@@ -13,7 +13,7 @@ import streamlit as st
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import DatasetError
 from lggdemo.sources import allowed_root, path_input_allowed
-from lggdemo.ui.dataset import PATH_KEY, SOURCE_EXPLAINED, active_dataset, describe_choice, rescan
+from lggdemo.ui.dataset import PATH_KEY, PATH_WIDGET_KEY, active_dataset, describe_choice, rescan, source_line
 from lggdemo.ui.training import render_training_sidebar
 
 
@@ -25,13 +25,20 @@ def device_text() -> str:
     return describe(choose_device())
 
 
+def _keep_path() -> None:
+    st.session_state[PATH_KEY] = st.session_state.get(PATH_WIDGET_KEY, "")
+
+
 def render_dataset_section() -> None:
     st.subheader("Dataset")
     if path_input_allowed():
         under = allowed_root()
+        if PATH_WIDGET_KEY not in st.session_state:
+            st.session_state[PATH_WIDGET_KEY] = st.session_state.get(PATH_KEY, "")
         st.text_input(
             "Dataset folder",
-            key=PATH_KEY,
+            key=PATH_WIDGET_KEY,
+            on_change=_keep_path,
             placeholder="/path/to/kaggle_3m",
             help="A kaggle_3m folder (data.csv plus one folder per patient), or a folder that contains it."
             + (f" Only folders under {under} are allowed." if under else "")
@@ -43,8 +50,7 @@ def render_dataset_section() -> None:
         st.error(f"No dataset can be shown: {exc}")
         return
     st.markdown(f"**{describe_choice(choice, index)}**")
-    where = "" if choice.synthetic else f" — `{choice.root}`"
-    st.caption(f"Source: {SOURCE_EXPLAINED.get(choice.source, choice.source)}{where}")
+    st.caption(source_line(choice))
     if choice.warning:
         st.warning(choice.warning)
     if choice.synthetic:
