@@ -54,7 +54,7 @@ from lggdemo import weights
 from lggdemo.data import DatasetError, DatasetIndex, atomic_write_bytes, scan_dataset
 
 #: Task codes of ``python -m lggdemo.train --task`` and how the UI names them.
-TASKS: dict[str, str] = {"seg": "Segmentation", "grade": "Grade", "all": "Both"}
+TASKS: dict[str, str] = {"all": "Both", "seg": "Segmentation", "grade": "Grade"}
 PRESETS: tuple[str, ...] = ("quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 #: Above the slices' 256×256 the trainer only upsamples, and refuses.
@@ -121,6 +121,7 @@ class Progress:
     fraction: float = 0.0  # 0..1 over all models (and cross-validation fits) of the run
     history: tuple[dict[str, Any], ...] = ()  # every "epoch" event, in order (cross-validation fits included)
     notes: tuple[str, ...] = ()  # the trainer's "info" messages
+    steps_history: tuple[dict[str, Any], ...] = ()  # {"model", "phase", "x": epochs done as a float, "loss"}
     final: dict[str, Any] | None = None  # the "done" / "error" / "cancelled" event
     events: int = 0
     bad_lines: int = 0
@@ -328,7 +329,7 @@ def read_progress(path: Path) -> Progress:
     except OSError:
         return Progress()
     complete, _, _partial = raw.rpartition(b"\n")
-    values: dict[str, Any] = {"history": [], "notes": [], "events": 0, "bad_lines": 0}
+    values: dict[str, Any] = {"history": [], "notes": [], "step_log": [], "events": 0, "bad_lines": 0}
     for line in complete.split(b"\n") if complete else []:
         if not line.strip():
             continue
@@ -347,7 +348,8 @@ def read_progress(path: Path) -> Progress:
         epoch=int(values.get("epoch", 0)), epochs=int(values.get("epochs", 0)), step=int(values.get("step", 0)),
         steps=int(values.get("steps", 0)), loss=values.get("loss"), eta_s=values.get("eta_s"),
         eta_time=values.get("eta_time"), phase=values.get("phase"), fraction=_fraction(values),
-        history=tuple(values["history"]), notes=tuple(values["notes"]), final=values.get("final"),
+        history=tuple(values["history"]), notes=tuple(values["notes"]), steps_history=tuple(values["step_log"]),
+        final=values.get("final"),
         events=values["events"], bad_lines=values["bad_lines"],
     )  # fmt: skip
     _PROGRESS_CACHE[path] = (key, progress)
@@ -378,6 +380,9 @@ def _apply_event(v: dict[str, Any], ev: dict[str, Any]) -> None:
                 v[k] = ev[k]
         if kind == "step":
             v["loss"] = _num(ev.get("loss"))
+            if v["loss"] is not None and v.get("steps"):
+                x = max(0, v.get("epoch", 1) - 1) + v.get("step", 0) / v["steps"]
+                v["step_log"].append({"model": v["model"], "phase": v["phase"], "x": x, "loss": v["loss"]})
         else:
             v["history"].append(ev)
             v["step"] = v.get("steps", 0)
@@ -753,14 +758,14 @@ def current() -> RunInfo | None:
 
 
 def wait(timeout: float | None = None, poll_s: float = 0.2) -> RunInfo | None:
-    """Block until no run is in progress (for scripts and tests); return the last run's outcome."""
+    """Block until no run is in progress (for scripts and tests); return how the last run ended."""
     deadline = None if timeout is None else time.monotonic() + timeout
     name = _running_name()
     while current() is not None:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError("the training run is still in progress")
         time.sleep(poll_s)
-    return run_info(weights.runs_dir() / name) if name else None
+    return run_info(weights.runs_dir() / name) if name else latest_run()
 
 
 def cancel(*, force: bool = False) -> RunInfo:

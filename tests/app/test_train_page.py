@@ -1,0 +1,201 @@
+"""The retraining sidebar widget and the Train page in AppTest, against the fake trainer (no torch in the job)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lggdemo import jobs, weights
+from lggdemo.data import scan_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE = ROOT / "tests" / "fixtures" / "fake_trainer.py"
+PAGE = str(ROOT / "pages" / "train.py")
+
+
+def fake_command(settings: jobs.TrainSettings, **paths: object) -> list[str]:
+    return [sys.executable, str(FAKE), *jobs.trainer_args(settings, **paths)]  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: Path) -> None:
+    monkeypatch.setenv("LGG_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
+    monkeypatch.delenv("FAKE_TRAINER_MODE", raising=False)
+    monkeypatch.setattr(jobs, "trainer_command", fake_command)
+    yield
+    if jobs.current() is not None:
+        jobs.cancel(force=True)
+        jobs.wait(timeout=20)
+
+
+def _sidebar_script() -> None:
+    import streamlit as st
+
+    from lggdemo.ui.training import render_training_sidebar
+
+    with st.sidebar:
+        render_training_sidebar()
+
+
+def _sidebar() -> AppTest:
+    at = AppTest.from_function(_sidebar_script, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error")
+             for e in getattr(at.sidebar, kind)]  # fmt: skip
+    return "\n".join(str(p) for p in parts)
+
+
+def _button(at: AppTest, label: str):  # noqa: ANN202
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}: {[b.label for b in at.button]}"
+    return found[0]
+
+
+def _start(at: AppTest) -> AppTest:
+    _button(at, "Start training").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_sidebar_form_names_the_dataset() -> None:
+    at = _sidebar()
+    assert at.sidebar.expander[0].label == "Retrain models"
+    assert at.radio(key="lgg_train_task").options == ["Both", "Segmentation", "Grade"]
+    assert at.radio(key="lgg_train_preset").value == "quick"
+    assert "Dataset: Synthetic phantoms (not patient data): 12 patients" in _texts(at)
+    assert not _button(at, "Start training").disabled
+
+
+@pytest.mark.parametrize(
+    ("epochs", "size", "device", "needles"),
+    [
+        (0, 100, "auto", ["Epochs must be at least 1 (got 0)", "multiple of 32"]),
+        (None, None, "cuda", ["CUDA was chosen but this machine has none"]),
+    ],
+)
+def test_impossible_settings_are_refused_with_messages(
+    epochs: int | None, size: int | None, device: str, needles: list[str]
+) -> None:
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    at = _sidebar()
+    at.number_input(key="lgg_train_epochs").set_value(epochs)
+    at.number_input(key="lgg_train_size").set_value(size)
+    at.selectbox(key="lgg_train_device").set_value(device)
+    _start(at)
+    errors = [e.value for e in at.sidebar.error]
+    assert all(any(n in e for e in errors) for n in needles), errors
+    assert jobs.current() is None and jobs.list_runs() == []
+
+
+def test_run_from_the_sidebar_then_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.3")
+    at = _sidebar()
+    at.number_input(key="lgg_train_epochs").set_value(2)
+    _start(at)
+    run = jobs.current()
+    assert run is not None and run.settings["epochs"] == 2
+    assert f"Run {run.name} started on the synthetic phantoms" in _texts(at)
+    assert f"Training run {run.name}" in _texts(at) and len(at.get("progress")) == 1
+    assert _button(at, "Start training").disabled
+    _button(at, "Cancel training").click()
+    at.run()
+    done = jobs.wait(timeout=30)
+    assert done is not None and done.state == "cancelled"
+    at = _sidebar()  # a new tab: the outcome comes from disk
+    assert f"Run {run.name} was cancelled" in _texts(at) and "unchanged" in _texts(at)
+    _button(at, "Dismiss").click()
+    at.run()
+    assert "was cancelled" not in _texts(at) and jobs.find_run(run.name).dismissed
+
+
+def test_successful_run_is_reported_active() -> None:
+    at = _sidebar()
+    at.radio(key="lgg_train_task").set_value("all")
+    at.number_input(key="lgg_train_epochs").set_value(1)
+    _start(at)
+    run = jobs.wait(timeout=30)
+    assert run is not None and run.state == "succeeded" and weights.active_dir() == run.path.resolve()
+    at.run()
+    assert f"Run {run.name} finished" in _texts(at) and "now active" in _texts(at)
+
+
+def test_failed_run_shows_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TRAINER_MODE", "fail")
+    at = _sidebar()
+    _start(at)
+    jobs.wait(timeout=30)
+    at.run()
+    errors = "\n".join(e.value for e in at.sidebar.error)
+    assert "Validation loss is NaN" in errors and "left unchanged" in errors
+    assert weights.active_dir() == weights.BUNDLED_DIR
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _fake_run(synthetic_root: Path, mode: str = "ok") -> jobs.RunInfo:
+    import os
+
+    os.environ["FAKE_TRAINER_MODE"] = mode
+    try:
+        index = scan_dataset(synthetic_root)
+        run = jobs.start(jobs.TrainSettings(epochs=2, image_size=64, device="cpu"), index.root, index=index)
+        out = jobs.wait(timeout=30)
+    finally:
+        del os.environ["FAKE_TRAINER_MODE"]
+    assert out is not None and out.name == run.name
+    time.sleep(1.01)  # run folders are named by the second
+    return out
+
+
+def test_train_page_without_runs() -> None:
+    at = _page()
+    assert at.title[0].value == "Train"
+    assert any("No run yet" in i.value for i in at.info)
+    assert any("bundled weights" in m.value for m in at.markdown)
+
+
+def test_train_page_history_activate_and_restore(synthetic_root: Path) -> None:
+    first = _fake_run(synthetic_root)
+    failed = _fake_run(synthetic_root, "fail")
+    second = _fake_run(synthetic_root)
+    at = _page()
+    assert any(f"run **{second.name}**" in m.value for m in at.markdown)  # the active weights
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [second.name, failed.name, first.name]
+    assert list(table["activatable"]) == [True, False, True]
+    assert table.loc[0, "state"] == "succeeded · active" and table.loc[1, "state"] == "failed"
+    assert table.loc[0, "segmentation dice"] == pytest.approx(0.7)
+    assert len(at.get("plotly_chart")) == 1  # the latest run's curves
+    at.selectbox(key="lgg_run_pick").set_value(failed.name)
+    at.run()
+    assert _button(at, "Activate this run").disabled
+    at.selectbox(key="lgg_run_pick").set_value(first.name)
+    at.run()
+    _button(at, "Activate this run").click()
+    at.run()
+    assert weights.active_dir() == first.path.resolve()
+    assert any(f"Run {first.name} is now active" in s.value for s in at.success)
+    _button(at, "Restore bundled weights").click()
+    at.run()
+    assert weights.active_dir() == weights.BUNDLED_DIR and not weights.pointer_path().exists()
+    assert any("bundled weights (`weights/`)" in m.value for m in at.markdown)
