@@ -5,14 +5,14 @@ import streamlit as st
 import lggdemo  # noqa: F401  (installs the torchvision guard before any page imports models)
 from lggdemo.ui.sidebar import render_sidebar
 
-st.set_page_config(page_title="LGG MRI demo", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="LGG MRI demo", page_icon=":material/neurology:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/eda.py", title="Dataset EDA", icon="📊", url_path="eda"),
-        st.Page("pages/predict.py", title="Predict", icon="🔎", url_path="predict"),
-        st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/eda.py", title="Dataset EDA", icon=":material/bar_chart:", url_path="eda"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/search:", url_path="predict"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
 render_sidebar()

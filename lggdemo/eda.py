@@ -231,6 +231,19 @@ def problems_table(index: DatasetIndex, slices: pd.DataFrame | None = None) -> p
     return pd.DataFrame(rows, columns=["where", "problem"])
 
 
+def figures(index: DatasetIndex, slices: pd.DataFrame, patients: pd.DataFrame) -> dict[str, go.Figure]:
+    """Every chart of the EDA page, by name: built together so the app can cache them as one."""
+    return {
+        "grade": grade_figure(patients),
+        "sex": sex_figure(patients),
+        "age": age_figure(patients),
+        "missing": missing_figure(missing_table(index)),
+        "tumour_fraction": tumour_fraction_figure(patients),
+        "slices_per_patient": slices_per_patient_figure(patients),
+        "tumour_area": tumour_area_figure(slices),
+    }
+
+
 def patient_slices(slices: pd.DataFrame, patient_id: str) -> pd.DataFrame:
     """That patient's slice numbers and tumour areas, in slice order (drives the slice browser)."""
     return slices[slices.patient_id == patient_id].sort_values("slice").reset_index(drop=True)

@@ -5,7 +5,7 @@ import streamlit as st
 from lggdemo import eda
 from lggdemo.data import DatasetError, load_image, load_mask
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
-from lggdemo.ui.dataset import active_dataset, dataset_tables, describe_choice, source_line
+from lggdemo.ui.dataset import active_dataset, dataset_figures, dataset_tables, describe_choice, source_line
 
 st.title("Dataset EDA")
 choice, index = active_dataset()
@@ -15,7 +15,7 @@ st.caption(f"{describe_choice(choice, index)}. {source_line(choice)}")
 
 if summary.n_problems:
     st.warning(f"{summary.n_problems} problem(s) while reading the dataset: these files were skipped; "
-               "everything else below is complete.", icon="⚠️")
+               "everything else below is complete.", icon=":material/warning:")
     st.dataframe(eda.problems_table(index, tables.slices), hide_index=True, width="stretch")
 
 cols = st.columns(5)
@@ -25,19 +25,20 @@ cols[2].metric("Tumour slices", f"{summary.n_tumour_slices} ({summary.tumour_fra
 cols[3].metric("G2 / G3", f"{summary.grade_counts['G2']} / {summary.grade_counts['G3']}")
 cols[4].metric("No clinical data", summary.n_without_clinical)
 
+figures = dataset_figures(index)
 st.subheader("Cohort")
 c1, c2, c3 = st.columns([1, 1, 2])
-c1.plotly_chart(eda.grade_figure(tables.patients), width="stretch")
-c2.plotly_chart(eda.sex_figure(tables.patients), width="stretch")
-c3.plotly_chart(eda.age_figure(tables.patients), width="stretch")
+c1.plotly_chart(figures["grade"], width="stretch")
+c2.plotly_chart(figures["sex"], width="stretch")
+c3.plotly_chart(figures["age"], width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(eda.missing_figure(eda.missing_table(index)), width="stretch")
-c2.plotly_chart(eda.tumour_fraction_figure(tables.patients), width="stretch")
+c1.plotly_chart(figures["missing"], width="stretch")
+c2.plotly_chart(figures["tumour_fraction"], width="stretch")
 
 st.subheader("Slices and tumour")
 c1, c2 = st.columns(2)
-c1.plotly_chart(eda.slices_per_patient_figure(tables.patients), width="stretch")
-c2.plotly_chart(eda.tumour_area_figure(tables.slices), width="stretch")
+c1.plotly_chart(figures["slices_per_patient"], width="stretch")
+c2.plotly_chart(figures["tumour_area"], width="stretch")
 
 st.subheader("Slice browser")
 c1, c2, c3 = st.columns([2, 2, 1])

@@ -7,7 +7,7 @@ from lggdemo.ui.dataset import active_dataset, describe_choice, source_line
 from lggdemo.ui.sidebar import device_text
 
 st.title("Lower-grade glioma MRI: explore, segment, grade")
-st.error(f"**Not for diagnosis.** {NOT_FOR_DIAGNOSIS}", icon="⚠️")
+st.error(f"**Not for diagnosis.** {NOT_FOR_DIAGNOSIS}", icon=":material/warning:")
 st.markdown(
     "Brain MRI slices of lower-grade glioma patients (the TCGA-LGG set published with Buda et al. 2019). "
     "Each slice has three channels — pre-contrast, FLAIR and post-contrast — and a hand-drawn mask of the "
@@ -17,11 +17,15 @@ st.markdown(
 
 st.subheader("Pages")
 pages = [
-    ("pages/eda.py", "Dataset EDA", "📊", "Counts, grade, sex and age distributions, missing values, tumour sizes, "
-     "a slice browser with the mask overlaid, and the clinical table."),
-    ("pages/predict.py", "Predict", "🔎", "Upload slices (or pick an example) to get a tumour mask and a grade "
-     "probability, with Grad-CAM heatmaps showing where the models looked."),
-    ("pages/train.py", "Train", "🏋️", "Retrain the models on the active dataset, follow progress and compare runs."),
+    ("pages/eda.py", "Dataset EDA", ":material/bar_chart:",
+     "Counts, grade, sex and age distributions, missing values, tumour sizes, a slice browser with the mask "
+     "overlaid, and the clinical table."),
+    ("pages/predict.py", "Predict", ":material/search:",
+     "Upload slices (or load an example patient) to get a tumour mask and a grade probability, with Grad-CAM "
+     "heatmaps showing where the models looked."),
+    ("pages/train.py", "Train", ":material/model_training:",
+     "Follow a retraining run started from the sidebar's **Retrain models**, compare runs and choose which "
+     "weights the app uses."),
 ]
 for path, label, icon, what in pages:
     left, right = st.columns([1, 4])

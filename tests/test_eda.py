@@ -133,3 +133,11 @@ def test_problems_table_lists_scan_problems_and_undecodable_masks(synthetic_copy
     assert "image without mask" in table["problem"][0] and "cannot be decoded" in table["problem"][1]
     assert eda.summarize(index, slices, patient_table(index)).n_problems == 2
     assert eda.problems_table(scan_dataset(synthetic_copy)).shape == (1, 2)
+
+
+def test_figures_bundle_every_chart(tables) -> None:
+    index, slices, patients = tables
+    figs = eda.figures(index, slices, patients)
+    assert set(figs) == {"grade", "sex", "age", "missing", "tumour_fraction", "slices_per_patient", "tumour_area"}
+    assert all(isinstance(f, go.Figure) and f.data for f in figs.values())
+    assert _bars(figs["grade"]) == _bars(eda.grade_figure(patients))

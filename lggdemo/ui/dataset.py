@@ -9,7 +9,7 @@ on-disk area cache, so a rewritten mask is measured again.
 Usage from a page::
 
     choice, index = active_dataset()
-    tables = dataset_tables(index)
+    tables = dataset_tables(index)  # data.slice_table / data.patient_table, cached
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from lggdemo import eda
 from lggdemo.data import DatasetError, DatasetIndex, patient_table, scan_dataset, slice_table
 from lggdemo.sources import DatasetChoice, choose_dataset, path_input_allowed
 from lggdemo.synthetic import default_root, is_phantom
@@ -80,9 +82,20 @@ def _scan(root: str, synthetic: bool, signature: str) -> DatasetIndex:
     return index
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _fingerprint(root: str, signature: str, _index: DatasetIndex) -> str:
+    return _index.fingerprint()
+
+
 @st.cache_data(show_spinner="Measuring tumour areas…", max_entries=4)
 def _tables(root: str, fingerprint: str, _index: DatasetIndex) -> DatasetTables:
     return DatasetTables(slices=slice_table(_index), patients=patient_table(_index))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _figures(root: str, fingerprint: str, _index: DatasetIndex) -> dict[str, go.Figure]:
+    tables = _tables(root, fingerprint, _index)
+    return eda.figures(_index, tables.slices, tables.patients)
 
 
 def load_index(choice: DatasetChoice) -> DatasetIndex:
@@ -104,15 +117,28 @@ def active_dataset() -> tuple[DatasetChoice, DatasetIndex]:
         return fallback, load_index(fallback)
 
 
+def dataset_fingerprint(index: DatasetIndex) -> str:
+    """``index.fingerprint()`` (thousands of stats on the real set) computed once per tree signature.
+
+    A file overwritten in place keeps its folder's mtime, so such an edit needs the sidebar's Rescan.
+    """
+    return _fingerprint(str(index.root), tree_signature(index.root), index)
+
+
 def dataset_tables(index: DatasetIndex) -> DatasetTables:
     """Per-slice tumour areas and per-patient rows, cached by the dataset's fingerprint."""
-    return _tables(str(index.root), index.fingerprint(), index)
+    return _tables(str(index.root), dataset_fingerprint(index), index)
+
+
+def dataset_figures(index: DatasetIndex) -> dict[str, go.Figure]:
+    """The EDA charts (``lggdemo.eda.figures``), built once per dataset version and shared read-only."""
+    return _figures(str(index.root), dataset_fingerprint(index), index)
 
 
 def rescan() -> None:
     """Forget every cached index and table (after files were changed in place)."""
-    _scan.clear()
-    _tables.clear()
+    for cached in (_scan, _fingerprint, _tables, _figures):
+        cached.clear()
 
 
 def source_line(choice: DatasetChoice) -> str:

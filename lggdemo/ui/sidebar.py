@@ -72,4 +72,4 @@ def render_sidebar() -> None:
         st.divider()
         render_training_sidebar()
         st.divider()
-        st.caption(f"⚠️ {NOT_FOR_DIAGNOSIS}")
+        st.caption(f":material/warning: {NOT_FOR_DIAGNOSIS}")

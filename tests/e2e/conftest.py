@@ -22,7 +22,8 @@ A test usually reads::
         page.get_by_text("Predict").first.wait_for()
         save_screenshot(page, "predict")
 
-Wait for real content (a chart, a dataframe, a text), not for Streamlit's status widget to vanish.
+Wait for real content (a chart, a dataframe, a text), not for Streamlit's status widget to vanish. The page's
+default timeout is long (PAGE_TIMEOUT_MS) because the first script run imports the whole model stack.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ CHROMIUM_ARGS = [
 #: Strings that must never appear in a server log: the torch + file-watcher clash Streamlit once had.
 FORBIDDEN_LOG_TEXT = ("torch.classes", "__path__._path")
 STARTUP_TIMEOUT_S = 60.0
+PAGE_TIMEOUT_MS = 180_000
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -83,7 +85,9 @@ def browser() -> Iterator[object]:
 def page(browser: object) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    # Generous: a page's first script run imports torch, smp and grad-cam, which takes ~10 s on 2 idle cores
+    # and over a minute on cores shared with a training run. A wait only lasts this long when it fails.
+    pg.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         yield pg
     finally:
@@ -160,12 +164,30 @@ def start_app(synthetic_root: Path, tmp_path: Path) -> Iterator[Callable[..., st
     assert not bad, f"server log has torch/file-watcher errors: {bad}\n{_tail(started[-1][1])}"
 
 
-def _save_screenshot(page: object, name: str) -> Path:
-    """Full-page PNG under docs/screenshots/, written via a temp file so a half image is never committed."""
+_CONTENT_HEIGHT_JS = """() => Math.max(window.innerHeight, ...[...document.querySelectorAll(
+    '[data-testid="stMain"], [data-testid="stAppViewContainer"], [data-testid="stSidebarContent"]')]
+    .map(e => e.scrollHeight))"""
+
+
+def _save_screenshot(page: object, name: str, max_height: int = 5000) -> Path:
+    """Whole-page PNG under docs/screenshots/, written via a temp file so a half image is never committed.
+
+    Streamlit scrolls inside its own container, so Playwright's ``full_page`` alone captures one screen:
+    the viewport is made as tall as the content (at most ``max_height``) for the picture, then restored.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     dest = SCREENSHOTS / f"{name}.png"
     tmp = SCREENSHOTS / f".{name}.tmp.png"
-    page.screenshot(path=str(tmp), full_page=True)  # type: ignore[attr-defined]
+    viewport = page.viewport_size  # type: ignore[attr-defined]
+    height = min(int(page.evaluate(_CONTENT_HEIGHT_JS)), max_height)  # type: ignore[attr-defined]
+    try:
+        if viewport and height > viewport["height"]:
+            page.set_viewport_size({"width": viewport["width"], "height": height})  # type: ignore[attr-defined]
+            page.wait_for_timeout(1000)  # type: ignore[attr-defined]  # charts re-layout to the new size
+        page.screenshot(path=str(tmp), full_page=True)  # type: ignore[attr-defined]
+    finally:
+        if viewport:
+            page.set_viewport_size(viewport)  # type: ignore[attr-defined]
     shutil.move(str(tmp), dest)
     return dest
 
