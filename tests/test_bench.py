@@ -1,0 +1,52 @@
+"""The benchmark CLI runs end to end on tiny configs and writes its JSON (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lggdemo import bench
+
+
+def test_infer_writes_every_measurement(tmp_path: Path, synthetic_root: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--infer", "--device", "cpu", "--data", str(synthetic_root), "--seg-encoder", "resnet18", "--seg-size", "64", "--grade-size",
+                     "32", "--repeats", "1", "--warmup", "0", "--slices", "2", "--json", str(out)])
+    assert rc == 0
+    cpu = json.loads(out.read_text())["cpu"]
+    keys = [k for k in cpu if k.endswith("_ms")]
+    assert {"mask_and_grade_1_slice_ms", "mask_grade_and_both_gradcams_1_slice_ms", "patient_2_slices_batch_ms",
+            "grade_gradcam_1_slice_ms", "segmentation_gradcam_1_slice_ms"} <= set(keys)
+    assert all(cpu[k] > 0 for k in keys)
+    assert cpu["segmentation"] == "resnet18 U-Net @ 64px" and cpu["models"].startswith("untrained")
+    assert cpu["mask_and_grade_1_slice_ms_vs_target"].split()[0] in ("meets", "misses")
+    printed = capsys.readouterr().out
+    assert "inference on cpu" in printed and "mask_and_grade_1_slice_ms" in printed
+
+
+def test_train_prints_the_trainers_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import lggdemo.train as train
+
+    seen = {}
+
+    def fake(device: str = "auto", image_size: int | None = None) -> dict[str, object]:
+        seen.update(device=device, image_size=image_size)
+        return {"device": device, "segmentation": {"images_per_s": 12.5}, "grade": {"images_per_s": 30.0}}
+
+    monkeypatch.setattr(train, "benchmark_training", fake)
+    out = tmp_path / "train.json"
+    assert bench.main(["--train", "--device", "cpu", "--image-size", "96", "--json", str(out)]) == 0
+    assert seen == {"device": "cpu", "image_size": 96}
+    assert json.loads(out.read_text())["cpu"]["segmentation"]["images_per_s"] == 12.5
+    assert "segmentation.images_per_s  12.5" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_missing_device_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--infer", "--device", "cuda"]) == 2
+    assert "CUDA was chosen" in capsys.readouterr().err
