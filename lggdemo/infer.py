@@ -30,7 +30,7 @@ from lggdemo.data import Clinical, DatasetIndex, load_image, load_mask
 from lggdemo.device import choose_device, describe
 from lggdemo.evaluate import dice
 from lggdemo.imageio import SLICE_SIZE, UploadBatch, UploadedSlice, encode_png, resize_image, resize_mask
-from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit
+from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit, seg_logits
 from lggdemo.preprocess import (
     BACKGROUND_LEVEL,
     ClinicalInputError,
@@ -56,9 +56,9 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
-def brain_pixels(image: np.ndarray) -> int:
+def head_mask(image: np.ndarray) -> np.ndarray:
     """Head pixels of a slice: the same background rule as the normalisation in ``preprocess``."""
-    return int((np.asarray(image).max(axis=2) > BACKGROUND_LEVEL).sum())
+    return np.asarray(image).max(axis=2) > BACKGROUND_LEVEL
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class SlicePrediction:
     mask: np.ndarray  # (256, 256) uint8 0/1
     probability: np.ndarray  # (256, 256) float32, sigmoid of the U-Net logits
     area_px: int  # predicted tumour pixels at 256×256
-    brain_px: int
+    brain_px: int  # head pixels (any channel brighter than the background level)
+    area_in_brain_px: int  # predicted tumour pixels inside the head: a mask spilling outside cannot exceed 100%
     original_size: tuple[int, int]  # (H, W) of the uploaded image
     grade_logit: float | None = None
     grade_prob: float | None = None  # this slice's P(G3)
@@ -76,7 +77,7 @@ class SlicePrediction:
 
     @property
     def area_pct_brain(self) -> float | None:
-        return 100.0 * self.area_px / self.brain_px if self.brain_px else None
+        return 100.0 * self.area_in_brain_px / self.brain_px if self.brain_px else None
 
     def mask_png(self) -> bytes:
         """The mask as a 0/255 PNG at the uploaded image's own size."""
@@ -178,7 +179,7 @@ class Predictor:
         for i in range(0, len(images_256), self.batch_size):
             x = prepare_images(images_256[i : i + self.batch_size], self.seg_config.image_size).to(self.device)
             with MODEL_LOCK, torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                logits = self.seg_model(x)
+                logits = seg_logits(self.seg_model, self.seg_config, x)
             logits = logits.float()
             masks.append(masks_from_logits(logits, self.seg_config, out_size=SLICE_SIZE))
             if logits.shape[-1] != SLICE_SIZE:
@@ -237,11 +238,13 @@ class Predictor:
                 note = "No tumour was found on any slice: the grade comes from whole slices and means little."
         else:
             note = "Grade not computed: the clinical fields were not accepted."
+        heads = [head_mask(im) for im in batch]
         slices = []
         for i, (name, size, truth) in enumerate(zip(names, sizes, truths)):
             t256 = resize_mask(np.asarray(truth).astype(np.uint8), SLICE_SIZE) if truth is not None else None
             slices.append(SlicePrediction(
-                name=name, mask=masks[i], probability=probs[i], area_px=int(areas[i]), brain_px=brain_pixels(batch[i]),
+                name=name, mask=masks[i], probability=probs[i], area_px=int(areas[i]), brain_px=int(heads[i].sum()),
+                area_in_brain_px=int((masks[i].astype(bool) & heads[i]).sum()),
                 original_size=(int(size[0]), int(size[1])),
                 grade_logit=float(logits[i]) if logits is not None else None,
                 grade_prob=float(sigmoid(logits[i])) if logits is not None else None,

@@ -1,4 +1,5 @@
-import streamlit as st
+"""Predict: upload slices (or load an example), see the mask, the grade probability and Grad-CAM."""
 
-st.title("Predict")
-st.info("Coming: this page is being built.")
+from lggdemo.ui.predict import render_page
+
+render_page()

@@ -72,7 +72,8 @@ def test_shapes_ranges_and_determinism(predictor: Predictor, slices: list[np.nda
         assert s.probability.shape == (SLICE_SIZE, SLICE_SIZE)
         assert 0.0 <= s.probability.min() and s.probability.max() <= 1.0
         assert 0.0 <= s.grade_prob <= 1.0
-        assert 0 < s.brain_px <= SLICE_SIZE**2
+        assert 0 < s.brain_px <= SLICE_SIZE**2 and 0 <= s.area_in_brain_px <= min(s.area_px, s.brain_px)
+        assert s.area_pct_brain is not None and 0.0 <= s.area_pct_brain <= 100.0
         np.testing.assert_array_equal(s.mask, t.mask)
         assert s.grade_logit == t.grade_logit
         # The mask is the displayed probability thresholded at 0.5 (same logits, no component filter here).

@@ -1,0 +1,154 @@
+"""The Predict page under AppTest: no weights, the example button, uploads with bad files, a refused age."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from lggdemo import weights
+from lggdemo.data import scan_dataset
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
+TIMEOUT = 180
+
+
+@pytest.fixture()
+def no_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Whatever is in the project's weights/, these tests see an empty bundled folder."""
+    empty = tmp_path / "bundled"
+    empty.mkdir()
+    monkeypatch.setattr(weights, "BUNDLED_DIR", empty)
+    return empty
+
+
+@pytest.fixture()
+def app(no_bundled: Path, tiny_weights: Path, synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
+    weights.set_active(tiny_weights)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("error", "warning", "info", "markdown", "caption", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_without_weights_the_page_says_how_to_get_them(no_bundled: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights.set_active(None)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = at.error[0].value
+    assert "No trained weights are installed" in msg and "python -m lggdemo.train" in msg and "sidebar" in msg
+
+
+def test_example_button_shows_masks_grade_and_cams(app: AppTest, synthetic_root: Path) -> None:
+    assert "Upload one or more slices" in texts(app)
+    app.button(key="predict_example").click().run()
+    assert not app.exception, app.exception
+    index = scan_dataset(synthetic_root)
+    pid = index.patient_ids[0]
+    assert pid in texts(app)
+    assert app.number_input(key="predict_age").value == index.clinical_for(pid).age
+    assert app.radio(key="predict_sex").value == index.clinical_for(pid).sex
+    assert len(app.get("plotly_chart")) == 1
+    labels = [m.label for m in app.metric]
+    assert "Tumour area" in labels and "Dice vs ground truth" in labels and "This slice's P(G3)" in labels
+    dice = next(m for m in app.metric if m.label == "Dice vs ground truth")
+    assert 0.0 <= float(dice.value) <= 1.0
+    assert "AUC" in texts(app) and "0.61" in texts(app) and "0.66" in texts(app)  # card metrics and baseline
+    assert "not a diagnosis" in texts(app)
+    assert {b.label for b in app.get("download_button")} >= {
+        "Download predicted mask (PNG)", "Download report (CSV)", "Download report (JSON)"}
+    assert "Layer: backbone.layer4" in texts(app) and "Layer: decoder.blocks" in texts(app)
+    # Several slices: a slider through them; moving it changes the inspected slice, not the prediction.
+    slider = app.select_slider(key="predict_slice")
+    slider.set_value(slider.options[-1]).run()
+    assert not app.exception
+    # Next press: another patient.
+    app.button(key="predict_example").click().run()
+    assert index.patient_ids[1] in texts(app)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_uploads_with_bad_files_still_predict_the_good_ones(app: AppTest, synthetic_root: Path) -> None:
+    index = scan_dataset(synthetic_root)
+    rec = index.patients[index.patient_ids[2]][8]
+    good = rec.image_path.read_bytes()
+    mask = rec.mask_path.read_bytes()
+    gray = _png(np.asarray(Image.open(rec.image_path))[..., 1])
+    app.button(key="predict_example").click().run()  # an example first: its age must not stick to the uploads
+    assert app.number_input(key="predict_age").value is not None
+    app.file_uploader(key="predict_files").set_value([
+        (rec.image_path.name, good, "image/tiff"),
+        (rec.mask_path.name, mask, "image/tiff"),
+        ("flair_only.png", gray, "image/png"),
+        ("flair_only_mask.png", _png(np.zeros((64, 64), np.uint8)), "image/png"),
+        ("notes.png", b"definitely not a png", "image/png"),
+        ("empty.png", b"", "image/png"),
+    ]).run()
+    assert not app.exception, app.exception
+    warnings = "\n".join(w.value for w in app.warning)
+    assert "notes.png" in warnings and "empty.png" in warnings
+    assert "flair_only_mask.png: the mask is 64×64 px" in warnings
+    assert "2 usable slice(s) from 6 uploaded file(s)" in texts(app)
+    slider = app.select_slider(key="predict_slice")
+    assert list(slider.options) == ["flair_only.png", rec.image_path.name]  # natural order by name
+    assert len(app.get("plotly_chart")) == 1
+    # Age and sex were not given: that is said, not refused.
+    assert app.number_input(key="predict_age").value is None and app.radio(key="predict_sex").value == "unknown"
+    assert "Age not given" in texts(app) and "Sex not given" in texts(app)
+    # The grayscale upload carries its note when inspected.
+    slider.set_value("flair_only.png").run()
+    assert "Single-channel image" in texts(app)
+
+
+def test_refused_age_keeps_masks_and_drops_grade(app: AppTest) -> None:
+    app.button(key="predict_example").click().run()
+    app.number_input(key="predict_age").set_value(150.0)
+    submit = next(b for b in app.get("form_submit_button") if "Apply" in b.label)
+    submit.click().run()
+    assert not app.exception, app.exception
+    errors = "\n".join(e.value for e in app.error)
+    assert "between 0 and 120" in errors and "masks still are" in errors
+    assert len(app.get("plotly_chart")) == 0
+    assert "Tumour area" in [m.label for m in app.metric]
+
+
+def test_activating_another_run_reloads_the_models(app: AppTest, tiny_weights: Path, tmp_path: Path) -> None:
+    import shutil
+
+    assert "tiny-test-1" in texts(app)
+    other = tmp_path / "run-2"
+    shutil.copytree(tiny_weights, other)
+    card = weights.read_card(other)
+    card["version"] = "tiny-test-2"
+    weights.write_card(other, card)
+    weights.set_active(other)
+    app.run()
+    assert not app.exception
+    assert "tiny-test-2" in texts(app) and "tiny-test-1" not in texts(app)
+
+
+def test_incomplete_weights_are_refused_with_a_message(no_bundled: Path) -> None:
+    weights.set_active(None)
+    weights.write_card(no_bundled, {"version": "broken", "files": {weights.SEG_FILE: {"sha256": "0" * 64}}})
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    msg = at.error[0].value
+    assert "cannot be used" in msg and "incomplete" in msg and "python -m lggdemo.train" in msg

@@ -1,0 +1,70 @@
+"""Predict in a real browser: upload a slice, see the overlay, the grade bar and Grad-CAM, download the mask."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lggdemo import weights
+from lggdemo.data import load_mask, scan_dataset
+
+
+def _slice_and_clinical(request: pytest.FixtureRequest, synthetic_root: Path) -> tuple[Path, float | None, str | None]:
+    """The largest-tumour slice of the first patient: real data when ../shared has it, else the phantoms."""
+    try:
+        root = request.getfixturevalue("real_root")
+    except pytest.skip.Exception:
+        root = synthetic_root
+    index = scan_dataset(root)
+    pid = index.patient_ids[0]
+    rec = max(index.patients[pid], key=lambda r: int(load_mask(r).sum()))
+    clinical = index.clinical_for(pid)
+    return rec.image_path, clinical.age, clinical.sex
+
+
+def test_upload_overlay_grade_cam_and_mask_download(
+    request: pytest.FixtureRequest, start_app, page, save_screenshot, synthetic_root: Path, tiny_weights: Path,
+    tmp_path: Path,
+) -> None:
+    if not weights.is_complete(weights.BUNDLED_DIR):
+        weights.set_active(tiny_weights)  # LGG_RUNS_DIR is this test session's own folder (tests/conftest.py)
+    image_path, age, sex = _slice_and_clinical(request, synthetic_root)
+
+    # Through the app's own navigation, so the shell (sidebar, wide layout) is around the page.
+    page.goto(start_app())
+    page.get_by_role("link", name="Predict").click()
+    page.get_by_role("button", name="Try an example").wait_for()
+    page.locator("input[type=file]").first.set_input_files(str(image_path))
+
+    # Clinical fields, submitted through the form.
+    if age is not None:
+        page.get_by_label("Age at diagnosis (years; leave empty if unknown)").fill(str(int(age)))
+    if sex is not None:
+        page.get_by_text(sex, exact=True).click()
+    page.get_by_role("button", name="Apply to the grade").click()
+    if age is not None:
+        page.get_by_text("Age not given").wait_for(state="detached")
+
+    page.get_by_text("Predicted tumour on FLAIR").wait_for()
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+    page.get_by_text("Grade III (G3)").first.wait_for()
+    page.get_by_text("Grad-CAM · Grade model").wait_for()
+    page.get_by_text("Grad-CAM · Segmentation model").wait_for()
+    cams = page.locator("[data-testid='stImage'] img")
+    assert cams.count() >= 6  # overlay, three channels, two Grad-CAMs
+    assert page.locator("[data-testid='stException']").count() == 0
+
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download predicted mask (PNG)").click()
+    saved = tmp_path / "mask.png"
+    info.value.save_as(saved)
+    mask = np.asarray(Image.open(io.BytesIO(saved.read_bytes())))
+    assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
+
+    page.wait_for_timeout(500)  # let the last images paint before the capture
+    shot = save_screenshot(page, "predict")
+    assert shot.is_file() and shot.stat().st_size > 10_000
