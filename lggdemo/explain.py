@@ -127,7 +127,8 @@ def segmentation_cam(model: nn.Module, config: SegConfig, image: np.ndarray, mas
 
     The U-Net has one output channel, so category 0 of its (1, H, W) per-slice output is the tumour
     logit; logits rather than probabilities, because the sigmoid is flat (zero gradient) exactly
-    where the model is most sure.
+    where the model is most sure. With ``flip_tta`` the mask averages the slice and its mirror image;
+    the map explains the unflipped pass only (hooks see one forward pass at a time).
     """
     image, mask = _check(image, mask)
     layer_module, layer = seg_target_layer(model)

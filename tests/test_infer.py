@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -25,7 +26,7 @@ from lggdemo.infer import (
     report_json,
     safe_clinical,
 )
-from lggdemo.models import masks_from_logits, patient_logit
+from lggdemo.models import masks_from_logits, patient_logit, seg_logits
 from lggdemo.preprocess import ClinicalInputError
 
 
@@ -43,13 +44,20 @@ def slices(synthetic_root: Path) -> list[np.ndarray]:
     return [load_image(r) for r in recs[len(recs) // 2 - 1 : len(recs) // 2 + 2]]
 
 
-def test_pipeline_matches_the_trainer_steps(predictor: Predictor, slices: list[np.ndarray]) -> None:
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_pipeline_matches_the_trainer_steps(predictor: Predictor, slices: list[np.ndarray], flip_tta: bool,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(predictor, "seg_config", dataclasses.replace(predictor.seg_config, flip_tta=flip_tta))
     clinical = Clinical(52.0, "male")
     result = predictor.predict(slices, clinical)
     # The documented steps, written out independently.
     with torch.no_grad():
         x = preprocess.prepare_images(slices, predictor.seg_config.image_size)
-        masks = masks_from_logits(predictor.seg_model(x), predictor.seg_config, out_size=256)
+        raw = predictor.seg_model(x)
+        if flip_tta:
+            raw = 0.5 * (raw + torch.flip(predictor.seg_model(torch.flip(x, dims=[3])), dims=[3]))
+        torch.testing.assert_close(raw, seg_logits(predictor.seg_model, predictor.seg_config, x))
+        masks = masks_from_logits(raw, predictor.seg_config, out_size=256)
         crops = preprocess.crop_tumour(preprocess.prepare_images(slices, 256), masks, predictor.grade_config.image_size)
         clin = torch.from_numpy(preprocess.encode_clinical(clinical, predictor.grade_config.age_scale))
         logits = predictor.grade_model(crops, clin[None].repeat(len(slices), 1))[:, 0].numpy()

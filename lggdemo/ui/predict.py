@@ -262,8 +262,6 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
     else:
         idx = 0
     sl, src = result.slices[idx], batch.slices[idx]
-    for note in src.notes:
-        st.info(f"{src.name}: {note}")
 
     c1, c2, c3 = st.columns(3)
     channel = c1.radio("Channel", CHANNELS, index=1, horizontal=True, key="predict_channel")
@@ -350,6 +348,9 @@ def render_page() -> None:
     st.markdown(f"**Input:** {st.session_state.get('predict_label', '')}")
     for problem in batch.problems:
         st.warning(problem)
+    for sl in batch.slices:
+        for note in sl.notes:
+            st.info(f"{sl.name}: {note}")
     if not batch.slices:
         st.error("None of the uploaded files could be used: see the messages above.")
         return

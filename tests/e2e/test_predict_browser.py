@@ -36,7 +36,9 @@ def test_upload_overlay_grade_cam_and_mask_download(
 
     # Through the app's own navigation, so the shell (sidebar, wide layout) is around the page.
     page.goto(start_app())
-    page.get_by_role("link", name="Predict").click()
+    # Exact label: before the shell's first run the sidebar briefly lists the pages/ files ("predict"), and
+    # that link would open the page without the shell.
+    page.get_by_role("link", name="Predict", exact=True).click()
     page.get_by_role("button", name="Try an example").wait_for()
     page.locator("input[type=file]").first.set_input_files(str(image_path))
 
