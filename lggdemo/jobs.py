@@ -307,30 +307,48 @@ def _disk_message(exc: OSError, what: str) -> str:
     return f"Could not finish {what}: {exc.strerror or exc}."
 
 
-_PROGRESS_CACHE: dict[Path, tuple[tuple[int, int], Progress]] = {}
+@dataclass
+class _Parse:
+    """Where the incremental parse of one progress file stands: bytes consumed and the state so far."""
+
+    identity: tuple[int, int]  # (device, inode): a replaced file is parsed from the start
+    offset: int
+    values: dict[str, Any]
+    key: tuple[int, int]  # (size, mtime) of the last parse
+    progress: Progress
+
+
+_PROGRESS_CACHE: dict[Path, _Parse] = {}
 
 
 def read_progress(path: Path) -> Progress:
     """Parse the trainer's JSON-lines events. A last line without its newline is still being written: skipped.
 
     Lines that are not JSON objects are counted in ``bad_lines`` and ignored rather than failing the page.
+    Parsing is incremental (only the bytes appended since the last call), because a long run writes
+    thousands of events and every open tab asks every second or two.
     """
     path = Path(path)
     try:
         st = path.stat()
-        key = (st.st_size, st.st_mtime_ns)
     except OSError:
         return Progress()
+    key, identity = (st.st_size, st.st_mtime_ns), (st.st_dev, st.st_ino)
     cached = _PROGRESS_CACHE.get(path)
-    if cached and cached[0] == key:
-        return cached[1]
+    if cached and cached.identity == identity and cached.key == key:
+        return cached.progress
+    if not cached or cached.identity != identity or st.st_size < cached.offset:
+        values: dict[str, Any] = {"history": [], "notes": [], "step_log": [], "events": 0, "bad_lines": 0}
+        cached = _Parse(identity, 0, values, key, Progress())
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            fh.seek(cached.offset)
+            raw = fh.read()
     except OSError:
-        return Progress()
-    complete, _, _partial = raw.rpartition(b"\n")
-    values: dict[str, Any] = {"history": [], "notes": [], "step_log": [], "events": 0, "bad_lines": 0}
-    for line in complete.split(b"\n") if complete else []:
+        return cached.progress
+    complete, newline, _partial = raw.rpartition(b"\n")
+    values = cached.values
+    for line in complete.split(b"\n") if newline else []:
         if not line.strip():
             continue
         try:
@@ -343,17 +361,31 @@ def read_progress(path: Path) -> Progress:
             continue
         values["events"] += 1
         _apply_event(values, ev)
-    progress = Progress(
+    cached.offset += len(complete) + len(newline)
+    cached.key = key
+    cached.progress = Progress(
         started=values.get("started"), models=tuple(values.get("models", ())), model=values.get("model"),
         epoch=int(values.get("epoch", 0)), epochs=int(values.get("epochs", 0)), step=int(values.get("step", 0)),
-        steps=int(values.get("steps", 0)), loss=values.get("loss"), eta_s=values.get("eta_s"),
+        steps=int(values.get("steps", 0)), loss=values.get("loss"), eta_s=_model_eta(values),
         eta_time=values.get("eta_time"), phase=values.get("phase"), fraction=_fraction(values),
         history=tuple(values["history"]), notes=tuple(values["notes"]), steps_history=tuple(values["step_log"]),
-        final=values.get("final"),
-        events=values["events"], bad_lines=values["bad_lines"],
+        final=values.get("final"), events=values["events"], bad_lines=values["bad_lines"],
     )  # fmt: skip
-    _PROGRESS_CACHE[path] = (key, progress)
-    return progress
+    _PROGRESS_CACHE[path] = cached
+    return cached.progress
+
+
+def _model_eta(v: dict[str, Any]) -> float | None:
+    """The trainer's ETA covers the current fit; with cross-validation, add the fits still to come."""
+    eta = v.get("eta_s")
+    if eta is None or (v.get("final") or {}).get("event") == "done":
+        return eta
+    index, count = _phase_position(v.get("phase"), v)
+    started, now = v.get("phase_started"), v.get("eta_time")
+    if count - index <= 1 or started is None or now is None:
+        return eta
+    fit_seconds = max(0.0, now - started) + eta
+    return eta + (count - index - 1) * fit_seconds
 
 
 def _num(value: Any) -> float | None:
@@ -370,8 +402,11 @@ def _apply_event(v: dict[str, Any], ev: dict[str, Any]) -> None:
         if isinstance(ev.get("epochs"), int):
             v["epochs"] = ev["epochs"]
     elif kind in ("step", "epoch"):
+        phase = ev.get("phase") if isinstance(ev.get("phase"), str) else None
+        if (ev.get("model"), phase) != (v.get("model"), v.get("phase")) or "phase_started" not in v:
+            v["phase_started"] = _num(ev.get("time"))
         v["model"] = ev.get("model", v.get("model"))
-        v["phase"] = ev.get("phase") if isinstance(ev.get("phase"), str) else None
+        v["phase"] = phase
         fold = _FOLD_RE.match(v["phase"] or "")
         if fold:
             v["folds"] = int(fold["k"])
@@ -444,7 +479,9 @@ def log_tail(run: Path | RunInfo, lines: int = 30, max_bytes: int = 32_768) -> s
             data = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    rows = [row.rsplit("\r", 1)[-1] for row in data.splitlines()]
+    rows = [row.rstrip("\r").rsplit("\r", 1)[-1] for row in data.split("\n")]  # a bar's last state only
+    if rows and not rows[-1]:
+        rows.pop()
     if size > max_bytes and rows:
         rows = rows[1:]  # the first row was cut in the middle
     return "\n".join(rows[-lines:])

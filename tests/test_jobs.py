@@ -175,6 +175,22 @@ def test_progress_counts_cross_validation_fits(tmp_path: Path) -> None:
     assert p.notes == ("grade CV fusion: AUC 0.700",)
 
 
+def test_eta_adds_the_cross_validation_fits_still_to_come(tmp_path: Path) -> None:
+    path = tmp_path / "progress.jsonl"
+    step = {"event": "step", "model": "grade", "phase": "cv fusion fold 1/2", "epoch": 1, "epochs": 1, "steps": 4}
+    events = [{"event": "start", "models": ["grade"], "time": 0.0},
+              {**step, "step": 1, "loss": 0.5, "eta_s": 40.0, "time": 0.0},
+              {**step, "step": 2, "loss": 0.5, "eta_s": 30.0, "time": 10.0}]  # fmt: skip
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    p = jobs.read_progress(path)
+    assert p.eta_s == pytest.approx(30 + 6 * 40)  # this fit's 30 s, then 6 more fits of 40 s each
+    assert p.eta_now(now=20.0) == pytest.approx(30 + 6 * 40 - 10)
+    replaced = tmp_path / "new.jsonl"  # a new file at the same path is parsed from its start
+    replaced.write_text(json.dumps(events[0]) + "\n")
+    os.replace(replaced, path)
+    assert jobs.read_progress(path).events == 1
+
+
 # --- running -----------------------------------------------------------------------------------------
 
 
@@ -189,6 +205,9 @@ def test_successful_run_becomes_active(index: DatasetIndex, own_runs: Path) -> N
     assert done.progress.fraction == 1.0 and len(done.progress.history) == 4  # 2 models x 2 epochs
     assert done.metrics["segmentation"]["dice"] == 0.7
     assert "fake trainer: task=all epochs=2" in jobs.log_tail(done)
+    with open(run.path / jobs.LOG_FILE, "a") as fh:  # a progress bar redrawn with \r shows its last state only
+        fh.write("bar 10%\rbar 50%\rbar 100%\r\nlast line\n")
+    assert jobs.log_tail(done, lines=2) == "bar 100%\nlast line"
     assert not (own_runs / jobs.LOCK_FILE).exists() and jobs.current() is None
     job = json.loads((run.path / jobs.JOB_FILE).read_text())
     assert job["settings"]["epochs"] == 2 and "--out" in job["command"]

@@ -275,18 +275,18 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
     """One row per run: settings as run (the card's, when there is one), outcome, metrics."""
     rows = []
     for run in runs:
-        s = run.settings
         card = run.card() if run.state != "running" else None
         cfg = (card or {}).get("train_config", {})
+        s = {**{k: cfg.get(k) for k in ("task", "preset", "device")}, **{k: v for k, v in run.settings.items() if v}}
         rows.append({
             "run": run.name,
             "started": dt.datetime.fromtimestamp(run.created).strftime("%Y-%m-%d %H:%M:%S"),
             "state": run.state + (" · active" if run.active else ""),
-            "task": jobs.TASKS.get(str(s.get("task")), s.get("task")),
-            "preset": s.get("preset"),
-            "epochs": s.get("epochs") or cfg.get("seg_epochs") or "preset",
-            "image size": s.get("image_size") or cfg.get("image_size") or "preset",
-            "device": (card or {}).get("device") or s.get("device"),
+            "task": jobs.TASKS.get(str(s.get("task")), s.get("task") or "—"),
+            "preset": s.get("preset") or "—",
+            "epochs": str(s.get("epochs") or cfg.get("seg_epochs") or "—"),
+            "image size": str(s.get("image_size") or cfg.get("image_size") or "—"),
+            "device": (card or {}).get("device") or s.get("device") or "—",
             "duration": duration(run.seconds) if run.seconds else "",
             "activatable": run.complete,
             **flat_metrics(run.metrics),
