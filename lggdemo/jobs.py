@@ -543,10 +543,11 @@ def _process(pid: int) -> tuple[bool, str | None]:
 
 
 def _is_our_trainer(pid: int, run_dir: Path) -> bool:
+    """Alive, and its command line writes into this run's folder (a reused pid would not)."""
     alive, cmdline = _process(pid)
     if not alive:
         return False
-    return cmdline is None or str(run_dir) in cmdline
+    return cmdline is None or (f"{os.sep}{run_dir.name}" in cmdline and "--out" in cmdline)
 
 
 _CHILDREN: dict[Path, subprocess.Popen[bytes]] = {}

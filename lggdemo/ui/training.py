@@ -65,7 +65,7 @@ def describe_progress(run: jobs.RunInfo, now: float | None = None) -> str:
     eta = p.eta_now(now)
     if eta is not None:
         more = [m for m in p.models[p.models.index(p.model) + 1 :]] if p.model in p.models else []
-        parts.append(f"ETA {duration(eta)}" + (f" (then {', '.join(more)})" if more else ""))
+        parts.append(f"ETA {duration(eta)}" + (f" for {p.model}, then {', '.join(more)}" if more else ""))
     return " · ".join(parts)
 
 

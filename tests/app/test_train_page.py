@@ -33,6 +33,24 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: P
         jobs.wait(timeout=20)
 
 
+def test_progress_line_and_durations(tmp_path: Path) -> None:
+    from lggdemo.ui.training import describe_progress, duration
+
+    assert [duration(s) for s in (None, 4.6, 75, 3725)] == ["—", "5 s", "1 min 15 s", "1 h 02 min"]
+    path = tmp_path / jobs.PROGRESS_FILE
+    path.write_text(
+        '{"event": "start", "models": ["segmentation", "grade"], "time": 0}\n'
+        '{"event": "step", "model": "segmentation", "epoch": 2, "epochs": 3, "step": 5, "steps": 24, '
+        '"loss": 0.4123, "eta_s": 65, "time": 100}\n'
+    )
+    run = jobs.RunInfo("r", tmp_path, 0.0, {}, "running", progress=jobs.read_progress(path))
+    assert describe_progress(run, now=100.0) == (
+        "Segmentation · epoch 2/3 · step 5/24 · loss 0.412 · ETA 1 min 05 s for segmentation, then grade"
+    )
+    cancelling = jobs.RunInfo("r", tmp_path, 0.0, {}, "running", cancel_requested=101.0, progress=run.progress)
+    assert describe_progress(cancelling).startswith("Cancelling")
+
+
 def _sidebar_script() -> None:
     import streamlit as st
 
