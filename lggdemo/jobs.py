@@ -672,9 +672,13 @@ def start(
                 lock_path, {"run": run_dir.name, "pid": proc.pid, "owner": os.getpid(), "created": job["created"]}
             )
         except OSError as exc:
+            child = _CHILDREN.pop(run_dir, None) if run_dir is not None else None
+            if child is not None:  # launched, but its lock could not be written: an untracked job must not run
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
             _lock_path().unlink(missing_ok=True)
-            if run_dir is not None and run_dir not in _CHILDREN:
-                shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: leave no half-made run behind
+            if run_dir is not None:
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no half-made run behind
             raise JobError(_disk_message(exc, "starting the run")) from exc
         threading.Thread(target=_wait_and_finish, args=(run_dir, proc), name=f"lgg-train-{run_dir.name}",
                          daemon=True).start()  # fmt: skip
