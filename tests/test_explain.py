@@ -40,6 +40,7 @@ def test_grade_cam_lives_in_the_crop_box(predictor: Predictor, tumour_slice: tup
     cam = grade_cam(predictor.grade_model, predictor.grade_config, image, mask, Clinical(50.0, "male"))
     assert _hook_count(predictor.grade_model) == before  # hooks released
     assert all(p.grad is None for p in predictor.grade_model.parameters())  # no gradients kept on a cached model
+    assert all(p.requires_grad for p in predictor.grade_model.parameters())  # flags restored after the CAM
     assert cam.heatmap.shape == (256, 256) and cam.heatmap.dtype == np.float32
     assert 0.0 <= cam.heatmap.min() and cam.heatmap.max() <= 1.0
     assert cam.box == tumour_box(mask)
@@ -68,6 +69,7 @@ def test_segmentation_cam(predictor: Predictor, tumour_slice: tuple[np.ndarray, 
     before = _hook_count(predictor.seg_model)
     cam = segmentation_cam(predictor.seg_model, predictor.seg_config, image, mask)
     assert _hook_count(predictor.seg_model) == before
+    assert all(p.requires_grad and p.grad is None for p in predictor.seg_model.parameters())
     assert cam.heatmap.shape == (256, 256) and 0.0 <= cam.heatmap.min() and cam.heatmap.max() <= 1.0
     assert cam.heatmap.max() > 0 or cam.note
     assert "decoder" in cam.layer
@@ -91,3 +93,24 @@ def test_bad_shapes_raise(predictor: Predictor, shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="expected"):
         grade_cam(predictor.grade_model, predictor.grade_config, np.zeros(shape, np.uint8), np.zeros((256, 256)),
                   Clinical())
+
+
+def test_frozen_layers_give_the_same_map_as_plain_gradcam(predictor: Predictor,
+                                                         tumour_slice: tuple[np.ndarray, np.ndarray]) -> None:
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+
+    from lggdemo.imageio import resize_mask
+    from lggdemo.preprocess import prepare_images
+
+    image, mask = tumour_slice
+    size = predictor.seg_config.image_size
+    layer, _ = seg_target_layer(predictor.seg_model)
+    with GradCAM(model=predictor.seg_model, target_layers=[layer]) as cam:
+        ref = cam(input_tensor=prepare_images([image], size),
+                  targets=[SemanticSegmentationTarget(0, resize_mask(mask, size).astype(np.float32))])[0]
+    predictor.seg_model.zero_grad(set_to_none=True)
+    ref256 = torch.nn.functional.interpolate(torch.from_numpy(ref)[None, None], size=(256, 256), mode="bilinear",
+                                             align_corners=False)[0, 0].numpy()
+    ours = segmentation_cam(predictor.seg_model, predictor.seg_config, image, mask).heatmap
+    np.testing.assert_allclose(ours, np.clip(ref256, 0, 1), atol=1e-5)

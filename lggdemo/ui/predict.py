@@ -276,7 +276,8 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         if src.truth is not None:
             pictures.append(overlay_mask(base, src.truth, alpha=alpha, mode=mode, colour=(64, 200, 64)))
             captions.append("Ground-truth mask")
-        st.image(pictures, caption=captions, width=320)
+        for col, picture, caption in zip(st.columns(2), pictures, captions):
+            col.image(picture, caption=caption, width="stretch")
     with col_stats:
         pct = f"{sl.area_pct_brain:.2f}% of brain" if sl.area_pct_brain is not None else "no brain pixels found"
         st.metric("Tumour area", f"{sl.area_px} px", pct, delta_color="off", delta_arrow="off")

@@ -67,6 +67,7 @@ def test_upload_overlay_grade_cam_and_mask_download(
     mask = np.asarray(Image.open(io.BytesIO(saved.read_bytes())))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
 
+    page.mouse.move(0, 0)  # no tooltip in the picture
     page.wait_for_timeout(500)  # let the last images paint before the capture
     shot = save_screenshot(page, "predict")
     assert shot.is_file() and shot.stat().st_size > 10_000
