@@ -74,7 +74,7 @@ def _gradients_from(model: nn.Module, layer: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
         yield
     finally:
-        for p, flag in zip(params, saved):
+        for p, flag in zip(params, saved, strict=True):
             p.requires_grad_(flag)
         model.zero_grad(set_to_none=True)  # a cached model must not keep gradients between calls
 
@@ -102,7 +102,8 @@ def _paste(cam: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def grade_cam(model: GradeNet, config: GradeConfig, image: np.ndarray, mask: np.ndarray, clinical: Clinical) -> CamResult:
+def grade_cam(model: GradeNet, config: GradeConfig, image: np.ndarray, mask: np.ndarray,
+              clinical: Clinical) -> CamResult:
     """Grad-CAM of the G3 logit at the ResNet50's last block, mapped from the tumour crop onto the slice.
 
     ``image`` is the (256, 256, 3) uint8 slice and ``mask`` the predicted 0/1 mask that chose the crop.
@@ -158,7 +159,7 @@ def segmentation_cam(model: nn.Module, config: SegConfig, image: np.ndarray, mas
     target = "tumour logits summed over the predicted mask"
     if not mask.any():
         return CamResult(np.zeros((SLICE_SIZE, SLICE_SIZE), np.float32), target, layer, None,
-                         "No tumour predicted on this slice: there is no mask for the segmentation Grad-CAM to explain.")
+                         "No tumour predicted on this slice: the segmentation Grad-CAM has no mask to explain.")
     device = _device_of(model)
     x = prepare_images([image], config.image_size).to(device)
     small = resize_mask(mask, config.image_size).astype(np.float32)

@@ -120,7 +120,8 @@ def card_metric(card: dict[str, Any] | None, section: str, name: str) -> CardMet
         ci = entry.get("ci95")
         ci95 = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
         n = entry.get("n")
-        return CardMetric(value, ci95, int(n) if isinstance(n, (int, float)) else None, str(entry.get("definition", "")))
+        count = int(n) if isinstance(n, (int, float)) else None
+        return CardMetric(value, ci95, count, str(entry.get("definition", "")))
     except (KeyError, TypeError, ValueError, IndexError):
         return None
 
@@ -240,7 +241,7 @@ class Predictor:
             note = "Grade not computed: the clinical fields were not accepted."
         heads = [head_mask(im) for im in batch]
         slices = []
-        for i, (name, size, truth) in enumerate(zip(names, sizes, truths)):
+        for i, (name, size, truth) in enumerate(zip(names, sizes, truths, strict=True)):
             t256 = resize_mask(np.asarray(truth).astype(np.uint8), SLICE_SIZE) if truth is not None else None
             slices.append(SlicePrediction(
                 name=name, mask=masks[i], probability=probs[i], area_px=int(areas[i]), brain_px=int(heads[i].sum()),

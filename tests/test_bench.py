@@ -14,8 +14,9 @@ from lggdemo import bench
 def test_infer_writes_every_measurement(tmp_path: Path, synthetic_root: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    rc = bench.main(["--infer", "--device", "cpu", "--data", str(synthetic_root), "--seg-encoder", "resnet18", "--seg-size", "64", "--grade-size",
-                     "32", "--repeats", "1", "--warmup", "0", "--slices", "2", "--json", str(out)])
+    rc = bench.main(["--infer", "--device", "cpu", "--data", str(synthetic_root), "--seg-encoder", "resnet18",
+                     "--seg-size", "64", "--grade-size", "32", "--repeats", "1", "--warmup", "0", "--slices", "2",
+                     "--json", str(out)])
     assert rc == 0
     cpu = json.loads(out.read_text())["cpu"]
     keys = [k for k in cpu if k.endswith("_ms")]

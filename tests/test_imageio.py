@@ -79,7 +79,8 @@ def test_non_square_image_is_resized_with_a_note_and_keeps_its_size(rgb: np.ndar
         (None, "truncated"),  # filled below: a PNG cut in half
     ],
 )
-def test_broken_files_become_messages_and_others_still_go_through(rgb: np.ndarray, data: bytes | None, expect: str) -> None:
+def test_broken_files_become_messages_and_others_still_go_through(rgb: np.ndarray, data: bytes | None,
+                                                                  expect: str) -> None:
     if data is None:
         full = png(rgb)
         data = full[: len(full) // 2]

@@ -62,7 +62,7 @@ def test_pipeline_matches_the_trainer_steps(predictor: Predictor, slices: list[n
         clin = torch.from_numpy(preprocess.encode_clinical(clinical, predictor.grade_config.age_scale))
         logits = predictor.grade_model(crops, clin[None].repeat(len(slices), 1))[:, 0].numpy()
     areas = masks.reshape(len(masks), -1).sum(1)
-    for s, m, lg, a in zip(result.slices, masks, logits, areas):
+    for s, m, lg, a in zip(result.slices, masks, logits, areas, strict=True):
         np.testing.assert_array_equal(s.mask, m)
         assert s.area_px == a
         assert s.grade_logit == pytest.approx(float(lg), abs=1e-4)
@@ -74,7 +74,7 @@ def test_shapes_ranges_and_determinism(predictor: Predictor, slices: list[np.nda
     a = predictor.predict(slices, Clinical(40.0, "female"), names=["x", "y", "z"])
     b = predictor.predict(slices, Clinical(40.0, "female"), names=["x", "y", "z"])
     assert [s.name for s in a.slices] == ["x", "y", "z"]
-    for s, t in zip(a.slices, b.slices):
+    for s, t in zip(a.slices, b.slices, strict=True):
         assert s.mask.shape == (SLICE_SIZE, SLICE_SIZE) and s.mask.dtype == np.uint8
         assert set(np.unique(s.mask)) <= {0, 1}
         assert s.probability.shape == (SLICE_SIZE, SLICE_SIZE)
@@ -95,7 +95,7 @@ def test_batching_does_not_change_results(predictor: Predictor, slices: list[np.
     many = predictor.predict(slices, Clinical(60.0, None))
     monkeypatch.setattr(predictor, "batch_size", 1)
     one = predictor.predict(slices, Clinical(60.0, None))
-    for s, t in zip(one.slices, many.slices):
+    for s, t in zip(one.slices, many.slices, strict=True):
         np.testing.assert_array_equal(s.mask, t.mask)
         assert s.grade_logit == pytest.approx(t.grade_logit, abs=1e-4)
 

@@ -125,7 +125,8 @@ def _load_example() -> None:
     st.session_state.pop("predict_example_error", None)
     kind = "synthetic phantom" if getattr(choice, "synthetic", False) else "dataset patient"
     grade = f", recorded grade {case.clinical.grade}" if case.clinical.grade else ""
-    set_batch(case.batch, f"Example: {kind} {case.patient_id} ({len(case.batch.slices)} tumour slices{grade})", "example")
+    label = f"Example: {kind} {case.patient_id} ({len(case.batch.slices)} tumour slices{grade})"
+    set_batch(case.batch, label, "example")
     st.session_state["predict_age"] = case.clinical.age
     st.session_state["predict_sex"] = case.clinical.sex or "unknown"
 
@@ -170,15 +171,17 @@ def render_inputs() -> None:
             batch = process_uploads([(f.name, f.getvalue()) for f in files], [(f.name, f.getvalue()) for f in masks])
             n_files = len(files) + len(masks)
             set_batch(batch, f"{len(batch.slices)} usable slice(s) from {n_files} uploaded file(s)", "upload")
-    elif st.session_state.pop("predict_upload_sig", None) is not None and st.session_state.get("predict_kind") == "upload":
-        clear_batch()
+    elif st.session_state.pop("predict_upload_sig", None) is not None:
+        if st.session_state.get("predict_kind") == "upload":  # uploads removed: nothing left to show
+            clear_batch()
 
 
 def current_clinical() -> tuple[Clinical | None, list[str]]:
     """The submitted fields, validated; messages for anything missing or refused."""
     age = st.session_state.get("predict_age")
     sex = st.session_state.get("predict_sex", "unknown")
-    clinical, error = safe_clinical(Clinical(age=None if age is None else float(age), sex=None if sex == "unknown" else sex))
+    typed = Clinical(age=None if age is None else float(age), sex=None if sex == "unknown" else sex)
+    clinical, error = safe_clinical(typed)
     messages = []
     if error:
         messages.append(f"{error} The grade is not computed until this is fixed; the masks still are.")
@@ -219,7 +222,8 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
         base = card_metric(predictor.card, "grade", "age_baseline_auc")
         bal = card_metric(predictor.card, "grade", "balanced_accuracy")
         st.markdown(
-            f"**How good is this model?** (model card `{predictor.card.get('version', 'n/a')}`, validation patients)\n\n"
+            f"**How good is this model?** (model card `{predictor.card.get('version', 'n/a')}`, "
+            "validation patients)\n\n"
             f"- Grade AUC: **{auc.text() if auc else 'n/a'}**\n"
             f"- Age-only baseline AUC: **{base.text() if base else 'n/a'}**\n"
             f"- Balanced accuracy: {bal.text() if bal else 'n/a'}"
@@ -252,11 +256,12 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
     names = [s.name for s in result.slices]
     st.subheader("Slices")
     if len(names) > 1:
-        thumbs = [overlay_mask(channel_rgb(s.image, 1), p.mask, alpha=0.5) for s, p in zip(batch.slices, result.slices)]
+        thumbs = [overlay_mask(channel_rgb(s.image, 1), p.mask, alpha=0.5)
+                  for s, p in zip(batch.slices, result.slices, strict=True)]
         per_row = min(len(thumbs), 8)
         for start in range(0, len(thumbs), per_row):
             cols = st.columns(per_row)
-            for col, i in zip(cols, range(start, min(start + per_row, len(thumbs)))):
+            for col, i in zip(cols, range(start, min(start + per_row, len(thumbs))), strict=False):
                 col.image(thumbs[i], caption=f"{names[i]} · {result.slices[i].area_px} px", width="stretch")
         idx = names.index(st.select_slider("Slice to inspect", options=names, key="predict_slice"))
     else:
@@ -276,7 +281,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         if src.truth is not None:
             pictures.append(overlay_mask(base, src.truth, alpha=alpha, mode=mode, colour=(64, 200, 64)))
             captions.append("Ground-truth mask")
-        for col, picture, caption in zip(st.columns(2), pictures, captions):
+        for col, picture, caption in zip(st.columns(2), pictures, captions, strict=False):  # 1 or 2 pictures
             col.image(picture, caption=caption, width="stretch")
     with col_stats:
         pct = f"{sl.area_pct_brain:.2f}% of brain" if sl.area_pct_brain is not None else "no brain pixels found"
@@ -289,7 +294,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),
                            file_name=f"{sl.name.rsplit('.', 1)[0]}_predicted_mask.png", mime="image/png",
                            key="predict_dl_mask", on_click="ignore")
-    for col, c in zip(st.columns(3), range(3)):
+    for col, c in zip(st.columns(3), range(3), strict=True):
         col.image(channel_rgb(src.image, c), caption=CHANNELS[c], width="stretch")
 
     st.subheader("Grad-CAM")

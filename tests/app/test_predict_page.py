@@ -37,7 +37,8 @@ def app(no_bundled: Path, tiny_weights: Path, synthetic_root: Path, monkeypatch:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "markdown", "caption", "success") for e in getattr(at, kind)]
+    kinds = ("error", "warning", "info", "markdown", "caption", "success")
+    parts = [e.value for kind in kinds for e in getattr(at, kind)]
     return "\n".join(str(p) for p in parts)
 
 
