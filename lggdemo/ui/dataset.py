@@ -142,8 +142,9 @@ def rescan() -> None:
 
 
 def source_line(choice: DatasetChoice) -> str:
-    """Why this dataset, and where it is (the built-in phantoms live in a cache folder nobody needs to see)."""
-    where = "" if choice.source == "synthetic" else f" — `{choice.root}`"
+    """Why this dataset, and where it is; not for phantoms, whose folder is a cache nobody needs to see
+    (and whose screenshots then stay the same from one test run to the next)."""
+    where = "" if choice.synthetic else f" — `{choice.root}`"
     return f"Source: {SOURCE_EXPLAINED.get(choice.source, choice.source)}{where}"
 
 

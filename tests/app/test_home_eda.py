@@ -121,7 +121,7 @@ def test_sidebar_path_is_used_and_refusals_are_shown(
 ) -> None:
     assert "no real dataset found" in _sidebar_text(_app())
     sidebar = _sidebar_text(_app(typed_path=str(synthetic_copy.parent)))
-    assert "typed in the sidebar" in sidebar and str(synthetic_copy) in sidebar
+    assert "typed in the sidebar" in sidebar and "Synthetic phantoms" in sidebar
 
     monkeypatch.setenv("LGG_ALLOWED_ROOT", str(tmp_path / "elsewhere"))
     sidebar = _sidebar_text(_app(typed_path=str(synthetic_copy)))
@@ -130,9 +130,9 @@ def test_sidebar_path_is_used_and_refusals_are_shown(
 
     at = _app()  # typing into the widget, then switching page: the path is kept
     at.sidebar.text_input(key=ui_dataset.PATH_WIDGET_KEY).input(str(synthetic_copy)).run()
-    assert not at.exception and any(str(synthetic_copy) in m.value for m in at.main.caption)
+    assert not at.exception and any("typed in the sidebar" in m.value for m in at.main.caption)
     at.switch_page("pages/eda.py").run()
-    assert not at.exception and any(str(synthetic_copy) in c.value for c in at.caption)
+    assert not at.exception and any("typed in the sidebar" in c.value for c in at.caption)
 
 
 def test_path_input_hidden_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +155,10 @@ def test_rescan_picks_up_a_changed_tree(monkeypatch: pytest.MonkeyPatch, synthet
     assert not at.exception and any("10 patients" in m.value for m in at.main.markdown)
     at = _eda(at)
     assert {m.label: m.value for m in at.metric}["Patients"] == "10"
+
+
+def test_source_line_names_real_folders_only(tmp_path: Path) -> None:
+    real = sources.DatasetChoice(tmp_path, "LGG_DATA_DIR", False)
+    assert str(tmp_path) in ui_dataset.source_line(real) and "LGG_DATA_DIR" in ui_dataset.source_line(real)
+    phantoms = sources.DatasetChoice(tmp_path, "sidebar", True)
+    assert str(tmp_path) not in ui_dataset.source_line(phantoms) and "typed" in ui_dataset.source_line(phantoms)
