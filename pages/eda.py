@@ -6,6 +6,9 @@ from lggdemo import eda
 from lggdemo.data import DatasetError, load_image, load_mask
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
 from lggdemo.ui.dataset import active_dataset, dataset_figures, dataset_tables, describe_choice, source_line
+from lggdemo.ui.shell import require_shell
+
+require_shell()
 
 st.title("Dataset EDA")
 choice, index = active_dataset()

@@ -4,7 +4,10 @@ import streamlit as st
 
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.ui.dataset import active_dataset, describe_choice, source_line
+from lggdemo.ui.shell import require_shell
 from lggdemo.ui.sidebar import device_text
+
+require_shell()
 
 st.title("Lower-grade glioma MRI: explore, segment, grade")
 st.error(f"**Not for diagnosis.** {NOT_FOR_DIAGNOSIS}", icon=":material/warning:")

@@ -5,7 +5,10 @@ Runs are started from the sidebar's **Retrain models** (on every page); this pag
 
 import streamlit as st
 
+from lggdemo.ui.shell import require_shell
 from lggdemo.ui.training import render_train_page
+
+require_shell()
 
 st.title("Train")
 st.markdown(
