@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Loopback only by default: the sidebar can open server folders (see README). ADDRESS=0.0.0.0 to share.
+ADDRESS ?= 127.0.0.1
+PORT ?= 8501
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -17,10 +20,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m streamlit run streamlit_app.py --server.port 8501
+	$(PY) -m streamlit run streamlit_app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 test: $(VENV)/.installed-dev
-	@if $(PY) -m pip list 2>/dev/null | grep -qi '^nvidia-'; then echo "CUDA packages found in $(VENV): a pin let pip choose another torch"; exit 1; fi
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev

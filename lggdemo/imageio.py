@@ -34,14 +34,19 @@ class DecodedImage:
 
 
 def _open(source: bytes | Path, name: str) -> Image.Image:
-    if isinstance(source, (bytes, bytearray)):
-        if len(source) == 0:
-            raise ImageDecodeError(f"{name}: the file is empty.")
-        if len(source) > MAX_BYTES:
-            raise ImageDecodeError(f"{name}: the file is larger than {MAX_BYTES // 2**20} MB.")
-        stream: io.BytesIO | Path = io.BytesIO(source)
-    else:
-        stream = Path(source)
+    if not isinstance(source, (bytes, bytearray)):
+        # Read the bytes up front: a file PIL fails to decode would otherwise stay open.
+        try:
+            if Path(source).stat().st_size > MAX_BYTES:
+                raise ImageDecodeError(f"{name}: the file is larger than {MAX_BYTES // 2**20} MB.")
+            source = Path(source).read_bytes()
+        except OSError as exc:
+            raise ImageDecodeError(f"{name}: cannot be read ({exc.strerror or exc}).") from exc
+    if len(source) == 0:
+        raise ImageDecodeError(f"{name}: the file is empty.")
+    if len(source) > MAX_BYTES:
+        raise ImageDecodeError(f"{name}: the file is larger than {MAX_BYTES // 2**20} MB.")
+    stream = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
