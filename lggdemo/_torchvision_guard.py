@@ -60,7 +60,7 @@ def install() -> str:
     if _ops_defined():
         STATUS = "extension"
         return STATUS
-    _LIBRARY = torch.library.Library("torchvision", "DEF")  # noqa: TOR901 - the definitions must outlive this call
+    _LIBRARY = torch.library.Library("torchvision", "DEF")  # kept in a global: the definitions must outlive this call
     _LIBRARY.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARY.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
     STATUS = "schemas"

@@ -26,7 +26,8 @@ def choose_device(requested: str = "auto") -> torch.device:
     if requested not in ("cpu", "cuda", "mps"):
         raise DeviceError(f"Unknown device {requested!r}: choose auto, cpu, cuda or mps.")
     if requested not in available_devices():
-        raise DeviceError(f"{requested.upper()} was chosen but this machine has none (available: {', '.join(available_devices())}).")
+        have = ", ".join(available_devices())
+        raise DeviceError(f"{requested.upper()} was chosen but this machine has none (available: {have}).")
     return torch.device(requested)
 
 

@@ -77,7 +77,6 @@ from lggdemo.weights import (
     SEG_FILE,
     WeightsError,
     active_dir,
-    load_grade,
     load_segmentation,
     read_card,
     save_model,
@@ -324,7 +323,10 @@ def _autocast(device: torch.device) -> Any:
 
 
 def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, warmup: int) -> None:
-    lr = base * (step + 1) / warmup if step < warmup else base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    if step < warmup:
+        lr = base * (step + 1) / warmup
+    else:
+        lr = base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
     for g in opt.param_groups:
         g["lr"] = max(lr, base * 0.01)
 
