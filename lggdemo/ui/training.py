@@ -185,7 +185,8 @@ def _settings_form(*, running: bool) -> None:
                                key="lgg_train_size",
                                help="The U-Net's input side: a multiple of 32, at most 256.")  # fmt: skip
         device = st.selectbox("Device", devices, format_func=DEVICE_LABELS.__getitem__, key="lgg_train_device")
-        st.caption(f"Dataset: {described}" if described else "Dataset: none")
+        where = f" — `{choice.root}`" if choice is not None and not choice.synthetic else ""
+        st.caption(f"Dataset: {described}{where}" if described else "Dataset: none")
         submitted = st.form_submit_button("Start training", type="primary", disabled=running)
     if running:
         st.caption("A run is in progress: cancel it or wait for it to finish before starting another.")
