@@ -331,6 +331,44 @@ def _cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, w
         g["lr"] = max(lr, base * 0.01)
 
 
+def _train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torch.Tensor,
+                batch_loss: Callable[[torch.Tensor], torch.Tensor], *, name: str, epochs: int, samples: int,
+                cfg: TrainConfig, gen: torch.Generator, progress: Progress, phase: str | None = None,
+                validate: Callable[[], dict[str, float]] | None = None,
+                history: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """The one optimisation loop both models use: weighted sampling, cosine LR, progress, stop checks.
+
+    ``batch_loss(indices)`` prepares and augments that batch and returns its loss.
+    """
+    batch = cfg.batch_size
+    steps_per_epoch = samples // batch
+    total = steps_per_epoch * epochs
+    tags = {"model": name, **({"phase": phase} if phase else {})}
+    started, step = time.monotonic(), 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.multinomial(weights, steps_per_epoch * batch, replacement=True, generator=gen)
+        losses = []
+        for s in range(steps_per_epoch):
+            progress.check()
+            _cosine_lr(opt, cfg.lr, step, total, warmup=max(1, total // 20))
+            loss = batch_loss(order[s * batch : (s + 1) * batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            eta = (time.monotonic() - started) / step * (total - step)
+            progress.emit("step", **tags, epoch=epoch, epochs=epochs, step=s + 1, steps=steps_per_epoch,
+                          loss=float(np.mean(losses[-20:])), eta_s=eta)
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val": validate() if validate else {}}
+        if history is not None:
+            history.append(record)
+        progress.emit("epoch", **tags, epochs=epochs, eta_s=(time.monotonic() - started) / step * (total - step), **record)
+    seconds = time.monotonic() - started
+    return {"training_seconds": seconds, "images_per_second": step * batch / seconds}
+
+
 def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:
     import segmentation_models_pytorch as smp
 
@@ -345,52 +383,30 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     y_all = torch.from_numpy(arrays.masks[train_sel]).float()[:, None]
     if dev.type == "cuda":
         x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
-    weights = torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0)
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    steps_per_epoch = cfg.seg_samples // cfg.batch_size
-    total = steps_per_epoch * cfg.seg_epochs
     gen = torch.Generator().manual_seed(cfg.seed)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb, yb = augment(x_all[idx].to(dev, non_blocking=True), y_all[idx].to(dev, non_blocking=True), gen)
+        with _autocast(dev):
+            logits = model(xb)
+        logits = logits.float()
+        return dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
+
     val_sel = np.isin(prep.arrays_256.patient_ids, prep.split.val)
-    started = time.monotonic()
-    step = 0
-    images_seen = 0
-    for epoch in range(1, cfg.seg_epochs + 1):
-        model.train()
-        order = torch.multinomial(weights, steps_per_epoch * cfg.batch_size, replacement=True, generator=gen)
-        losses = []
-        for s in range(steps_per_epoch):
-            progress.check()
-            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            xb, yb = x_all[idx].to(dev, non_blocking=True), y_all[idx].to(dev, non_blocking=True)
-            xb, yb = augment(xb, yb, gen)
-            _cosine_lr(opt, cfg.lr, step, total, warmup=max(1, total // 20))
-            with _autocast(dev):
-                logits = model(xb)
-            logits = logits.float()
-            loss = dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-            images_seen += len(idx)
-            elapsed = time.monotonic() - started
-            progress.emit("step", model="segmentation", epoch=epoch, epochs=cfg.seg_epochs, step=s + 1,
-                          steps=steps_per_epoch, loss=float(np.mean(losses[-20:])),
-                          eta_s=elapsed / step * (total - step))
-        val: dict[str, float] = {}
-        if val_sel.any():
-            pred = predict_masks(model, seg_cfg, prep.arrays_256.images[val_sel], dev)
-            ev = evaluate_segmentation(pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
-            val = {"per_volume_dice_mean": ev.metrics["per_volume_dice_mean"].value,
-                   "tumour_slice_dice": ev.metrics["tumour_slice_dice"].value}
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val": val}
-        prep.history["segmentation"].append(record)
-        elapsed = time.monotonic() - started
-        progress.emit("epoch", model="segmentation", epochs=cfg.seg_epochs, eta_s=elapsed / step * (total - step), **record)
-    seconds = time.monotonic() - started
-    return model.eval(), seg_cfg, {"training_seconds": seconds, "images_per_second": images_seen / seconds}
+
+    def validate() -> dict[str, float]:
+        if not val_sel.any():
+            return {}
+        pred = predict_masks(model, seg_cfg, prep.arrays_256.images[val_sel], dev)
+        ev = evaluate_segmentation(pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
+        return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
+
+    info = _train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
+                       torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0),  # tumour slices 3x as likely
+                       batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
+                       gen=gen, progress=progress, validate=validate, history=prep.history["segmentation"])
+    return model.eval(), seg_cfg, info
 
 
 @dataclass
@@ -430,45 +446,24 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
     """Train one grade model; sampling gives each class, and each patient within it, equal weight."""
     torch.manual_seed(cfg.seed)
     model = build_grade(grade_cfg)
-    copied = init_grade_from_segmentation(model, seg_model) if (seg_model is not None and cfg.grade_init == "segmentation") else 0
+    transfer = seg_model is not None and cfg.grade_init == "segmentation"
+    copied = init_grade_from_segmentation(model, seg_model) if transfer else 0  # type: ignore[arg-type]
     model = model.to(dev)
     counts = {p: int((data.patients == p).sum()) for p in set(data.patients.tolist())}
     n_pat = {c: len({p for p in counts if float(data.labels[data.patients == p][0]) == c}) for c in (0.0, 1.0)}
     w = torch.tensor([1.0 / counts[p] / max(1, n_pat[float(y)]) for p, y in zip(data.patients, data.labels.tolist())])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-3)
-    steps_per_epoch = cfg.grade_samples // cfg.batch_size
-    total = steps_per_epoch * cfg.grade_epochs
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    started, step, seen = time.monotonic(), 0, 0
-    for epoch in range(1, cfg.grade_epochs + 1):
-        model.train()
-        order = torch.multinomial(w, steps_per_epoch * cfg.batch_size, replacement=True, generator=gen)
-        losses = []
-        for s in range(steps_per_epoch):
-            progress.check()
-            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            xb, _ = augment(data.crops[idx].to(dev), None, gen)
-            _cosine_lr(opt, cfg.lr, step, total, warmup=max(1, total // 20))
-            with _autocast(dev):
-                logits = model(xb, data.clinical[idx].to(dev))
-            loss = F.binary_cross_entropy_with_logits(logits.float()[:, 0], data.labels[idx].to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-            seen += len(idx)
-            elapsed = time.monotonic() - started
-            progress.emit("step", model="grade", phase=label, epoch=epoch, epochs=cfg.grade_epochs, step=s + 1,
-                          steps=steps_per_epoch, loss=float(np.mean(losses[-20:])), eta_s=elapsed / step * (total - step))
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val": {}}
-        if history is not None:
-            history.append(record)
-        progress.emit("epoch", model="grade", phase=label, epochs=cfg.grade_epochs,
-                      eta_s=(time.monotonic() - started) / step * (total - step), **record)
-    seconds = time.monotonic() - started
-    return model.eval(), {"training_seconds": seconds, "images_per_second": seen / seconds,
-                          "encoder_tensors_from_segmentation": copied}
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb, _ = augment(data.crops[idx].to(dev), None, gen)
+        with _autocast(dev):
+            logits = model(xb, data.clinical[idx].to(dev))
+        return F.binary_cross_entropy_with_logits(logits.float()[:, 0], data.labels[idx].to(dev))
+
+    info = _train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-3), w, batch_loss,
+                       name="grade", epochs=cfg.grade_epochs, samples=cfg.grade_samples, cfg=cfg, gen=gen,
+                       progress=progress, phase=label, history=history)
+    return model.eval(), {**info, "encoder_tensors_from_segmentation": copied}
 
 
 @torch.no_grad()
