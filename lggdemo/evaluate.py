@@ -160,19 +160,36 @@ def age_baseline_probs(train_ages: Sequence[float | None], train_labels: Sequenc
 
 
 @torch.no_grad()
-def predict_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
-                  batch_size: int = 32) -> np.ndarray:
-    """(N, 256, 256, 3) uint8 -> (N, 256, 256) uint8 masks through the same path as the app."""
+def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
+                   batch_size: int = 32, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
+
+    The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
+    call it, so a card's Dice describes exactly what the app shows.
+    """
     from lggdemo.preprocess import prepare_images
 
     model.eval()
-    out = []
+    size = images_256.shape[1]
+    masks, probs = [], []
     for i in range(0, len(images_256), batch_size):
         x = prepare_images(images_256[i : i + batch_size], config.image_size).to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             logits = seg_logits(model, config, x)
-        out.append(masks_from_logits(logits.float(), config, images_256.shape[1]))
-    return np.concatenate(out) if out else np.zeros((0, *images_256.shape[1:3]), np.uint8)
+        logits = logits.float()
+        masks.append(masks_from_logits(logits, config, size))
+        if probabilities:
+            if logits.shape[-1] != size:
+                logits = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+            probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy().astype(np.float32))
+    empty = np.zeros((0, size, size), np.uint8)
+    return (np.concatenate(masks) if masks else empty,
+            (np.concatenate(probs) if probs else empty.astype(np.float32)) if probabilities else None)
+
+
+def predict_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
+                  batch_size: int = 32) -> np.ndarray:
+    return segment_slices(model, config, images_256, device, batch_size)[0]
 
 
 @dataclass

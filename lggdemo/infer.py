@@ -28,15 +28,12 @@ import torch
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import Clinical, DatasetIndex, load_image, load_mask
 from lggdemo.device import choose_device, describe
-from lggdemo.evaluate import dice
+from lggdemo.evaluate import dice, grade_slice_logits, segment_slices
 from lggdemo.imageio import SLICE_SIZE, UploadBatch, UploadedSlice, encode_png, resize_image, resize_mask
-from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit, seg_logits
+from lggdemo.models import GradeConfig, GradeNet, SegConfig, patient_logit
 from lggdemo.preprocess import (
     BACKGROUND_LEVEL,
     ClinicalInputError,
-    crop_tumour,
-    encode_clinical,
-    prepare_images,
     validate_clinical,
 )
 from lggdemo.weights import WeightsError, load_grade, load_segmentation, read_card
@@ -173,38 +170,18 @@ class Predictor:
 
     # --- the two steps -------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def segment(self, images_256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8 and tumour probabilities (N, 256, 256) float32."""
-        masks, probs = [], []
-        for i in range(0, len(images_256), self.batch_size):
-            x = prepare_images(images_256[i : i + self.batch_size], self.seg_config.image_size).to(self.device)
-            with MODEL_LOCK, torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                logits = seg_logits(self.seg_model, self.seg_config, x)
-            logits = logits.float()
-            masks.append(masks_from_logits(logits, self.seg_config, out_size=SLICE_SIZE))
-            if logits.shape[-1] != SLICE_SIZE:
-                logits = torch.nn.functional.interpolate(logits, size=(SLICE_SIZE, SLICE_SIZE), mode="bilinear",
-                                                         align_corners=False)
-            probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy().astype(np.float32))
-        return np.concatenate(masks), np.concatenate(probs)
+        with MODEL_LOCK:
+            masks, probs = segment_slices(self.seg_model, self.seg_config, images_256, self.device, self.batch_size,
+                                          probabilities=True)
+        return masks, probs  # type: ignore[return-value]
 
-    def clinical_vector(self, clinical: Clinical) -> torch.Tensor:
-        """(F,) clinical features; raises ClinicalInputError for values no patient has."""
-        return torch.from_numpy(encode_clinical(clinical, self.grade_config.age_scale))
-
-    @torch.inference_mode()
     def grade(self, images_256: np.ndarray, masks_256: np.ndarray, clinical: Clinical) -> np.ndarray:
         """Per-slice G3 logits from tumour crops of the predicted masks plus the clinical vector."""
-        clin = self.clinical_vector(clinical)
-        out = []
-        for i in range(0, len(images_256), self.batch_size):
-            full = prepare_images(images_256[i : i + self.batch_size], SLICE_SIZE)
-            crops = crop_tumour(full, masks_256[i : i + self.batch_size], self.grade_config.image_size).to(self.device)
-            c = clin[None].expand(len(crops), -1).to(self.device)
-            with MODEL_LOCK:
-                out.append(self.grade_model(crops, c)[:, 0].float().cpu().numpy())
-        return np.concatenate(out)
+        with MODEL_LOCK:
+            return grade_slice_logits(self.grade_model, self.grade_config, images_256, masks_256, clinical,
+                                      self.device, self.batch_size)
 
     # --- the whole pipeline ---------------------------------------------------------------------
 
@@ -220,7 +197,7 @@ class Predictor:
         """
         arrays = check_images(images)
         if clinical is not None:
-            self.clinical_vector(clinical)  # validate first: a refused age must not cost a forward pass
+            validate_clinical(clinical)  # validate first: a refused age must not cost a forward pass
         names = list(names) if names is not None else [f"slice_{i + 1}" for i in range(len(arrays))]
         truths = list(truths) if truths is not None else [None] * len(arrays)
         sizes = list(original_sizes) if original_sizes is not None else [a.shape[:2] for a in arrays]
