@@ -174,7 +174,7 @@ class RunInfo:
 
     @property
     def complete(self) -> bool:
-        return is_complete(self.path)
+        return weights.is_complete(self.path)
 
     @property
     def active(self) -> bool:
@@ -487,28 +487,6 @@ def log_tail(run: Path | RunInfo, lines: int = 30, max_bytes: int = 32_768) -> s
     return "\n".join(rows[-lines:])
 
 
-_COMPLETE_CACHE: dict[Path, tuple[tuple[Any, ...], bool]] = {}
-
-
-def is_complete(run: Path) -> bool:
-    """``weights.is_complete`` memoised on the files' sizes and times (hashing 100 MB per page view is slow)."""
-    run = Path(run)
-    stats: list[Any] = []
-    for name in (weights.CARD_FILE, weights.SEG_FILE, weights.GRADE_FILE):
-        try:
-            st = (run / name).stat()
-            stats.append((st.st_size, st.st_mtime_ns, st.st_ino))
-        except OSError:
-            stats.append(None)
-    key = tuple(stats)
-    cached = _COMPLETE_CACHE.get(run)
-    if cached and cached[0] == key:
-        return cached[1]
-    ok = stats[0] is not None and weights.is_complete(run)
-    _COMPLETE_CACHE[run] = (key, ok)
-    return ok
-
-
 # --- processes --------------------------------------------------------------------------------------
 
 
@@ -653,7 +631,7 @@ def start(
                 os.close(fd)
             run_dir = _new_run_dir()
             source = weights.active_dir()  # pinned now: activating another run meanwhile must not change it
-            complete_from = source if settings.task != "all" and is_complete(source) else None
+            complete_from = source if settings.task != "all" and weights.is_complete(source) else None
             paths = {"data": Path(index.root if index else data), "out": run_dir, "progress": run_dir / PROGRESS_FILE,
                      "complete_from": complete_from}  # fmt: skip
             argv = build(settings, **paths)
@@ -707,7 +685,7 @@ def finish(run_dir: Path, exit_code: int | None) -> RunInfo:
         final = progress.final or {}
         kind = final.get("event")
         cancel_asked = (run_dir / CANCEL_FILE).exists()
-        complete = is_complete(run_dir)
+        complete = weights.is_complete(run_dir)
         activated = False
         if (exit_code == 0 or (exit_code is None and kind == "done")) and complete:
             state, message = "succeeded", "Finished"
@@ -768,7 +746,7 @@ def run_info(run_dir: Path, *, result: dict[str, Any] | None = None, lock: dict[
     elif lock is not None or _running_name() == run_dir.name:
         state, message = "running", "Cancelling…" if cancel else "Training…"
     else:  # a folder made outside the job manager, or a run whose outcome could not be written
-        state = "succeeded" if is_complete(run_dir) else "failed"
+        state = "succeeded" if weights.is_complete(run_dir) else "failed"
         message = "" if state == "succeeded" else "Incomplete run folder (no outcome recorded)."
     return RunInfo(
         name=run_dir.name, path=run_dir, created=float(created), settings=dict(job.get("settings", {})),
@@ -862,7 +840,7 @@ def find_run(name: str) -> RunInfo:
 def activate(name: str) -> RunInfo:
     """Make a past run's weights the active ones; only a complete folder is accepted."""
     run = find_run(name)
-    if not is_complete(run.path):
+    if not weights.is_complete(run.path):
         raise JobError(f"Run {name} is not a complete weights folder (both models and a matching model card).")
     try:
         weights.set_active(run.path)
@@ -904,4 +882,3 @@ def delete_run(name: str) -> None:
             f"Run {name} holds the active weights: activate another run or restore the bundled weights first."
         )
     shutil.rmtree(run.path, ignore_errors=True)
-    _COMPLETE_CACHE.pop(run.path, None)

@@ -46,12 +46,24 @@ def runs_dir() -> Path:
     return Path(os.environ.get("LGG_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of a file, remembered per (path, size, mtime, inode).
+
+    ``is_complete`` runs on every page view that asks which weights are active; re-hashing 75 MB
+    each time would cost seconds, while any rewrite or atomic replace changes the stat key.
+    """
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
 def save_model(path: Path, model: torch.nn.Module, config: SegConfig | GradeConfig, *, half: bool = True) -> str:
