@@ -77,6 +77,7 @@ from lggdemo.weights import (
     SEG_FILE,
     WeightsError,
     active_dir,
+    load_grade,
     load_segmentation,
     read_card,
     save_model,
@@ -93,6 +94,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The bundled weights. Encoder and sizes chosen by measurement (see weights/README.md).
     "full": dict(encoder="resnet18", image_size=128, seg_epochs=24, seg_samples=1200, grade_image_size=64,
                  grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
+    # Second stage of the bundled U-Net: continue a `full` run's U-Net at the slices' own 256² for
+    # small tumours, at a lower rate. No flip TTA: at 256² it would break the 150 ms CPU budget.
+    "refine": dict(encoder="resnet18", image_size=256, seg_epochs=8, seg_samples=1200, lr=3e-4, flip_tta=False,
+                   grade_image_size=64, grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
 }
 TASKS = ("seg", "grade", "all")
 
@@ -129,6 +134,7 @@ class TrainConfig:
     grade_init: str = "segmentation"  # "segmentation" (when the U-Net encoder is a resnet50) | "scratch"
     progress_file: str | None = None
     complete_from: str | None = None  # where the model not trained in this run is copied from
+    init_from: str | None = None  # weights folder whose U-Net this run continues (same split required)
     threads: int | None = None
 
     @classmethod
@@ -158,6 +164,8 @@ class TrainConfig:
             raise TrainError("validation fraction must be between 0 and 0.9.")
         if self.folds == 1 or self.folds < 0:
             raise TrainError("folds must be 0 (no cross-validation) or at least 2.")
+        if self.preset == "refine" and not self.init_from:
+            raise TrainError("the refine preset continues a trained U-Net: give the weights folder with --init-from.")
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -376,7 +384,9 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     seg_cfg = SegConfig(encoder=cfg.encoder, image_size=cfg.image_size, min_component_px=cfg.min_component_px,
                         flip_tta=cfg.flip_tta)
     torch.manual_seed(cfg.seed)
-    model = build_segmentation(seg_cfg).to(dev)
+    model = build_segmentation(seg_cfg)
+    lineage = continue_from(cfg, prep.split, model) if cfg.init_from else None
+    model = model.to(dev)
     arrays = slice_arrays(prep.index, cfg.image_size)
     train_sel = np.isin(arrays.patient_ids, prep.split.train)
     x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
@@ -406,7 +416,34 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
                        torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0),  # tumour slices 3x as likely
                        batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
                        gen=gen, progress=progress, validate=validate, history=prep.history["segmentation"])
+    if lineage:
+        info["initialised_from"] = lineage
     return model.eval(), seg_cfg, info
+
+
+def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dict[str, Any]:
+    """Load the U-Net of ``cfg.init_from`` into ``model``; returns its lineage for the card.
+
+    Refused unless that model was trained on exactly this run's training patients: starting from a
+    model that saw this run's validation patients would leak them into every number in the card.
+    """
+    src = Path(str(cfg.init_from))
+    try:
+        card = read_card(src)
+        parent, parent_cfg = load_segmentation(src, "cpu")
+    except WeightsError as exc:
+        raise TrainError(f"--init-from {src}: {exc}") from exc
+    parent_split = card.get("split", {})
+    if list(parent_split.get("train", [])) != list(split.train) or list(parent_split.get("val", [])) != list(split.val):
+        raise TrainError(f"--init-from {src} was trained on a different patient split (seed "
+                         f"{parent_split.get('seed')}); continuing from it would leak validation patients into training.")
+    if parent_cfg.encoder != cfg.encoder:
+        raise TrainError(f"--init-from {src} has a {parent_cfg.encoder} encoder, this run a {cfg.encoder} one.")
+    model.load_state_dict(parent.state_dict())
+    seg = card.get("segmentation", {})
+    return {"folder": str(src), "version": card.get("version"), "sha256": card.get("files", {}).get(SEG_FILE, {}).get("sha256"),
+            "train_config": card.get("train_config"), "config": seg.get("config"),
+            "training_seconds": seg.get("training_seconds"), "initialised_from": seg.get("initialised_from")}
 
 
 @dataclass
@@ -582,7 +619,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         raise TrainError(str(exc)) from exc
     split = patient_split(index, cfg.val_fraction, cfg.seed)
     out = Path(cfg.out)
-    source = Path(cfg.complete_from) if cfg.complete_from else (out if (out / CARD_FILE).is_file() else active_dir())
+    source = Path(cfg.complete_from or cfg.init_from or (out if (out / CARD_FILE).is_file() else active_dir()))
     want_seg, want_grade = cfg.task in ("seg", "all"), cfg.task in ("grade", "all")
     progress.emit("start", task=cfg.task, preset=cfg.preset, device=str(device), device_name=describe(device),
                   models=[m for m, w in (("segmentation", want_seg), ("grade", want_grade)) if w],
@@ -613,25 +650,24 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
 
     grade_model: GradeNet | None = None
     grade_cfg: GradeConfig | None = None
+    val_arrays = SliceArrays(prep.arrays_256.images[val_sel], prep.arrays_256.masks[val_sel],
+                             prep.arrays_256.patient_ids[val_sel], prep.arrays_256.numbers[val_sel])
+    masks = val_pred if val_pred is not None else val_arrays.masks
+    masks_text = "predicted by the segmentation model" if val_pred is not None else "ground truth"
     if want_grade:
         grade_model, grade_cfg, grade_info = train_grade(cfg, prep, progress, seg_model, seg_cfg)
-        masks = val_pred if val_pred is not None else prep.arrays_256.masks[val_sel]
-        val_arrays = SliceArrays(prep.arrays_256.images[val_sel], prep.arrays_256.masks[val_sel],
-                                 prep.arrays_256.patient_ids[val_sel], prep.arrays_256.numbers[val_sel])
-        g = evaluate_grade(grade_model, grade_cfg, val_arrays, masks, index, split.val, device, cfg.seed)
-        metrics = _metrics_dict(g.metrics)
-        labelled_train = [p for p in split.train if index.clinical_for(p).grade is not None]
-        if g.labels and labelled_train:
-            probs = age_baseline_probs([index.clinical_for(p).age for p in labelled_train],
-                                       [int(index.clinical_for(p).grade == "G3") for p in labelled_train],
-                                       [index.clinical_for(p).age for p in g.labels])
-            y = list(g.labels.values())
-            metrics["age_baseline_auc"] = Metric(roc_auc(y, probs), bootstrap_ci(roc_auc, y, probs, seed=cfg.seed),
-                                                 len(y), DEFINITIONS["age_baseline_auc"]).to_dict()
         card["grade"] = {"config": dataclasses.asdict(grade_cfg), "trained_in_this_run": True,
-                         "validation_masks": "predicted by the segmentation model" if val_pred is not None else "ground truth",
-                         "metrics": metrics, "per_patient_p_g3": g.per_patient, "labels": g.labels,
-                         "history": prep.history["grade"], **grade_info}
+                         **_grade_validation(grade_model, grade_cfg, val_arrays, masks, index, split, device, cfg.seed),
+                         "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
+    elif want_seg and val_pred is not None:
+        # The grade model is copied, but it crops where the new U-Net draws: re-measure it with those masks.
+        try:
+            kept, kept_cfg = load_grade(source, device)
+        except WeightsError:
+            pass
+        else:
+            card["grade"] = {**_grade_validation(kept, kept_cfg, val_arrays, masks, index, split, device, cfg.seed),
+                             "validation_masks": "predicted by this run's segmentation model"}
 
     # --- publish: nothing has touched `out` until here ---
     progress.check()
@@ -641,6 +677,22 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
     progress.emit("done", out=str(out), seconds=time.monotonic() - started,
                   metrics={m: card[m]["metrics"] for m in ("segmentation", "grade") if m in card})
     return out
+
+
+def _grade_validation(model: GradeNet, config: GradeConfig, val_arrays: SliceArrays, masks: np.ndarray,
+                      index: DatasetIndex, split: Split, device: torch.device, seed: int) -> dict[str, Any]:
+    """Held-out grade metrics, with the age-only baseline fitted on the training patients beside them."""
+    g = evaluate_grade(model, config, val_arrays, masks, index, split.val, device, seed)
+    metrics = _metrics_dict(g.metrics)
+    labelled_train = [p for p in split.train if index.clinical_for(p).grade is not None]
+    if g.labels and labelled_train:
+        probs = age_baseline_probs([index.clinical_for(p).age for p in labelled_train],
+                                   [int(index.clinical_for(p).grade == "G3") for p in labelled_train],
+                                   [index.clinical_for(p).age for p in g.labels])
+        y = list(g.labels.values())
+        metrics["age_baseline_auc"] = Metric(roc_auc(y, probs), bootstrap_ci(roc_auc, y, probs, seed=seed),
+                                             len(y), DEFINITIONS["age_baseline_auc"]).to_dict()
+    return {"metrics": metrics, "per_patient_p_g3": g.per_patient, "labels": g.labels}
 
 
 def _publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], index: DatasetIndex, split: Split,
@@ -662,7 +714,7 @@ def _publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], in
                 shutil.copyfile(source / name, tmp)
                 os.replace(tmp, out / name)
             files[name] = old_card.get("files", {}).get(name)
-            card[key] = {**old_card[key], "trained_in_this_run": False, "copied_from": str(source)}
+            card[key] = {**old_card[key], **card.get(key, {}), "trained_in_this_run": False, "copied_from": str(source)}
     created = dt.datetime.now(dt.timezone.utc)
     card = {
         "version": created.strftime("%Y%m%dT%H%M%SZ") + f"-{cfg.preset}-s{cfg.seed}",
@@ -777,6 +829,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--progress-file", default=None, help="append JSON-lines progress events here")
     ap.add_argument("--complete-from", default=None,
                     help="weights folder to copy the model not trained in this run from (default: --out, else active)")
+    ap.add_argument("--init-from", default=None,
+                    help="weights folder whose U-Net this run continues (the refine preset); same patient split required")
     ap.add_argument("--no-bar", action="store_true", help="no terminal progress bar")
     return ap
 
@@ -786,7 +840,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         args.preset, task=args.task, data=args.data, out=args.out, image_size=args.image_size,
         grade_image_size=args.grade_image_size, batch_size=args.batch_size, encoder=args.encoder, folds=args.folds,
         device=args.device, seed=args.seed, threads=args.threads, progress_file=args.progress_file,
-        complete_from=args.complete_from,
+        complete_from=args.complete_from, init_from=args.init_from,
         seg_epochs=args.epochs, grade_epochs=args.epochs,
         seg_samples=args.samples_per_epoch, grade_samples=args.samples_per_epoch,
     )

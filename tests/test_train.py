@@ -135,6 +135,35 @@ def test_single_task_run_completes_folder_from_source(tiny_weights: Path, synthe
     assert is_complete(out)
 
 
+def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(tiny_weights: Path, synthetic_root: Path,
+                                                                               tmp_path: Path) -> None:
+    out = tmp_path / "refined"
+    run(tiny_config(synthetic_root, out, task="seg", init_from=str(tiny_weights), image_size=64, seg_epochs=1, lr=1e-9))
+    card, parent = read_card(out), read_card(tiny_weights)
+    lineage = card["segmentation"]["initialised_from"]
+    assert lineage["sha256"] == parent["files"][SEG_FILE]["sha256"]
+    assert lineage["train_config"]["image_size"] == 32 and card["segmentation"]["config"]["image_size"] == 64
+    # At a negligible learning rate the continued U-Net still holds the parent's weights (not a fresh init).
+    # Batch-norm running statistics move with the data, so only the learnt tensors are compared.
+    old, new = load_segmentation(tiny_weights)[0].state_dict(), load_segmentation(out)[0].state_dict()
+    learnt = [k for k in old if "running" not in k and "num_batches" not in k]
+    assert all(torch.allclose(old[k], new[k], atol=1e-4) for k in learnt)
+    # The grade model is copied byte for byte, but its held-out numbers use this run's masks.
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert card["grade"]["trained_in_this_run"] is False
+    assert card["grade"]["validation_masks"] == "predicted by this run's segmentation model"
+    assert card["grade"]["config"] == parent["grade"]["config"]
+    assert set(card["grade"]["per_patient_p_g3"]) <= set(card["split"]["val"])
+
+
+def test_refine_refuses_a_parent_trained_on_another_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainError, match="different patient split"):
+        run(tiny_config(synthetic_root, tmp_path / "o", task="seg", init_from=str(tiny_weights), seed=1))
+    with pytest.raises(TrainError, match="--init-from"):
+        TrainConfig.from_preset("refine", data=str(synthetic_root), out=str(tmp_path / "o")).validate()
+    assert not (tmp_path / "o").exists()
+
+
 def test_sigterm_mid_run_leaves_previous_weights_byte_identical(tiny_weights: Path, synthetic_root: Path,
                                                                  tmp_path: Path) -> None:
     import shutil
