@@ -138,7 +138,8 @@ def test_single_task_run_completes_folder_from_source(tiny_weights: Path, synthe
 def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(tiny_weights: Path, synthetic_root: Path,
                                                                                tmp_path: Path) -> None:
     out = tmp_path / "refined"
-    run(tiny_config(synthetic_root, out, task="seg", init_from=str(tiny_weights), image_size=64, seg_epochs=1, lr=1e-9))
+    run(tiny_config(synthetic_root, out, task="seg", init_from=str(tiny_weights), image_size=64, seg_epochs=1, lr=1e-9,
+                    slice_dice=True))
     card, parent = read_card(out), read_card(tiny_weights)
     lineage = card["segmentation"]["initialised_from"]
     assert lineage["sha256"] == parent["files"][SEG_FILE]["sha256"]
@@ -154,6 +155,23 @@ def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(
     assert card["grade"]["validation_masks"] == "predicted by this run's segmentation model"
     assert card["grade"]["config"] == parent["grade"]["config"]
     assert set(card["grade"]["per_patient_p_g3"]) <= set(card["split"]["val"])
+
+
+def test_slice_dice_loss_counts_each_tumour_slice_once() -> None:
+    import segmentation_models_pytorch as smp
+
+    from lggdemo.train import slice_dice_loss
+
+    target = torch.zeros(2, 1, 32, 32)
+    target[0, 0, :, :20] = 1  # a large tumour, found
+    target[1, 0, :4, :4] = 1  # a small one, missed
+    logits = torch.where(target > 0, 10.0, -10.0)
+    logits[1] = -10.0
+    batch = smp.losses.DiceLoss(mode="binary", from_logits=True)(logits, target)
+    assert batch < 0.02  # pooled pixels hide the missed slice
+    assert 0.45 < slice_dice_loss(logits, target) < 0.55  # one of two tumour slices missed
+    empty = torch.zeros(2, 1, 8, 8)
+    assert slice_dice_loss(torch.full_like(empty, 5.0), empty) == 0  # no tumour slice: no term
 
 
 def test_refine_refuses_a_parent_trained_on_another_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
