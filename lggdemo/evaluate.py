@@ -1,6 +1,6 @@
 """Metrics for both models and the evaluation CLI.
 
-``python -m lggdemo.evaluate --data DIR [--weights DIR] [--json FILE]`` scores weights on any
+``python -m lggdemo.evaluate --data DIR [--weights DIR] [--split train|val] [--json FILE]`` scores weights on any
 dataset in the kaggle_3m layout. The trainer's validation report calls the same functions, so the
 numbers in a model card and the numbers a user recomputes on their own data mean the same thing.
 
@@ -71,6 +71,26 @@ def per_volume_dice(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequence[s
 def tumour_slice_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     scores = [dice(p, t) for p, t in zip(pred, truth) if t.any()]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+AREA_BINS = (1, 256, 1024, 4096)  # ground-truth tumour pixels per 256² slice
+
+
+def tumour_slice_dice_by_area(pred: np.ndarray, truth: np.ndarray,
+                              edges: Sequence[int] = AREA_BINS) -> dict[str, dict[str, float]]:
+    """Tumour-slice Dice split by the true tumour's area: where a U-Net fails is mostly a matter of size.
+
+    Keys are ``"lo-hi px"`` (the last bin open-ended); values give the slice count and mean Dice.
+    """
+    areas = truth.reshape(len(truth), -1).sum(1)
+    scores = np.array([dice(p, t) for p, t in zip(pred, truth)])
+    out: dict[str, dict[str, float]] = {}
+    for lo, hi in zip(edges, [*edges[1:], None]):
+        sel = (areas >= lo) & (areas < hi if hi is not None else True)
+        if sel.any():
+            name = f"{lo}-{hi - 1} px" if hi is not None else f">={lo} px"
+            out[name] = {"n": int(sel.sum()), "dice": float(scores[sel].mean())}
+    return out
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
@@ -262,7 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="a kaggle_3m folder (or its parent)")
     ap.add_argument("--weights", default=None, help="weights folder (default: the active weights)")
-    ap.add_argument("--patients", default=None, help="comma-separated patient folders to score (default: all)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--patients", default=None, help="comma-separated patient folders to score (default: all)")
+    which.add_argument("--split", choices=["train", "val"], default=None,
+                       help="score the patients the weights' card lists on that side of its split")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
@@ -276,20 +299,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for p in index.problems:
         print(f"warning: {p}", file=sys.stderr)
+    chosen = args.patients.split(",") if args.patients else None
+    if args.split:
+        try:
+            chosen = list(read_card(wdir)["split"][args.split])
+        except (WeightsError, KeyError) as exc:
+            print(f"error: the card in {wdir} has no {args.split} split: {exc}", file=sys.stderr)
+            return 2
     arrays = slice_arrays(index, 256)
-    keep = np.isin(arrays.patient_ids, args.patients.split(",")) if args.patients else np.ones(len(arrays.patient_ids), bool)
+    keep = np.isin(arrays.patient_ids, chosen) if chosen is not None else np.ones(len(arrays.patient_ids), bool)
     arrays = SliceArrays(arrays.images[keep], arrays.masks[keep], arrays.patient_ids[keep], arrays.numbers[keep])
     pred = predict_masks(seg, seg_cfg, arrays.images, device)
     seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
+    by_area = tumour_slice_dice_by_area(pred, arrays.masks)
     result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
                                  "segmentation": {"per_patient_dice": seg_eval.per_patient,
-                                                  "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()}}}
+                                                  "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
+                                                  "tumour_slice_dice_by_area": by_area}}
     print(f"{'patient':<28} {'per-volume Dice':>15}")
     for pid, d in seg_eval.per_patient.items():
         print(f"{pid:<28} {d:>15.3f}")
     for name, m in seg_eval.metrics.items():
         ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
         print(f"{name}: {m.value:.3f}{ci}  n={m.n}")
+    for area, b in by_area.items():
+        print(f"tumour-slice Dice, true tumour {area}: {b['dice']:.3f}  n={b['n']}")
     try:
         grade, grade_cfg = load_grade(wdir, device)
     except WeightsError as exc:

@@ -14,6 +14,7 @@ from lggdemo.evaluate import (
     per_volume_dice,
     roc_auc,
     tumour_slice_dice,
+    tumour_slice_dice_by_area,
 )
 
 
@@ -63,3 +64,14 @@ def test_bootstrap_interval_brackets_the_estimate() -> None:
     assert lo < roc_auc(y, s) < hi
     assert 0 <= lo < hi <= 1
     assert bootstrap_ci(roc_auc, [1, 1, 1], [0.1, 0.2, 0.3]) is None
+
+
+def test_tumour_slice_dice_by_area_splits_slices_by_true_size() -> None:
+    truth = np.zeros((3, 64, 64), np.uint8)
+    truth[0, :10, :10] = 1  # 100 px: missed
+    truth[1, :40, :40] = 1  # 1600 px: found
+    pred = truth.copy()
+    pred[0] = 0
+    bins = tumour_slice_dice_by_area(pred, truth)  # slice 2 has no tumour and is in no bin
+    assert bins == {"1-255 px": {"n": 1, "dice": 0.0}, "1024-4095 px": {"n": 1, "dice": 1.0}}
+    assert np.mean([b["dice"] for b in bins.values()]) == pytest.approx(tumour_slice_dice(pred, truth))

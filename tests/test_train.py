@@ -233,3 +233,16 @@ def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Pat
     assert np.mean(list(per.values())) == pytest.approx(result["segmentation"]["metrics"]["per_volume_dice_mean"]["value"])
     assert "per_volume_dice_median" in res.stdout
     assert result["grade"]["metrics"]["auc"]["n"] == sum(index.clinical_for(p).grade is not None for p in index.patient_ids)
+    bins = result["segmentation"]["tumour_slice_dice_by_area"]
+    assert sum(b["n"] for b in bins.values()) == result["segmentation"]["metrics"]["tumour_slice_dice"]["n"]
+
+
+def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "val.json"
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+                          str(tiny_weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    card = read_card(tiny_weights)
+    assert set(json.loads(out.read_text())["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
+    assert "true tumour" in res.stdout
