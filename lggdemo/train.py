@@ -845,7 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--progress-file", default=None, help="append JSON-lines progress events here")
     ap.add_argument("--complete-from", default=None,
-                    help="weights folder to copy the model not trained in this run from (default: --out, else active)")
+                    help="weights folder to copy the model not trained in this run from "
+                         "(default: --init-from, else --out, else active)")
     ap.add_argument("--init-from", default=None,
                     help="weights folder whose U-Net this run continues (the refine preset); same patient split required")
     ap.add_argument("--no-bar", action="store_true", help="no terminal progress bar")
