@@ -137,6 +137,7 @@ class TrainConfig:
     complete_from: str | None = None  # where the model not trained in this run is copied from
     init_from: str | None = None  # weights folder whose U-Net this run continues (same split required)
     slice_dice: bool = False  # add a Dice term per tumour slice to the batch Dice (see slice_dice_loss)
+    epoch_validation: bool = True  # score the U-Net on the validation patients after every epoch (a curve only)
     threads: int | None = None
 
     @classmethod
@@ -418,7 +419,8 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     info = _train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
                        torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0),  # tumour slices 3x as likely
                        batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
-                       gen=gen, progress=progress, validate=validate, history=prep.history["segmentation"])
+                       gen=gen, progress=progress, validate=validate if cfg.epoch_validation else None,
+                       history=prep.history["segmentation"])
     if lineage:
         info["initialised_from"] = lineage
     return model.eval(), seg_cfg, info
@@ -849,6 +851,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: --init-from, else --out, else active)")
     ap.add_argument("--init-from", default=None,
                     help="weights folder whose U-Net this run continues (the refine preset); same patient split required")
+    ap.add_argument("--no-epoch-validation", action="store_true",
+                    help="skip the per-epoch validation curve (saves time; the weights are the same)")
     ap.add_argument("--no-bar", action="store_true", help="no terminal progress bar")
     return ap
 
@@ -859,6 +863,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         grade_image_size=args.grade_image_size, batch_size=args.batch_size, encoder=args.encoder, folds=args.folds,
         device=args.device, seed=args.seed, threads=args.threads, progress_file=args.progress_file,
         complete_from=args.complete_from, init_from=args.init_from,
+        epoch_validation=False if args.no_epoch_validation else None,
         seg_epochs=args.epochs, grade_epochs=args.epochs,
         seg_samples=args.samples_per_epoch, grade_samples=args.samples_per_epoch,
     )

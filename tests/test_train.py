@@ -174,6 +174,16 @@ def test_slice_dice_loss_counts_each_tumour_slice_once() -> None:
     assert slice_dice_loss(torch.full_like(empty, 5.0), empty) == 0  # no tumour slice: no term
 
 
+def test_epoch_validation_is_a_curve_only(synthetic_root: Path, tmp_path: Path) -> None:
+    states = []
+    for flag in (True, False):
+        out = tmp_path / str(flag)
+        run(tiny_config(synthetic_root, out, task="seg", seg_epochs=2, epoch_validation=flag))
+        states.append(load_segmentation(out)[0].state_dict())
+        assert bool(read_card(out)["segmentation"]["history"][0]["val"]) is flag
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_refine_refuses_a_parent_trained_on_another_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="different patient split"):
         run(tiny_config(synthetic_root, tmp_path / "o", task="seg", init_from=str(tiny_weights), seed=1))
