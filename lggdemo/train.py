@@ -440,6 +440,12 @@ def slice_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 
     return 1 - dice[has].mean()
 
 
+def same_split(card: dict[str, Any], split: Split) -> bool:
+    """Whether a card's models were trained on exactly this split's training patients."""
+    theirs = card.get("split", {})
+    return list(theirs.get("train", [])) == list(split.train) and list(theirs.get("val", [])) == list(split.val)
+
+
 def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dict[str, Any]:
     """Load the U-Net of ``cfg.init_from`` into ``model``; returns its lineage for the card.
 
@@ -452,10 +458,10 @@ def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dic
         parent, parent_cfg = load_segmentation(src, "cpu")
     except WeightsError as exc:
         raise TrainError(f"--init-from {src}: {exc}") from exc
-    parent_split = card.get("split", {})
-    if list(parent_split.get("train", [])) != list(split.train) or list(parent_split.get("val", [])) != list(split.val):
+    if not same_split(card, split):
         raise TrainError(f"--init-from {src} was trained on a different patient split (seed "
-                         f"{parent_split.get('seed')}); continuing from it would leak validation patients into training.")
+                         f"{card.get('split', {}).get('seed')}); continuing from it would leak validation patients "
+                         "into training.")
     if parent_cfg.encoder != cfg.encoder:
         raise TrainError(f"--init-from {src} has a {parent_cfg.encoder} encoder, this run a {cfg.encoder} one.")
     model.load_state_dict(parent.state_dict())
@@ -679,12 +685,15 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
                          **_grade_validation(grade_model, grade_cfg, val_arrays, masks, index, split, device, cfg.seed),
                          "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
     elif want_seg and val_pred is not None:
-        # The grade model is copied, but it crops where the new U-Net draws: re-measure it with those masks.
+        # The grade model is copied, but it crops where the new U-Net draws: re-measure it with those masks
+        # (only on the split it was trained for: otherwise its "validation" patients include its training ones).
         try:
             kept, kept_cfg = load_grade(source, device)
+            source_card = read_card(source)
+            comparable = same_split(source_card, split) and "held_out_metrics" not in source_card.get("grade", {})
         except WeightsError:
-            pass
-        else:
+            comparable = False
+        if comparable:
             card["grade"] = {**_grade_validation(kept, kept_cfg, val_arrays, masks, index, split, device, cfg.seed),
                              "validation_masks": "predicted by this run's segmentation model"}
 
@@ -694,7 +703,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         _publish(cfg, out, source, card, index, split, device, seg_model, seg_cfg, grade_model, grade_cfg,
                  time.monotonic() - started)
     progress.emit("done", out=str(out), seconds=time.monotonic() - started,
-                  metrics={m: card[m]["metrics"] for m in ("segmentation", "grade") if m in card})
+                  metrics={m: card[m]["metrics"] for m in ("segmentation", "grade") if "metrics" in card.get(m, {})})
     return out
 
 
@@ -734,6 +743,12 @@ def _publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], in
                 os.replace(tmp, out / name)
             files[name] = old_card.get("files", {}).get(name)
             card[key] = {**old_card[key], **card.get(key, {}), "trained_in_this_run": False, "copied_from": str(source)}
+            if not same_split(old_card, split) or "held_out_metrics" in old_card[key]:
+                # Its numbers were measured on another split's validation patients, some of which are this
+                # split's training patients: no held-out claim about this card's split can be made for it.
+                for k in ("metrics", "per_patient_dice", "per_patient_p_g3", "labels", "validation_masks"):
+                    card[key].pop(k, None)
+                card[key]["held_out_metrics"] = "withheld: copied from a model trained on another patient split"
     created = dt.datetime.now(dt.timezone.utc)
     card = {
         "version": created.strftime("%Y%m%dT%H%M%SZ") + f"-{cfg.preset}-s{cfg.seed}",

@@ -157,6 +157,22 @@ def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(
     assert set(card["grade"]["per_patient_p_g3"]) <= set(card["split"]["val"])
 
 
+def test_model_copied_from_another_split_carries_no_held_out_numbers(tiny_weights: Path, synthetic_root: Path,
+                                                                      tmp_path: Path) -> None:
+    out = tmp_path / "other-split"
+    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_weights), seed=1))
+    card, source = read_card(out), read_card(tiny_weights)
+    assert card["split"]["train"] != source["split"]["train"]
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert "metrics" not in card["grade"] and "per_patient_p_g3" not in card["grade"]
+    assert card["grade"]["held_out_metrics"].startswith("withheld")
+    assert card["segmentation"]["metrics"]  # the model trained here is still scored
+    # A later run on this split, copying from that folder, must not re-score the foreign model either.
+    again = tmp_path / "again"
+    run(tiny_config(synthetic_root, again, task="seg", complete_from=str(out), seed=1))
+    assert "metrics" not in read_card(again)["grade"]
+
+
 def test_slice_dice_loss_counts_each_tumour_slice_once() -> None:
     import segmentation_models_pytorch as smp
 
