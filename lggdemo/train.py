@@ -138,6 +138,7 @@ class TrainConfig:
     init_from: str | None = None  # weights folder whose U-Net this run continues (same split required)
     slice_dice: bool = False  # add a Dice term per tumour slice to the batch Dice (see slice_dice_loss)
     epoch_validation: bool = True  # score the U-Net on the validation patients after every epoch (a curve only)
+    fold: tuple[int, int] | None = None  # (i, k): hold out fold i of a k-fold partition instead of val_fraction
     threads: int | None = None
 
     @classmethod
@@ -167,6 +168,8 @@ class TrainConfig:
             raise TrainError("validation fraction must be between 0 and 0.9.")
         if self.folds == 1 or self.folds < 0:
             raise TrainError("folds must be 0 (no cross-validation) or at least 2.")
+        if self.fold is not None and not (self.fold[1] >= 2 and 0 <= self.fold[0] < self.fold[1]):
+            raise TrainError(f"fold must be I/K with K at least 2 and 0 <= I < K (got {self.fold[0]}/{self.fold[1]}).")
         if self.preset == "refine" and not self.init_from:
             raise TrainError("the refine preset continues a trained U-Net: give the weights folder with --init-from.")
 
@@ -279,7 +282,21 @@ def patient_split(index: DatasetIndex, val_fraction: float, seed: int) -> Split:
     return Split(tuple(sorted(train)), tuple(sorted(val)), seed)
 
 
-def kfold(patients: Sequence[str], labels: Sequence[int], k: int, seed: int) -> list[tuple[list[str], list[str]]]:
+def fold_split(index: DatasetIndex, fold: int, folds: int, seed: int) -> Split:
+    """Hold out fold ``fold`` of a seeded, grade-stratified k-fold partition of all patients.
+
+    Run once per fold, this estimates a recipe on every patient instead of one 15-patient split,
+    whose luck of the draw moved per-volume Dice by 0.09 between two seeds.
+    """
+    if len(index.patient_ids) < 2 * folds:
+        raise TrainError(f"Only {len(index.patient_ids)} patients: {folds} folds need at least {2 * folds}.")
+    patients = list(index.patient_ids)
+    strata = [str(index.clinical_for(p).grade) for p in patients]
+    train, val = kfold(patients, strata, folds, seed)[fold]
+    return Split(tuple(sorted(train)), tuple(sorted(val)), seed)
+
+
+def kfold(patients: Sequence[str], labels: Sequence[int | str], k: int, seed: int) -> list[tuple[list[str], list[str]]]:
     """Stratified k folds of patients: (train, held-out) pairs covering every patient once."""
     rng = np.random.default_rng(seed)
     folds: list[list[str]] = [[] for _ in range(k)]
@@ -642,7 +659,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         index = scan_dataset(cfg.data)
     except DatasetError as exc:
         raise TrainError(str(exc)) from exc
-    split = patient_split(index, cfg.val_fraction, cfg.seed)
+    split = fold_split(index, *cfg.fold, cfg.seed) if cfg.fold else patient_split(index, cfg.val_fraction, cfg.seed)
     out = Path(cfg.out)
     source = Path(cfg.complete_from or cfg.init_from or (out if (out / CARD_FILE).is_file() else active_dir()))
     want_seg, want_grade = cfg.task in ("seg", "all"), cfg.task in ("grade", "all")
@@ -765,8 +782,10 @@ def _publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], in
         "storage": "safetensors, float16; upcast to float32 when loaded",
         "files": files,
         "data": {"root": str(index.root), **data_fingerprint(index)},
-        "split": {"method": "patient-level, stratified by grade", "seed": split.seed, "val_fraction": cfg.val_fraction,
-                  "train": list(split.train), "val": list(split.val)},
+        "split": {**({"method": "patient-level, stratified by grade", "val_fraction": cfg.val_fraction} if not cfg.fold
+                     else {"method": "patient-level k-fold, stratified by grade; one fold held out",
+                           "fold": cfg.fold[0], "folds": cfg.fold[1]}),
+                  "seed": split.seed, "train": list(split.train), "val": list(split.val)},
         **{k: card[k] for k in ("segmentation", "grade") if k in card},
         "metric_definitions": DEFINITIONS,
         "device": describe(device),
@@ -859,6 +878,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--folds", type=int, default=None, help="grade k-fold CV over training patients (0 = off)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fold", type=_fold_arg, default=None, metavar="I/K",
+                    help="validate on fold I of a k-fold patient partition (cross-validating a recipe), "
+                         "instead of the held-out fraction")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--progress-file", default=None, help="append JSON-lines progress events here")
     ap.add_argument("--complete-from", default=None,
@@ -872,11 +894,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _fold_arg(text: str) -> tuple[int, int]:
+    try:
+        i, k = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/K such as 0/3, got {text!r}") from None
+    return i, k
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig.from_preset(
         args.preset, task=args.task, data=args.data, out=args.out, image_size=args.image_size,
         grade_image_size=args.grade_image_size, batch_size=args.batch_size, encoder=args.encoder, folds=args.folds,
-        device=args.device, seed=args.seed, threads=args.threads, progress_file=args.progress_file,
+        device=args.device, seed=args.seed, fold=args.fold, threads=args.threads, progress_file=args.progress_file,
         complete_from=args.complete_from, init_from=args.init_from,
         epoch_validation=False if args.no_epoch_validation else None,
         seg_epochs=args.epochs, grade_epochs=args.epochs,
