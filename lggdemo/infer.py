@@ -107,10 +107,15 @@ class CardMetric:
         return f"{self.value:.{digits}f}{ci}{n}"
 
 
-def card_metric(card: dict[str, Any] | None, section: str, name: str) -> CardMetric | None:
-    """A metric from a model card, or None when it is missing or malformed (cards come from many runs)."""
+def card_metric(card: dict[str, Any] | None, section: str, name: str, *, cross_validated: bool = False) -> CardMetric | None:
+    """A metric from a model card, or None when it is missing or malformed (cards come from many runs).
+
+    ``cross_validated`` reads the recipe's k-fold estimate (``python -m lggdemo.crossval``) instead of
+    the model's own validation patients: more patients behind it, but a statement about the recipe.
+    """
     try:
-        entry = (card or {})[section]["metrics"][name]
+        scope = (card or {})[section]
+        entry = (scope["cross_validation"] if cross_validated else scope)["metrics"][name]
         value = float(entry["value"])
         if not np.isfinite(value):
             return None

@@ -181,6 +181,11 @@ def test_card_metric_reads_defensively() -> None:
     assert card_metric(card, "grade", "missing") is None
     assert card_metric({}, "segmentation", "per_volume_dice_mean") is None
     assert card_metric(None, "grade", "auc") is None
+    seg = {"segmentation": {"metrics": {"per_volume_dice_mean": {"value": 0.86, "n": 15}},
+                            "cross_validation": {"metrics": {"per_volume_dice_mean": {"value": 0.81, "n": 76}}}}}
+    assert card_metric(seg, "segmentation", "per_volume_dice_mean").value == 0.86
+    assert card_metric(seg, "segmentation", "per_volume_dice_mean", cross_validated=True).n == 76
+    assert card_metric(card, "grade", "auc", cross_validated=True) is None  # no estimate recorded: nothing shown
 
 
 def test_example_case_has_tumour_slices_masks_and_clinical(synthetic_root: Path) -> None:

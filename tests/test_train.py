@@ -16,7 +16,7 @@ import torch
 
 from lggdemo.data import scan_dataset
 from lggdemo.models import GradeConfig, build_grade
-from lggdemo.train import TrainConfig, TrainError, augment, kfold, patient_split, run
+from lggdemo.train import TrainConfig, TrainError, augment, fold_split, kfold, patient_split, run
 from lggdemo.weights import GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,20 @@ def test_split_refuses_too_few_patients(synthetic_copy: Path) -> None:
         shutil.rmtree(folder)
     with pytest.raises(TrainError, match="at least 4"):
         patient_split(scan_dataset(synthetic_copy), 0.2, 0)
+
+
+def test_fold_split_holds_out_each_patient_in_exactly_one_fold(synthetic_root: Path) -> None:
+    index = scan_dataset(synthetic_root)
+    splits = [fold_split(index, i, 3, seed=0) for i in range(3)]
+    held = [p for s in splits for p in s.val]
+    assert sorted(held) == sorted(index.patient_ids)  # a partition: every patient held out once
+    for s in splits:
+        assert set(s.train) | set(s.val) == set(index.patient_ids) and not set(s.train) & set(s.val)
+        assert {"G2", "G3"} <= {index.clinical_for(p).grade for p in s.val}  # stratified by grade
+    assert fold_split(index, 1, 3, seed=0) == splits[1]
+    assert [fold_split(index, i, 3, seed=1).val for i in range(3)] != [s.val for s in splits]
+    with pytest.raises(TrainError, match="7 folds need at least 14"):  # 12 phantoms: folds of one patient are no estimate
+        fold_split(index, 0, 7, seed=0)
 
 
 def test_kfold_covers_every_patient_once() -> None:

@@ -252,6 +252,18 @@ def _cam(kind: str, predictor: Predictor, result: PredictionResult, idx: int, im
     return cache[key]
 
 
+def render_mask_quality(predictor: Predictor) -> None:
+    """What a clinician should expect of the mask, from the card: its own validation patients and, when
+    recorded, the recipe's cross-validated estimate over every patient."""
+    held_out = card_metric(predictor.card, "segmentation", "per_volume_dice_mean")
+    cv = card_metric(predictor.card, "segmentation", "per_volume_dice_mean", cross_validated=True)
+    lines = [f"validation patients: **{held_out.text()}**" if held_out else None,
+             f"cross-validated over every patient: **{cv.text()}**" if cv else None]
+    if any(lines):
+        st.caption("**How good are these masks?** Per-volume Dice against expert masks — "
+                   + "; ".join(line for line in lines if line) + ".")
+
+
 def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predictor) -> None:
     names = [s.name for s in result.slices]
     st.subheader("Slices")
@@ -291,6 +303,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
                       delta_arrow="off")
         if sl.grade_prob is not None:
             st.metric("This slice's P(G3)", f"{sl.grade_prob:.0%}")
+        render_mask_quality(predictor)
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),
                            file_name=f"{sl.name.rsplit('.', 1)[0]}_predicted_mask.png", mime="image/png",
                            key="predict_dl_mask", on_click="ignore")

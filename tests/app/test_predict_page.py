@@ -68,6 +68,7 @@ def test_example_button_shows_masks_grade_and_cams(app: AppTest, synthetic_root:
     assert 0.0 <= float(dice.value) <= 1.0
     assert "AUC" in texts(app) and "0.61" in texts(app) and "0.66" in texts(app)  # card metrics and baseline
     assert "not a diagnosis" in texts(app)
+    assert "How good are these masks?" in texts(app) and "0.50 (95% CI 0.40–0.60)" in texts(app)  # the card's Dice
     assert {b.label for b in app.get("download_button")} >= {
         "Download predicted mask (PNG)", "Download report (CSV)", "Download report (JSON)"}
     assert "Layer: backbone.layer4" in texts(app) and "Layer: decoder.blocks" in texts(app)
