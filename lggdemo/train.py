@@ -770,7 +770,7 @@ def _publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], in
     card = {
         "version": created.strftime("%Y%m%dT%H%M%SZ") + f"-{cfg.preset}-s{cfg.seed}",
         "created": created.isoformat(timespec="seconds"),
-        "intended_use": "Teaching and research only. " + lggdemo.NOT_FOR_DIAGNOSIS,
+        "intended_use": lggdemo.NOT_FOR_DIAGNOSIS,
         "trainer": "python -m lggdemo.train",
         "train_config": dataclasses.asdict(cfg),
         "input": {"slice": "256×256 RGB uint8: R pre-contrast, G FLAIR, B post-contrast",
