@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lggdemo.crossval import seg_recipe
 from lggdemo.data import scan_dataset, slice_arrays
 from lggdemo.evaluate import evaluate_grade, evaluate_segmentation, predict_masks
 from lggdemo.weights import BUNDLED_DIR, GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card
@@ -43,6 +44,22 @@ def test_no_card_metric_uses_a_training_patient(card: dict) -> None:
     assert scored_grade and not scored_grade & train
     assert card["segmentation"]["metrics"]["per_volume_dice_mean"]["n"] == len(scored_seg)
     assert card["grade"]["metrics"]["auc"]["n"] == len(scored_grade)
+
+
+def test_cross_validated_estimate_scores_each_patient_once_by_a_model_that_never_saw_it(card: dict) -> None:
+    cv = card["segmentation"].get("cross_validation")
+    assert cv is not None, "weights/README.md quotes the recipe's cross-validated estimate: record it with lggdemo.crossval"
+    assert cv["recipe"] == seg_recipe(card)  # an estimate of how *these* weights were trained
+    held_out = [set(f["val"]) for f in cv["folds"]]
+    assert sum(map(len, held_out)) == len(set().union(*held_out))  # folds are disjoint
+    scored: list[float] = []
+    for fold in cv["folds"]:
+        assert set(fold["per_patient_dice"]) <= set(fold["val"])
+        assert not set(fold["per_patient_dice"]) & set(fold["train"])
+        scored += fold["per_patient_dice"].values()
+    pooled = cv["metrics"]["per_volume_dice_mean"]
+    assert pooled["n"] == len(scored) == len(set().union(*held_out))
+    assert pooled["value"] == pytest.approx(sum(scored) / len(scored))
 
 
 @pytest.fixture(scope="module")
