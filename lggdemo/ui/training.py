@@ -27,7 +27,8 @@ FORCE_AFTER_S = 20.0
 DEVICE_LABELS = {"auto": "Auto (best available)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 PRESET_HELP = {
     "quick": "quick: a few minutes on a CPU, enough to watch the loss fall.",
-    "full": "full: the recipe of the bundled weights (much longer; cross-validates the grade model).",
+    "full": ("full: stage 1 of the bundled weights (much longer; cross-validates the grade model). Their second "
+             "stage, refine, runs from the command line: see weights/README.md."),
 }
 _FLASH = "lgg_train_flash_"
 
