@@ -255,13 +255,11 @@ def _cam(kind: str, predictor: Predictor, result: PredictionResult, idx: int, im
 def render_mask_quality(predictor: Predictor) -> None:
     """What a clinician should expect of the mask, from the card: its own validation patients and, when
     recorded, the recipe's cross-validated estimate over every patient."""
-    held_out = card_metric(predictor.card, "segmentation", "per_volume_dice_mean")
-    cv = card_metric(predictor.card, "segmentation", "per_volume_dice_mean", cross_validated=True)
-    lines = [f"validation patients: **{held_out.text()}**" if held_out else None,
-             f"cross-validated over every patient: **{cv.text()}**" if cv else None]
-    if any(lines):
-        st.caption("**How good are these masks?** Per-volume Dice against expert masks — "
-                   + "; ".join(line for line in lines if line) + ".")
+    found = [(label, card_metric(predictor.card, "segmentation", "per_volume_dice_mean", cross_validated=cv))
+             for label, cv in (("validation patients", False), ("cross-validated over every patient", True))]
+    parts = [f"{label}: **{m.text()}**" for label, m in found if m]
+    if parts:
+        st.caption("**How good are these masks?** Per-volume Dice against expert masks — " + "; ".join(parts) + ".")
 
 
 def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predictor) -> None:
