@@ -315,7 +315,7 @@ def test_disk_full_while_starting_changes_nothing(index: DatasetIndex, own_runs:
     def full(path: Path, value: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(jobs, "_write_json", full)
+    monkeypatch.setattr(jobs.files, "write_json", full)
     with pytest.raises(jobs.JobError, match="disk is full"):
         start(index)
     assert not (own_runs / jobs.LOCK_FILE).exists()
@@ -326,17 +326,17 @@ def test_trainer_is_stopped_when_its_lock_cannot_be_written(
     index: DatasetIndex, own_runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Launched, then the disk fills: no untracked trainer may keep running, no half-made run may stay."""
-    write = jobs._write_json
+    write = jobs.files.write_json
     launched: list[subprocess.Popen[bytes]] = []
 
     def lock_fails(path: Path, value: dict[str, object]) -> None:
         if path.name == jobs.LOCK_FILE:
-            launched.extend(jobs._CHILDREN.values())
+            launched.extend(jobs.process.CHILDREN.values())
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         write(path, value)
 
     monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.5")
-    monkeypatch.setattr(jobs, "_write_json", lock_fails)
+    monkeypatch.setattr(jobs.files, "write_json", lock_fails)
     with pytest.raises(jobs.JobError, match="disk is full"):
         start(index)
     assert len(launched) == 1 and launched[0].returncode == -9  # killed and reaped

@@ -26,7 +26,7 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: P
     monkeypatch.setenv("LGG_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
     monkeypatch.delenv("FAKE_TRAINER_MODE", raising=False)
-    monkeypatch.setattr(jobs, "trainer_command", fake_command)
+    monkeypatch.setattr(jobs.settings, "trainer_command", fake_command)
     yield
     if jobs.current() is not None:
         jobs.cancel(force=True)
