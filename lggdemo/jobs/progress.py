@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lggdemo.train.events import DONE, EPOCH, FINAL_EVENTS, INFO, START, STEP
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,9 @@ def read_progress(path: Path) -> Progress:
 def _model_eta(v: dict[str, Any]) -> float | None:
     """The trainer's ETA covers the current fit; with cross-validation, add the fits still to come."""
     eta = v.get("eta_s")
-    if eta is None or (v.get("final") or {}).get("event") == "done":
+    if eta is None or (v.get("final") or {}).get("event") == DONE:
         return eta
-    index, count = _phase_position(v.get("phase"), v)
+    index, count = _phase_position(v)
     started, now = v.get("phase_started"), v.get("eta_time")
     if count - index <= 1 or started is None or now is None:
         return eta
@@ -127,26 +128,23 @@ def _num(value: Any) -> float | None:
 
 def _apply_event(v: dict[str, Any], ev: dict[str, Any]) -> None:
     kind = ev.get("event")
-    if kind == "start":
+    if kind == START:
         v["started"] = ev
         models = ev.get("models")
         if isinstance(models, list):
             v["models"] = [str(m) for m in models]
-        if isinstance(ev.get("epochs"), int):
-            v["epochs"] = ev["epochs"]
-    elif kind in ("step", "epoch"):
+    elif kind in (STEP, EPOCH):
         phase = ev.get("phase") if isinstance(ev.get("phase"), str) else None
         if (ev.get("model"), phase) != (v.get("model"), v.get("phase")) or "phase_started" not in v:
             v["phase_started"] = _num(ev.get("time"))
         v["model"] = ev.get("model", v.get("model"))
         v["phase"] = phase
-        fold = _FOLD_RE.match(v["phase"] or "")
-        if fold:
-            v["folds"] = int(fold["k"])
         for k in ("epoch", "epochs", "step", "steps"):
             if isinstance(ev.get(k), int):
                 v[k] = ev[k]
-        if kind == "step":
+        for k, default in (("fit", 0), ("fits", 1)):  # the fit's place among the model's fits (see train.events)
+            v[k] = ev[k] if isinstance(ev.get(k), int) else default
+        if kind == STEP:
             v["loss"] = _num(ev.get("loss"))
             if v["loss"] is not None and v.get("steps"):
                 x = max(0, v.get("epoch", 1) - 1) + v.get("step", 0) / v["steps"]
@@ -158,35 +156,22 @@ def _apply_event(v: dict[str, Any], ev: dict[str, Any]) -> None:
                 v["loss"] = _num(ev.get("train_loss"))
         if _num(ev.get("eta_s")) is not None:
             v["eta_s"], v["eta_time"] = _num(ev["eta_s"]), _num(ev.get("time")) or time.time()
-    elif kind == "info" and isinstance(ev.get("message"), str):
+    elif kind == INFO and isinstance(ev.get("message"), str):
         v["notes"].append(ev["message"])
-    elif kind in ("done", "error", "cancelled"):
+    elif kind in FINAL_EVENTS:
         v["final"] = ev
-        if kind == "done":
+        if kind == DONE:
             v["eta_s"], v["eta_time"] = 0.0, _num(ev.get("time")) or time.time()
 
 
-#: The trainer's cross-validation fits of the grade model, in the order it runs them ("cv <variant> fold i/k").
-CV_VARIANTS = ("fusion", "clinical_only", "image_only")
-_FOLD_RE = re.compile(r"^cv (?P<variant>\S+) fold (?P<i>\d+)/(?P<k>\d+)$")
-
-
-def _phase_position(phase: str | None, v: dict[str, Any]) -> tuple[int, int]:
-    """(index, count) of the current fit within its model: the full preset fits the grade model 3k+1 times."""
-    if not phase:
-        return 0, 1
-    m = _FOLD_RE.match(phase)
-    if m:
-        k = int(m["k"])
-        vi = CV_VARIANTS.index(m["variant"]) if m["variant"] in CV_VARIANTS else len(CV_VARIANTS) - 1
-        return min(vi * k + int(m["i"]) - 1, len(CV_VARIANTS) * k), len(CV_VARIANTS) * k + 1
-    k = v.get("folds")
-    return (len(CV_VARIANTS) * k, len(CV_VARIANTS) * k + 1) if phase == "final" and k else (0, 1)
+def _phase_position(v: dict[str, Any]) -> tuple[int, int]:
+    """(index, count) of the current fit within its model, as the trainer numbered it (``fit`` / ``fits``)."""
+    return int(v.get("fit", 0)), max(1, int(v.get("fits", 1)))
 
 
 def _fraction(v: dict[str, Any]) -> float:
     final = v.get("final")
-    if final and final.get("event") == "done":
+    if final and final.get("event") == DONE:
         return 1.0
     models = v.get("models") or []
     model, epochs = v.get("model"), v.get("epochs") or 0
@@ -196,6 +181,6 @@ def _fraction(v: dict[str, Any]) -> float:
     mi = models.index(model) if model in models else 0
     steps = v.get("steps") or 0
     fit = (max(0, v.get("epoch", 1) - 1) + (min(v.get("step", 0), steps) / steps if steps else 0.0)) / epochs
-    index, count = _phase_position(v.get("phase"), v)
+    index, count = _phase_position(v)
     within = (index + min(1.0, fit)) / count
     return float(min(1.0, max(0.0, (mi + min(1.0, within)) / n)))

@@ -23,6 +23,7 @@ from lggdemo.jobs.files import (
 )
 from lggdemo.jobs.process import running_name
 from lggdemo.jobs.progress import Progress, read_progress
+from lggdemo.modelcard import ModelCard
 
 State = str  # "running" | "succeeded" | "failed" | "cancelled"
 
@@ -54,15 +55,15 @@ class RunInfo:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """The trainer's final metrics (the ``done`` event), else the model card's."""
+        """The trainer's final metrics per model (the ``done`` event), else the model card's."""
         if self.progress.final and isinstance(self.progress.final.get("metrics"), dict):
             return dict(self.progress.final["metrics"])
         card = self.card()
-        return dict(card.get("metrics", {})) if card else {}
+        return card.metrics() if card else {}
 
-    def card(self) -> dict[str, Any] | None:
+    def card(self) -> ModelCard | None:
         try:
-            return weights.read_card(self.path)
+            return weights.load_card(self.path)
         except weights.WeightsError:
             return None
 

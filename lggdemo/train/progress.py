@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lggdemo.train.events import STEP
+
 Event = dict[str, Any]
 ProgressCallback = Callable[[Event], None]
 
@@ -82,7 +84,7 @@ class Progress:
         self._last_step = 0.0
 
     def emit(self, event: str, **payload: Any) -> None:
-        if event == "step":
+        if event == STEP:
             now = time.monotonic()
             if now - self._last_step < 0.25 and payload.get("step") != payload.get("steps"):
                 return

@@ -217,3 +217,18 @@ def test_train_page_history_activate_and_restore(synthetic_root: Path) -> None:
     at.run()
     assert weights.active_dir() == weights.BUNDLED_DIR and not weights.pointer_path().exists()
     assert any("bundled weights (`weights/`)" in m.value for m in at.markdown)
+
+
+def test_a_second_sessions_start_is_refused_with_a_visible_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, defect 4: two tabs show an enabled Start; the second click must say why nothing started."""
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.3")
+    first, second = _sidebar(), _sidebar()
+    assert not _button(second, "Start training").disabled
+    _start(first)
+    run = jobs.current()
+    assert run is not None
+    _start(second)
+    shown = _texts(second)
+    assert f"run {run.name}" in shown.lower() and "already in progress" in shown, shown
+    assert [r.name for r in jobs.list_runs()] == [run.name]  # nothing else was started
+    assert _button(second, "Start training").disabled  # and the form now says why it is off
