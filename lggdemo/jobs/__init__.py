@@ -21,7 +21,8 @@ trainer's pid *and* its run folder, so a lock left behind by a killed server or 
 recognised as stale (pid gone, a zombie, or a pid reused by a process that is not this run's trainer).
 
 Outcome rules: a run is *succeeded* only when the trainer exited 0 (or, when nobody saw its exit
-code, said ``done``) **and** ``weights.is_complete`` accepts its folder; only then is it activated.
+code, said ``done``) **and** ``weights.is_complete`` accepts its folder; only then is it activated
+(and not even then on a read-only server, see :mod:`lggdemo.access`: there the operator activates it).
 Failed or cancelled runs never touch the active pointer, so the weights in use stay exactly as they were.
 
 Example::

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from lggdemo import weights
+from lggdemo import access, weights
 from lggdemo.data import DatasetError, DatasetIndex, scan_dataset
 from lggdemo.jobs import files
 from lggdemo.jobs import settings as settings_module
@@ -136,12 +136,15 @@ def finish(run_dir: Path, exit_code: int | None) -> RunInfo:
         activated = False
         if (exit_code == 0 or (exit_code is None and kind == "done")) and complete:
             state, message = "succeeded", "Finished"
-            try:
-                weights.set_active(run_dir)
-                activated = True
-                message = "Finished; its weights are now active."
-            except (weights.WeightsError, OSError) as exc:
-                message = f"Finished, but could not be made active: {exc}"
+            if not access.auto_activate():  # a shared server: a run never becomes everyone's weights by itself
+                message = "Finished; not made active (shared server): the operator activates it on the Train page."
+            else:
+                try:
+                    weights.set_active(run_dir)
+                    activated = True
+                    message = "Finished; its weights are now active."
+                except (weights.WeightsError, OSError) as exc:
+                    message = f"Finished, but could not be made active: {exc}"
         elif exit_code == EXIT_CANCELLED or kind == "cancelled" or (cancel_asked and exit_code != 0):
             state, message = "cancelled", "Cancelled; the active weights were left unchanged."
         else:

@@ -19,6 +19,7 @@ import streamlit as st
 from lggdemo import jobs, weights
 from lggdemo.data import DatasetError
 from lggdemo.train.config import OPTIONS
+from lggdemo.ui.access import can_manage, locked_hint, render_operator_section
 
 #: Seconds between refreshes of the live status (sidebar) and of the Train page's curves and log.
 SIDEBAR_REFRESH_S = 1.5
@@ -95,7 +96,12 @@ def _show_flash(where: str = "page") -> None:
 
 
 def _cancel_buttons(run: jobs.RunInfo, key: str) -> jobs.RunInfo:
-    """Cancel (SIGTERM), and later Force stop (SIGKILL); returns the run as it is after the click."""
+    """Cancel (SIGTERM), and later Force stop (SIGKILL); returns the run as it is after the click.
+
+    Only for whoever may manage runs (see :mod:`lggdemo.access`): visitors of a read-only server see none.
+    """
+    if not can_manage():
+        return run
     if run.cancel_requested is None:
         if st.button("Cancel training", key=f"lgg_cancel_{key}", help="Stops after the current step."):
             try:
@@ -137,7 +143,7 @@ def _show_outcome(run: jobs.RunInfo) -> None:
         tail = jobs.log_tail(run, lines=6)
         if tail:
             st.code(tail, language=None)
-    if st.button("Dismiss", key=f"lgg_dismiss_{run.name}"):
+    if can_manage() and st.button("Dismiss", key=f"lgg_dismiss_{run.name}"):
         try:
             jobs.dismiss(run.name)
         except jobs.JobError as exc:
@@ -165,6 +171,7 @@ def render_training_sidebar() -> None:
     run began meanwhile -- a disabled button would otherwise swallow it without a word.
     """
     st.subheader("Retraining")
+    render_operator_section()
     _show_flash("sidebar")
     if st.session_state.pop(_START_CLICKED, False):
         _answer_start_click()
@@ -176,7 +183,10 @@ def render_training_sidebar() -> None:
         if last is not None and not last.dismissed and last.finished is not None:
             _show_outcome(last)
     with st.expander("Retrain models", expanded=False):
-        _settings_form(running=run is not None)
+        if can_manage():
+            _settings_form(running=run is not None)
+        else:
+            st.caption(locked_hint())
 
 
 def _number_input(option: str, key: str, *, unit: str = "") -> int | float | None:
@@ -242,6 +252,9 @@ def _answer_start_click() -> None:
     """Start a run from the form's settings, or show why not. Never returns silently."""
     choice, index, described = _dataset()
     mine: list[str] = st.session_state.setdefault(_MY_RUNS, [])
+    if not can_manage():
+        st.warning(f"Not started: {locked_hint()}")
+        return
     busy = jobs.current()
     if busy is not None:
         st.warning(busy_text(busy, mine=busy.name in mine))
@@ -368,8 +381,8 @@ def render_active_weights() -> None:
         values = flat_metrics(card.metrics())
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))
-    if st.button("Restore bundled weights", disabled=bundled, key="lgg_restore_bundled",
-                 help="Point the app back at the weights shipped in weights/."):  # fmt: skip
+    if st.button("Restore bundled weights", disabled=bundled or not can_manage(), key="lgg_restore_bundled",
+                 help="Point the app back at the weights shipped in weights/.") and can_manage():  # fmt: skip
         try:
             jobs.restore_bundled()
         except jobs.JobError as exc:
@@ -452,10 +465,11 @@ def render_history() -> None:
     picked = st.selectbox("Run details", names, key="lgg_run_pick")
     run = next(r for r in runs if r.name == picked)
     c1, c2 = st.columns([1, 1])
-    can_activate = run.complete and not run.active and not run.running
+    manage = can_manage()
+    can_activate = run.complete and not run.active and not run.running and manage
     if c1.button("Activate this run", disabled=not can_activate, key="lgg_activate",
                  help="Use this run's weights on Predict." if run.complete else
-                 "Only a complete run (both models and a matching model card) can be activated."):  # fmt: skip
+                 "Only a complete run (both models and a matching model card) can be activated.") and manage:  # fmt: skip
         try:
             jobs.activate(run.name)
         except jobs.JobError as exc:
@@ -464,8 +478,9 @@ def render_history() -> None:
             _flash("success", f"Run {run.name} is now active.")
             st.rerun()
     with c2:
-        confirm = st.checkbox("Confirm deletion", key=f"lgg_delete_ok_{run.name}", disabled=run.active or run.running)
-        if st.button("Delete this run", disabled=not confirm, key="lgg_delete"):
+        confirm = st.checkbox("Confirm deletion", key=f"lgg_delete_ok_{run.name}",
+                              disabled=run.active or run.running or not manage)
+        if st.button("Delete this run", disabled=not (confirm and manage), key="lgg_delete") and manage:
             try:
                 jobs.delete_run(run.name)
             except jobs.JobError as exc:
@@ -488,6 +503,8 @@ def render_history() -> None:
 def render_train_page() -> None:
     """Everything below the Train page's title (pages/train.py stays a few lines)."""
     _show_flash()
+    if not can_manage():
+        st.info(locked_hint())
     render_active_weights()
     st.divider()
     render_current_run()
