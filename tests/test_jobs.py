@@ -370,6 +370,34 @@ def test_history_metrics_survive_a_lost_done_event(index: DatasetIndex) -> None:
     assert again.metrics["segmentation"]["dice"]["value"] == pytest.approx(0.7)  # from the card
 
 
+def test_a_trainer_killed_from_outside_is_named_by_its_signal(index: DatasetIndex, own_runs: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Issue 11, defect 5: a SIGKILL is not called "out of memory?" unless the OOM killer ran."""
+    import signal
+
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.2")
+    run = start(index)
+    wait_for_steps(run)
+    pid = json.loads((own_runs / jobs.LOCK_FILE).read_text())["pid"]
+    os.killpg(pid, signal.SIGKILL)  # not Cancel: e.g. `kill -9` by somebody on the server
+    out = jobs.wait(timeout=30)
+    assert out is not None and out.state == "failed" and out.exit_code == -9
+    assert "SIGKILL (signal 9)" in out.message and "out of memory?" not in out.message
+    if jobs.process.oom_kill_count() is not None:  # Linux: the OOM killer's counter says it was not memory
+        assert "out-of-memory killer did not run" in out.message
+
+
+def test_signal_reasons_say_memory_only_on_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = jobs.process.signal_reason
+    monkeypatch.setattr(jobs.process, "oom_kill_count", lambda: 5)
+    assert "ran out of memory" in reason(9, 4)  # the OOM killer ran while the trainer did
+    assert "did not run" in reason(9, 5) and "memory" not in reason(9, 5).replace("out-of-memory killer", "")
+    assert "cannot be told" in reason(9, None)
+    assert reason(15, 5) == "the trainer was stopped by SIGTERM (signal 15)"
+    monkeypatch.setattr(jobs.process, "oom_kill_count", lambda: None)
+    assert "cannot be told" in reason(9, 4)
+
+
 def test_activate_and_restore(index: DatasetIndex) -> None:
     first = start(index)
     jobs.wait(timeout=30)

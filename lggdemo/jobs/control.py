@@ -17,7 +17,7 @@ from lggdemo.data import DatasetError, DatasetIndex, scan_dataset
 from lggdemo.jobs import files
 from lggdemo.jobs import settings as settings_module
 from lggdemo.jobs.errors import JobBusy, JobError, SettingsError
-from lggdemo.jobs.files import CANCEL_FILE, JOB_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, disk_message
+from lggdemo.jobs.files import CANCEL_FILE, JOB_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, disk_message, read_json
 from lggdemo.jobs.process import (
     CHILDREN,
     LOCK,
@@ -25,9 +25,11 @@ from lggdemo.jobs.process import (
     lock_is_live,
     lock_path,
     new_run_dir,
+    oom_kill_count,
     read_lock,
     release_lock,
     running_name,
+    signal_reason,
 )
 from lggdemo.jobs.progress import read_progress
 from lggdemo.jobs.runs import RunInfo, log_tail, run_info
@@ -84,7 +86,8 @@ def start(
             argv = build(settings, **paths)
             job = {"name": run_dir.name, "created": time.time(), "settings": asdict(settings),
                    "data": str(paths["data"]), "dataset_patients": len(index.patients) if index else None,
-                   "complete_from": str(complete_from) if complete_from else None, "command": argv}  # fmt: skip
+                   "complete_from": str(complete_from) if complete_from else None, "command": argv,
+                   "oom_kills_at_start": oom_kill_count()}  # fmt: skip
             files.write_json(run_dir / JOB_FILE, job)
             env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
             with open(run_dir / LOG_FILE, "ab") as log:
@@ -158,9 +161,7 @@ def finish(run_dir: Path, exit_code: int | None) -> RunInfo:
             elif exit_code is None:
                 reason = "the trainer stopped without a final event (killed, or the server restarted)"
             elif exit_code < 0:
-                reason = f"the trainer was killed by signal {-exit_code}" + (
-                    " (out of memory?)" if exit_code == -9 else ""
-                )
+                reason = signal_reason(-exit_code, (read_json(run_dir / JOB_FILE) or {}).get("oom_kills_at_start"))
             else:
                 tail = log_tail(run_dir, lines=1).strip()
                 reason = f"the trainer exited with code {exit_code}" + (f": {tail}" if tail else "")

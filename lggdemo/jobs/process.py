@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -114,3 +115,37 @@ def new_run_dir() -> Path:
 def running_name() -> str | None:
     lock = read_lock()
     return str(lock["run"]) if lock and lock.get("run") else None
+
+
+def oom_kill_count() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed since boot (``None``: cannot tell here).
+
+    Read from ``/proc/vmstat`` (Linux 4.13+, readable by anyone, unlike ``dmesg``). Recorded when a run
+    starts, so its end can say whether the OOM killer ran meanwhile.
+    """
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def signal_reason(signum: int, oom_kills_at_start: int | None) -> str:
+    """Why a trainer that died of ``signum`` ended, in words: the signal by name, memory only on evidence."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    reason = f"the trainer was stopped by {name} (signal {signum})"
+    if signum != signal.SIGKILL:
+        return reason
+    now = oom_kill_count()
+    if isinstance(oom_kills_at_start, int) and now is not None:
+        if now > oom_kills_at_start:
+            return reason + "; the kernel's out-of-memory killer ran meanwhile, so the machine most likely ran out of memory"
+        return reason + ", sent from outside the app (the kernel's out-of-memory killer did not run)"
+    return reason + "; whether memory ran out cannot be told on this system"
+
