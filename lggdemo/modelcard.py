@@ -84,6 +84,11 @@ class ModelSection:
     def cross_validation(self) -> dict[str, Any]:
         return _dict(self.data.get("cross_validation"))
 
+    @property
+    def cross_validation_metrics(self) -> dict[str, dict[str, Any]]:
+        """The recipe's k-fold estimate (``python -m lggdemo.crossval``), by metric name."""
+        return {k: dict(v) for k, v in _dict(self.cross_validation.get("metrics")).items() if isinstance(v, Mapping)}
+
 
 @dataclass(frozen=True)
 class SplitRecord:
