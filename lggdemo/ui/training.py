@@ -24,6 +24,8 @@ from lggdemo.ui.access import can_manage, locked_hint, render_operator_section
 #: Seconds between refreshes of the live status (sidebar) and of the Train page's curves and log.
 SIDEBAR_REFRESH_S = 1.5
 PAGE_REFRESH_S = 2.0
+#: While no run is in progress, how often a tab checks whether another tab started one.
+IDLE_REFRESH_S = 5.0
 #: After Cancel, how long to wait before offering to kill the trainer outright.
 FORCE_AFTER_S = 20.0
 DEVICE_LABELS = {"auto": "Auto (best available)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
@@ -130,6 +132,12 @@ def _live_sidebar_status() -> None:
         st.caption(describe_progress(run))
 
 
+def _watch_for_a_new_run() -> None:
+    """While idle, notice a run started from another tab: redraw so this one stops offering a stale Start."""
+    if jobs.current() is not None:
+        st.rerun(scope="app")
+
+
 def _show_outcome(run: jobs.RunInfo) -> None:
     text = outcome_text(run)
     if run.state == "succeeded" and run.activated:
@@ -179,6 +187,7 @@ def render_training_sidebar() -> None:
     if run is not None:
         st.fragment(run_every=SIDEBAR_REFRESH_S)(_live_sidebar_status)()
     else:
+        st.fragment(run_every=IDLE_REFRESH_S)(_watch_for_a_new_run)()
         last = jobs.latest_run()
         if last is not None and not last.dismissed and last.finished is not None:
             _show_outcome(last)
