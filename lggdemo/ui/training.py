@@ -18,10 +18,14 @@ import streamlit as st
 
 from lggdemo import jobs, weights
 from lggdemo.data import DatasetError
+from lggdemo.train.config import OPTIONS
+from lggdemo.ui.access import can_manage, locked_hint, render_operator_section
 
 #: Seconds between refreshes of the live status (sidebar) and of the Train page's curves and log.
 SIDEBAR_REFRESH_S = 1.5
 PAGE_REFRESH_S = 2.0
+#: While no run is in progress, how often a tab checks whether another tab started one.
+IDLE_REFRESH_S = 5.0
 #: After Cancel, how long to wait before offering to kill the trainer outright.
 FORCE_AFTER_S = 20.0
 DEVICE_LABELS = {"auto": "Auto (best available)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
@@ -94,7 +98,12 @@ def _show_flash(where: str = "page") -> None:
 
 
 def _cancel_buttons(run: jobs.RunInfo, key: str) -> jobs.RunInfo:
-    """Cancel (SIGTERM), and later Force stop (SIGKILL); returns the run as it is after the click."""
+    """Cancel (SIGTERM), and later Force stop (SIGKILL); returns the run as it is after the click.
+
+    Only for whoever may manage runs (see :mod:`lggdemo.access`): visitors of a read-only server see none.
+    """
+    if not can_manage():
+        return run
     if run.cancel_requested is None:
         if st.button("Cancel training", key=f"lgg_cancel_{key}", help="Stops after the current step."):
             try:
@@ -123,6 +132,12 @@ def _live_sidebar_status() -> None:
         st.caption(describe_progress(run))
 
 
+def _watch_for_a_new_run() -> None:
+    """While idle, notice a run started from another tab: redraw so this one stops offering a stale Start."""
+    if jobs.current() is not None:
+        st.rerun(scope="app")
+
+
 def _show_outcome(run: jobs.RunInfo) -> None:
     text = outcome_text(run)
     if run.state == "succeeded" and run.activated:
@@ -136,7 +151,7 @@ def _show_outcome(run: jobs.RunInfo) -> None:
         tail = jobs.log_tail(run, lines=6)
         if tail:
             st.code(tail, language=None)
-    if st.button("Dismiss", key=f"lgg_dismiss_{run.name}"):
+    if can_manage() and st.button("Dismiss", key=f"lgg_dismiss_{run.name}"):
         try:
             jobs.dismiss(run.name)
         except jobs.JobError as exc:
@@ -156,60 +171,122 @@ def _dataset() -> tuple[Any, Any, str | None]:
 
 
 def render_training_sidebar() -> None:
-    """Retraining on every page: live progress and Cancel while a run is on, the settings form otherwise."""
+    """Retraining on every page: live progress and Cancel while a run is on, the settings form otherwise.
+
+    A Start click is answered here, above the form and before anything else is drawn: it either starts a
+    run or says why not (another run in progress, settings, dataset, locked). The click is recorded by the
+    button's callback, so it is answered even when the form comes back disabled because somebody else's
+    run began meanwhile -- a disabled button would otherwise swallow it without a word.
+    """
     st.subheader("Retraining")
+    render_operator_section()
     _show_flash("sidebar")
+    if st.session_state.pop(_START_CLICKED, False):
+        _answer_start_click()
     run = jobs.current()
     if run is not None:
         st.fragment(run_every=SIDEBAR_REFRESH_S)(_live_sidebar_status)()
     else:
+        st.fragment(run_every=IDLE_REFRESH_S)(_watch_for_a_new_run)()
         last = jobs.latest_run()
         if last is not None and not last.dismissed and last.finished is not None:
             _show_outcome(last)
     with st.expander("Retrain models", expanded=False):
-        _settings_form(running=run is not None)
+        if can_manage():
+            _settings_form(running=run is not None)
+        else:
+            st.caption(locked_hint())
+
+
+def _number_input(option: str, key: str, *, unit: str = "") -> int | float | None:
+    """A number field for one trainer option: label, step and help come from the trainer's schema."""
+    setting = OPTIONS[option].setting
+    text = setting.help or ""
+    help_text = text[:1].upper() + text[1:] + (f"; at most {setting.maximum}" if setting.maximum else "") + \
+        ". Empty: the preset's."
+    return st.number_input(setting.name + (f" ({unit})" if unit else ""), value=None, step=setting.multiple or 1,
+                           placeholder="preset default", key=key, help=help_text)
 
 
 def _settings_form(*, running: bool) -> None:
     choice, index, described = _dataset()
     from lggdemo.device import available_devices
 
-    devices = ["auto", "cpu", "cuda"] + (["mps"] if "mps" in available_devices() else [])
+    devices = [d for d in jobs.DEVICES if d != "mps" or "mps" in available_devices()]
     with st.form("lgg_train_form", border=False):
-        task = st.radio("Models", list(jobs.TASKS), format_func=jobs.TASKS.__getitem__, horizontal=True,
-                        key="lgg_train_task")  # fmt: skip
-        preset = st.radio("Preset", list(jobs.PRESETS), horizontal=True, key="lgg_train_preset",
-                          help=" ".join(PRESET_HELP.values()))  # fmt: skip
-        epochs = st.number_input("Epochs", value=None, step=1, placeholder="preset default", key="lgg_train_epochs",
-                                 help="Epochs for each model; empty: the preset's.")  # fmt: skip
-        size = st.number_input("Image size (px)", value=None, step=32, placeholder="preset default",
-                               key="lgg_train_size",
-                               help="The U-Net's input side: a multiple of 32, at most 256.")  # fmt: skip
-        device = st.selectbox("Device", devices, format_func=DEVICE_LABELS.__getitem__, key="lgg_train_device")
+        st.radio("Models", list(jobs.TASKS), format_func=jobs.TASKS.__getitem__, horizontal=True, key=_FIELDS["task"])
+        st.radio("Preset", list(jobs.PRESETS), horizontal=True, key=_FIELDS["preset"], help=" ".join(PRESET_HELP.values()))
+        _number_input("epochs", _FIELDS["epochs"])
+        _number_input("image_size", _FIELDS["image_size"], unit="px")
+        st.selectbox("Device", devices, format_func=DEVICE_LABELS.__getitem__, key=_FIELDS["device"])
         where = f" — `{choice.root}`" if choice is not None and not choice.synthetic else ""
         st.caption(f"Dataset: {described}{where}" if described else "Dataset: none")
-        submitted = st.form_submit_button("Start training", type="primary", disabled=running)
+        st.form_submit_button("Start training", type="primary", disabled=running, on_click=_record_start_click)
     if running:
         st.caption("A run is in progress: cancel it or wait for it to finish before starting another.")
-    if not submitted:
-        return
-    settings = jobs.TrainSettings(
-        task=task, preset=preset, epochs=None if epochs is None else int(epochs),
-        image_size=None if size is None else int(size), device=device,
+
+
+#: The form's widget keys, by TrainSettings field.
+_FIELDS = {"task": "lgg_train_task", "preset": "lgg_train_preset", "epochs": "lgg_train_epochs",
+           "image_size": "lgg_train_size", "device": "lgg_train_device"}
+_START_CLICKED = "lgg_train_start_clicked"
+_MY_RUNS = "lgg_train_my_runs"
+
+
+def _record_start_click() -> None:
+    st.session_state[_START_CLICKED] = True
+
+
+def _form_settings() -> jobs.TrainSettings:
+    """The settings the form holds (committed to the session state by its submit)."""
+    values = {name: st.session_state.get(key) for name, key in _FIELDS.items()}
+    defaults = jobs.TrainSettings()
+    return jobs.TrainSettings(
+        task=values["task"] or defaults.task, preset=values["preset"] or defaults.preset,
+        epochs=None if values["epochs"] is None else int(values["epochs"]),
+        image_size=None if values["image_size"] is None else int(values["image_size"]),
+        device=values["device"] or defaults.device,
     )  # fmt: skip
+
+
+def busy_text(run: jobs.RunInfo, *, mine: bool) -> str:
+    """Why a Start did nothing because ``run`` is in progress: which run, since when, from where."""
+    since = dt.datetime.fromtimestamp(run.created).strftime("%H:%M:%S")
+    who = "from this tab" if mine else "from another browser tab or session"
+    return (f"Not started: run {run.name} is already in progress (started {since} {who}). "
+            "Wait for it to finish or cancel it, then start again.")
+
+
+def _answer_start_click() -> None:
+    """Start a run from the form's settings, or show why not. Never returns silently."""
+    choice, index, described = _dataset()
+    mine: list[str] = st.session_state.setdefault(_MY_RUNS, [])
+    if not can_manage():
+        st.warning(f"Not started: {locked_hint()}")
+        return
+    busy = jobs.current()
+    if busy is not None:
+        st.warning(busy_text(busy, mine=busy.name in mine))
+        return
     if index is None:
-        st.error(f"No dataset to train on: {described or 'choose a kaggle_3m folder above.'}")
+        st.error(f"Not started: no dataset to train on: {described or 'choose a kaggle_3m folder above.'}")
         return
     try:
         with st.spinner("Checking the settings…"):
-            run = jobs.start(settings, index.root, index=index)
+            run = jobs.start(_form_settings(), index.root, index=index)
     except jobs.SettingsError as exc:
+        st.error("Not started: these settings cannot train.")
         for problem in exc.problems:
             st.error(problem)
         return
-    except jobs.JobError as exc:
-        st.error(str(exc))
+    except jobs.JobBusy as exc:
+        now = jobs.current()
+        st.warning(busy_text(now, mine=now.name in mine) if now is not None else f"Not started: {exc}")
         return
+    except jobs.JobError as exc:
+        st.error(f"Not started: {exc}")
+        return
+    mine.append(run.name)
     if choice is not None and choice.synthetic:
         _flash("info", f"Run {run.name} started on the synthetic phantoms (not patient data).", "sidebar")
     else:
@@ -278,7 +355,7 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
     rows = []
     for run in runs:
         card = run.card() if run.state != "running" else None
-        cfg = (card or {}).get("train_config", {})
+        cfg = card.train_config if card else {}
         s = {**{k: cfg.get(k) for k in ("task", "preset", "device")}, **{k: v for k, v in run.settings.items() if v}}
         rows.append({
             "run": run.name,
@@ -288,7 +365,7 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
             "preset": s.get("preset") or "—",
             "epochs": str(s.get("epochs") or cfg.get("seg_epochs") or "—"),
             "image size": str(s.get("image_size") or cfg.get("image_size") or "—"),
-            "device": (card or {}).get("device") or s.get("device") or "—",
+            "device": (card.device if card else None) or s.get("device") or "—",
             "duration": duration(run.seconds) if run.seconds else "",
             "activatable": run.complete,
             **flat_metrics(run.metrics),
@@ -301,20 +378,20 @@ def render_active_weights() -> None:
     active = weights.active_weights()
     bundled = active.directory.resolve() == weights.BUNDLED_DIR.resolve()
     try:
-        card = weights.read_card(active.directory)
+        card = weights.load_card(active.directory)
     except weights.WeightsError:
         card = None
     where = "the bundled weights (`weights/`)" if bundled else f"run **{active.directory.name}**"
-    st.markdown(f"**Active weights:** {where}" + (f" — version `{card.get('version')}`" if card else ""))
+    st.markdown(f"**Active weights:** {where}" + (f" — version `{card.version}`" if card else ""))
     if card is None:
         st.warning("No usable model card in the active weights folder: Predict cannot run until weights are trained "
                    "or restored.")  # fmt: skip
     else:
-        values = flat_metrics({k: (card.get(k) or {}).get("metrics", {}) for k in ("segmentation", "grade")})
+        values = flat_metrics(card.metrics())
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))
-    if st.button("Restore bundled weights", disabled=bundled, key="lgg_restore_bundled",
-                 help="Point the app back at the weights shipped in weights/."):  # fmt: skip
+    if st.button("Restore bundled weights", disabled=bundled or not can_manage(), key="lgg_restore_bundled",
+                 help="Point the app back at the weights shipped in weights/.") and can_manage():  # fmt: skip
         try:
             jobs.restore_bundled()
         except jobs.JobError as exc:
@@ -397,10 +474,11 @@ def render_history() -> None:
     picked = st.selectbox("Run details", names, key="lgg_run_pick")
     run = next(r for r in runs if r.name == picked)
     c1, c2 = st.columns([1, 1])
-    can_activate = run.complete and not run.active and not run.running
+    manage = can_manage()
+    can_activate = run.complete and not run.active and not run.running and manage
     if c1.button("Activate this run", disabled=not can_activate, key="lgg_activate",
                  help="Use this run's weights on Predict." if run.complete else
-                 "Only a complete run (both models and a matching model card) can be activated."):  # fmt: skip
+                 "Only a complete run (both models and a matching model card) can be activated.") and manage:  # fmt: skip
         try:
             jobs.activate(run.name)
         except jobs.JobError as exc:
@@ -409,8 +487,9 @@ def render_history() -> None:
             _flash("success", f"Run {run.name} is now active.")
             st.rerun()
     with c2:
-        confirm = st.checkbox("Confirm deletion", key=f"lgg_delete_ok_{run.name}", disabled=run.active or run.running)
-        if st.button("Delete this run", disabled=not confirm, key="lgg_delete"):
+        confirm = st.checkbox("Confirm deletion", key=f"lgg_delete_ok_{run.name}",
+                              disabled=run.active or run.running or not manage)
+        if st.button("Delete this run", disabled=not (confirm and manage), key="lgg_delete") and manage:
             try:
                 jobs.delete_run(run.name)
             except jobs.JobError as exc:
@@ -423,7 +502,7 @@ def render_history() -> None:
     card = run.card()
     with st.expander("Model card", expanded=False):
         if card:
-            st.json(card, expanded=1)
+            st.json(card.to_dict(), expanded=1)
         else:
             st.caption("No model card (the run did not finish).")
     with st.expander("Log", expanded=False):
@@ -433,6 +512,8 @@ def render_history() -> None:
 def render_train_page() -> None:
     """Everything below the Train page's title (pages/train.py stays a few lines)."""
     _show_flash()
+    if not can_manage():
+        st.info(locked_hint())
     render_active_weights()
     st.divider()
     render_current_run()

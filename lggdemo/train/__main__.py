@@ -1,0 +1,5 @@
+"""``python -m lggdemo.train``."""
+
+from lggdemo.train.cli import main
+
+raise SystemExit(main())

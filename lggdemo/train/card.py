@@ -1,0 +1,134 @@
+"""The weights folder a run publishes: its model card (what was trained, on what, measured how) and the files.
+
+Nothing is written to ``--out`` until training has finished; then each file is written to a
+temporary name and renamed, the card last, with SIGTERM/SIGINT held meanwhile. A run stopped
+between steps or killed outright leaves the previous weights byte-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+import platform
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import lggdemo
+from lggdemo.data import DatasetIndex
+from lggdemo.device import describe
+from lggdemo.evaluate import DEFINITIONS, Metric
+from lggdemo.modelcard import ModelCard
+from lggdemo.models import GradeConfig, GradeNet, SegConfig
+from lggdemo.train.config import TrainConfig
+from lggdemo.train.split import Split, same_split
+from lggdemo.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
+
+
+def data_fingerprint(index: DatasetIndex) -> dict[str, Any]:
+    """Per-patient SHA-256 over its files: enough to tell whether a card's data is the data at hand."""
+    per: dict[str, str] = {}
+    for pid, slices in index.patients.items():
+        h = hashlib.sha256()
+        for rec in slices:
+            for p in (rec.image_path, rec.mask_path):
+                h.update(p.name.encode())
+                h.update(p.read_bytes())
+        per[pid] = h.hexdigest()
+    csv = index.root / "data.csv"
+    return {"n_patients": len(per), "n_slices": index.n_slices, "patient_sha256": per,
+            "data_csv_sha256": hashlib.sha256(csv.read_bytes()).hexdigest() if csv.is_file() else None}
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "segmentation-models-pytorch", "timm", "numpy", "safetensors"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def metrics_dict(metrics: dict[str, Metric]) -> dict[str, Any]:
+    return {k: m.to_dict() for k, m in metrics.items()}
+
+
+def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], index: DatasetIndex, split: Split,
+            device: torch.device, seg_model: torch.nn.Module | None, seg_cfg: SegConfig | None,
+            grade_model: GradeNet | None, grade_cfg: GradeConfig | None, seconds: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    try:
+        old_card = load_card(source)
+    except WeightsError:
+        old_card = ModelCard()
+    for name, model, mcfg, key in ((SEG_FILE, seg_model, seg_cfg, "segmentation"), (GRADE_FILE, grade_model, grade_cfg, "grade")):
+        if key in card and model is not None and mcfg is not None:
+            files[name] = {"sha256": save_model(out / name, model, mcfg), "dtype": "float16"}
+        elif (source / name).is_file() and old_card.has_model(key):
+            if source.resolve() != out.resolve():
+                tmp = out / f".{name}.copy"
+                shutil.copyfile(source / name, tmp)
+                os.replace(tmp, out / name)
+            files[name] = old_card.file_entry(name)
+            card[key] = {**old_card.model(key).data, **card.get(key, {}), "trained_in_this_run": False,
+                         "copied_from": str(source)}
+            if not same_split(old_card, split) or not old_card.model(key).held_out:
+                # Its numbers were measured on another split's validation patients, some of which are this
+                # split's training patients: no held-out claim about this card's split can be made for it.
+                for k in ("metrics", "per_patient_dice", "per_patient_p_g3", "labels", "validation_masks"):
+                    card[key].pop(k, None)
+                card[key]["held_out_metrics"] = "withheld: copied from a model trained on another patient split"
+    created = dt.datetime.now(dt.timezone.utc)
+    card = {
+        "version": created.strftime("%Y%m%dT%H%M%SZ") + f"-{cfg.preset}-s{cfg.seed}",
+        "created": created.isoformat(timespec="seconds"),
+        "intended_use": lggdemo.NOT_FOR_DIAGNOSIS,
+        "trainer": "python -m lggdemo.train",
+        "train_config": dataclasses.asdict(cfg),
+        "input": {"slice": "256×256 RGB uint8: R pre-contrast, G FLAIR, B post-contrast",
+                  "normalisation": "per slice and channel: z-score over head pixels (any channel > 10), clipped to ±6; "
+                                   "bilinear resize to the model's input size",
+                  "grade_input": "tumour crop (mask bounding box + 25% margin, square) of the 256² normalised slice, "
+                                 "resized to the grade model's input size, plus age (standardised), sex and "
+                                 "missing-value indicators"},
+        "storage": "safetensors, float16; upcast to float32 when loaded",
+        "files": files,
+        "data": {"root": str(index.root), **data_fingerprint(index)},
+        "split": {**({"method": "patient-level, stratified by grade", "val_fraction": cfg.val_fraction} if not cfg.fold
+                     else {"method": "patient-level k-fold, stratified by grade; one fold held out",
+                           "fold": cfg.fold[0], "folds": cfg.fold[1]}),
+                  "seed": split.seed, "train": list(split.train), "val": list(split.val)},
+        **{k: card[k] for k in ("segmentation", "grade") if k in card},
+        "metric_definitions": DEFINITIONS,
+        "device": describe(device),
+        "library_versions": library_versions(),
+        "training_seconds": seconds,
+    }
+    write_card(out, card)
+
+
+class signals_deferred:
+    """Hold SIGTERM/SIGINT while the weights are published, then deliver them."""
+
+    def __enter__(self) -> None:
+        self._pending: list[int] = []
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, lambda s, f: self._pending.append(s))
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        for sig in self._pending:
+            os.kill(os.getpid(), sig)

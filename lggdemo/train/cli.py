@@ -1,0 +1,78 @@
+"""``python -m lggdemo.train``: the command line of the trainer, its listeners, signals and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lggdemo.train as package
+from lggdemo.train.config import OPTIONS, TrainConfig, TrainError, config_from_options
+from lggdemo.train.events import CANCELLED, ERROR, EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from lggdemo.train.pipeline import run
+from lggdemo.train.progress import Cancelled, JsonlWriter, ProgressCallback, TqdmReporter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of :class:`TrainConfig` (its field metadata is the one schema), plus ``--no-bar``."""
+    ap = argparse.ArgumentParser(prog="python -m lggdemo.train", description=package.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, option in OPTIONS.items():
+        s = option.setting
+        if s.negate:
+            ap.add_argument(s.flag, dest=name, action="store_const", const=True, default=None, help=s.help)
+        else:
+            ap.add_argument(s.flag, dest=name, type=s.type, choices=list(s.choices) or None, default=None,
+                            metavar=s.metavar, help=s.help)
+    ap.add_argument("--no-bar", action="store_true", help="no terminal progress bar")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return config_from_options(vars(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    listeners: list[ProgressCallback] = []
+    writer = JsonlWriter(args.progress_file) if args.progress_file else None
+    if writer:
+        listeners.append(writer)
+    if not args.no_bar:
+        listeners.append(TqdmReporter())
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    def emit(event: str, **payload: Any) -> None:
+        for listener in listeners:
+            listener({"event": event, "time": time.time(), **payload})
+
+    try:
+        cfg = config_from_args(args)
+        run(cfg, listeners, stop)
+        return EXIT_OK
+    except TrainError as exc:
+        emit(ERROR, message=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except Cancelled:
+        emit(CANCELLED, message="stopped on request; the previous weights are unchanged")
+        return EXIT_CANCELLED
+    except Exception as exc:  # the job manager shows this line; the traceback goes to the log
+        import traceback
+
+        traceback.print_exc()
+        emit(ERROR, message=f"{exc.__class__.__name__}: {exc}")
+        return EXIT_FAILED
+    finally:
+        if writer:
+            writer.close()

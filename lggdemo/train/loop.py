@@ -1,0 +1,83 @@
+"""The one optimisation loop both models use, and its parts: sampling, learning-rate schedule, mixed precision.
+
+Each part is a function of its own so that a distributed trainer can replace one seam (the sampler
+that draws a rank's share, the step that synchronises gradients) without copying the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from lggdemo.train.config import TrainConfig
+from lggdemo.train.events import EPOCH, STEP, Fit
+from lggdemo.train.progress import Progress
+
+
+def autocast(device: torch.device) -> Any:
+    """bfloat16 autocast on CUDA; a no-op elsewhere (CPU bfloat16 is slower than float32 here)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, warmup: int) -> None:
+    """Linear warm-up, then cosine decay to 1% of ``base``."""
+    if step < warmup:
+        lr = base * (step + 1) / warmup
+    else:
+        lr = base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    for g in opt.param_groups:
+        g["lr"] = max(lr, base * 0.01)
+
+
+def sample_order(weights: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """One epoch's sample indices: ``count`` draws with replacement, in proportion to ``weights``."""
+    return torch.multinomial(weights, count, replacement=True, generator=gen)
+
+
+def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward and update for one batch."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torch.Tensor,
+               batch_loss: Callable[[torch.Tensor], torch.Tensor], *, name: str, epochs: int, samples: int,
+               cfg: TrainConfig, gen: torch.Generator, progress: Progress, fit: Fit = Fit(),
+               validate: Callable[[], dict[str, float]] | None = None,
+               history: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """Weighted sampling, cosine LR, progress events and stop checks around ``batch_loss``.
+
+    ``batch_loss(indices)`` prepares and augments that batch and returns its loss; ``fit`` says which of the
+    model's fits this is (see :mod:`lggdemo.train.events`), so the job's reader can place it in the run.
+    """
+    batch = cfg.batch_size
+    steps_per_epoch = samples // batch
+    total = steps_per_epoch * epochs
+    tags = {"model": name, **fit.tags()}
+    started, step = time.monotonic(), 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = sample_order(weights, steps_per_epoch * batch, gen)
+        losses = []
+        for s in range(steps_per_epoch):
+            progress.check()
+            cosine_lr(opt, cfg.lr, step, total, warmup=max(1, total // 20))
+            loss = batch_loss(order[s * batch : (s + 1) * batch])
+            optimiser_step(opt, loss)
+            losses.append(loss.item())
+            step += 1
+            eta = (time.monotonic() - started) / step * (total - step)
+            progress.emit(STEP, **tags, epoch=epoch, epochs=epochs, step=s + 1, steps=steps_per_epoch,
+                          loss=float(np.mean(losses[-20:])), eta_s=eta)
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val": validate() if validate else {}}
+        if history is not None:
+            history.append(record)
+        progress.emit(EPOCH, **tags, epochs=epochs, eta_s=(time.monotonic() - started) / step * (total - step), **record)
+    seconds = time.monotonic() - started
+    return {"training_seconds": seconds, "images_per_second": step * batch / seconds}

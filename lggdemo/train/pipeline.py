@@ -1,0 +1,100 @@
+"""One training run end to end: prepare, train what the task asks for, measure, publish."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lggdemo.data import SliceArrays
+from lggdemo.device import describe
+from lggdemo.evaluate import evaluate_segmentation, predict_masks
+from lggdemo.models import GradeConfig, GradeNet, SegConfig
+from lggdemo.train.card import metrics_dict, publish, signals_deferred
+from lggdemo.train.config import TrainConfig
+from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
+from lggdemo.train.grade import grade_validation, train_grade
+from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
+from lggdemo.train.progress import Progress, ProgressCallback
+from lggdemo.train.segmentation import train_segmentation
+from lggdemo.train.split import same_split
+from lggdemo.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
+
+
+def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: threading.Event | None = None) -> Path:
+    """Train what ``cfg.task`` asks for and publish a complete weights folder at ``cfg.out``."""
+    cfg.validate()
+    progress = Progress(listeners, stop)
+    started = time.monotonic()
+    device = training_device(cfg)
+    index = load_index(cfg)
+    split = choose_split(cfg, index)
+    out = Path(cfg.out)
+    source = Path(cfg.complete_from or cfg.init_from or (out if (out / CARD_FILE).is_file() else active_dir()))
+    models = TASK_MODELS[cfg.task]
+    want_seg, want_grade = "segmentation" in models, "grade" in models
+    progress.emit(START, task=cfg.task, preset=cfg.preset, device=str(device), device_name=describe(device),
+                  models=list(models),
+                  epochs={"segmentation": cfg.seg_epochs, "grade": cfg.grade_epochs},
+                  patients={"train": len(split.train), "val": len(split.val)}, data=str(index.root))
+    prep = prepare(index, split, device)
+    card: dict[str, Any] = {}
+
+    seg_model: torch.nn.Module | None = None
+    seg_cfg: SegConfig | None = None
+    if want_seg:
+        seg_model, seg_cfg, seg_info = train_segmentation(cfg, prep, progress)
+    else:
+        try:
+            seg_model, seg_cfg = load_segmentation(source, device)
+        except WeightsError:
+            progress.emit(INFO, message=f"no segmentation model in {source}: grade validation uses true masks")
+
+    val_sel = np.isin(prep.arrays_256.patient_ids, split.val)
+    val_pred = None
+    if seg_model is not None and seg_cfg is not None:
+        val_pred = predict_masks(seg_model, seg_cfg, prep.arrays_256.images[val_sel], device)
+    if want_seg and seg_cfg is not None and val_pred is not None:
+        ev = evaluate_segmentation(val_pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
+        card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
+                                "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient,
+                                "history": prep.history["segmentation"], **seg_info}
+
+    grade_model: GradeNet | None = None
+    grade_cfg: GradeConfig | None = None
+    val_arrays = SliceArrays(prep.arrays_256.images[val_sel], prep.arrays_256.masks[val_sel],
+                             prep.arrays_256.patient_ids[val_sel], prep.arrays_256.numbers[val_sel])
+    masks = val_pred if val_pred is not None else val_arrays.masks
+    masks_text = "predicted by the segmentation model" if val_pred is not None else "ground truth"
+    if want_grade:
+        grade_model, grade_cfg, grade_info = train_grade(cfg, prep, progress, seg_model, seg_cfg)
+        card["grade"] = {"config": dataclasses.asdict(grade_cfg), "trained_in_this_run": True,
+                         **grade_validation(grade_model, grade_cfg, val_arrays, masks, index, split, device, cfg.seed),
+                         "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
+    elif want_seg and val_pred is not None:
+        # The grade model is copied, but it crops where the new U-Net draws: re-measure it with those masks
+        # (only on the split it was trained for: otherwise its "validation" patients include its training ones).
+        try:
+            kept, kept_cfg = load_grade(source, device)
+            source_card = load_card(source)
+            comparable = same_split(source_card, split) and source_card.grade.held_out
+        except WeightsError:
+            comparable = False
+        if comparable:
+            card["grade"] = {**grade_validation(kept, kept_cfg, val_arrays, masks, index, split, device, cfg.seed),
+                             "validation_masks": "predicted by this run's segmentation model"}
+
+    # --- publish: nothing has touched `out` until here ---
+    progress.check()
+    with signals_deferred():
+        publish(cfg, out, source, card, index, split, device, seg_model, seg_cfg, grade_model, grade_cfg,
+                 time.monotonic() - started)
+    progress.emit(DONE, out=str(out), seconds=time.monotonic() - started,
+                  metrics={m: card[m]["metrics"] for m in ("segmentation", "grade") if "metrics" in card.get(m, {})})
+    return out

@@ -1,0 +1,61 @@
+"""What a run sets up before any model trains: the device, the dataset and its split, the decoded slices.
+
+Every slice is decoded and normalised once per run (uint8 arrays cached on disk by dataset version),
+because on a 2-core CPU the data pipeline would otherwise cost as much as the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lggdemo.data import DatasetError, DatasetIndex, SliceArrays, scan_dataset, slice_arrays
+from lggdemo.device import DeviceError, choose_device
+from lggdemo.train.config import TrainConfig, TrainError
+from lggdemo.train.split import Split, fold_split, patient_split
+
+
+@dataclass
+class Prepared:
+    """Everything decoded once per run."""
+
+    index: DatasetIndex
+    split: Split
+    arrays_256: SliceArrays
+    device: torch.device
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"segmentation": [], "grade": []})
+
+
+def training_device(cfg: TrainConfig) -> torch.device:
+    """The device ``cfg.device`` names (a missing one is a :class:`TrainError`), with the CPU thread count set."""
+    try:
+        device = choose_device(cfg.device)
+    except DeviceError as exc:
+        raise TrainError(str(exc)) from exc
+    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    return device
+
+
+def load_index(cfg: TrainConfig) -> DatasetIndex:
+    """Scan ``cfg.data`` (default: the app's active dataset, recorded back into ``cfg``)."""
+    if cfg.data is None:
+        from lggdemo.sources import choose_dataset
+
+        cfg.data = str(choose_dataset().root)
+    try:
+        return scan_dataset(cfg.data)
+    except DatasetError as exc:
+        raise TrainError(str(exc)) from exc
+
+
+def choose_split(cfg: TrainConfig, index: DatasetIndex) -> Split:
+    """One fold of a k-fold partition (``cfg.fold``), else the seeded held-out fraction."""
+    return fold_split(index, *cfg.fold, cfg.seed) if cfg.fold else patient_split(index, cfg.val_fraction, cfg.seed)
+
+
+def prepare(index: DatasetIndex, split: Split, device: torch.device) -> Prepared:
+    """Decode every slice at 256² once (the validation metrics and the grade crops read these)."""
+    return Prepared(index, split, slice_arrays(index, 256), device)

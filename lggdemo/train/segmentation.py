@@ -1,0 +1,107 @@
+"""The U-Net: its training (optionally continuing a trained one) and its loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lggdemo.data import slice_arrays
+from lggdemo.evaluate import evaluate_segmentation, predict_masks
+from lggdemo.models import SegConfig, build_segmentation
+from lggdemo.preprocess import normalize_images
+from lggdemo.train.augmentation import augment
+from lggdemo.train.config import TrainConfig, TrainError
+from lggdemo.train.loop import autocast, train_loop
+from lggdemo.train.prepare import Prepared
+from lggdemo.train.progress import Progress
+from lggdemo.train.split import Split, same_split
+from lggdemo.weights import SEG_FILE, WeightsError, load_card, load_segmentation
+
+
+def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:
+    import segmentation_models_pytorch as smp
+
+    dev = prep.device
+    seg_cfg = SegConfig(encoder=cfg.encoder, image_size=cfg.image_size, min_component_px=cfg.min_component_px,
+                        flip_tta=cfg.flip_tta)
+    torch.manual_seed(cfg.seed)
+    model = build_segmentation(seg_cfg)
+    lineage = continue_from(cfg, prep.split, model) if cfg.init_from else None
+    model = model.to(dev)
+    arrays = slice_arrays(prep.index, cfg.image_size)
+    train_sel = np.isin(arrays.patient_ids, prep.split.train)
+    x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
+    y_all = torch.from_numpy(arrays.masks[train_sel]).float()[:, None]
+    if dev.type == "cuda":
+        x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
+    dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb, yb = augment(x_all[idx].to(dev, non_blocking=True), y_all[idx].to(dev, non_blocking=True), gen)
+        with autocast(dev):
+            logits = model(xb)
+        logits = logits.float()
+        loss = dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
+        return loss + slice_dice_loss(logits, yb) if cfg.slice_dice else loss
+
+    val_sel = np.isin(prep.arrays_256.patient_ids, prep.split.val)
+
+    def validate() -> dict[str, float]:
+        if not val_sel.any():
+            return {}
+        pred = predict_masks(model, seg_cfg, prep.arrays_256.images[val_sel], dev)
+        ev = evaluate_segmentation(pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
+        return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
+
+    info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
+                      torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0),  # tumour slices 3x as likely
+                      batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
+                      gen=gen, progress=progress, validate=validate if cfg.epoch_validation else None,
+                      history=prep.history["segmentation"])
+    if lineage:
+        info["initialised_from"] = lineage
+    return model.eval(), seg_cfg, info
+
+
+def slice_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice of each slice that shows tumour, averaged over those slices.
+
+    The batch Dice pools pixels, so a large tumour outweighs a small one; the tumour-slice metric
+    counts every tumour slice once, and small tumours at a lesion's edge are where the U-Net is weakest.
+    """
+    p, t = torch.sigmoid(logits).flatten(1), target.flatten(1)
+    has = t.sum(1) > 0
+    if not has.any():
+        return logits.sum() * 0.0
+    dice = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
+    return 1 - dice[has].mean()
+
+
+def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dict[str, Any]:
+    """Load the U-Net of ``cfg.init_from`` into ``model``; returns its lineage for the card.
+
+    Refused unless that model was trained on exactly this run's training patients: starting from a
+    model that saw this run's validation patients would leak them into every number in the card.
+    """
+    src = Path(str(cfg.init_from))
+    try:
+        card = load_card(src)
+        parent, parent_cfg = load_segmentation(src, "cpu")
+    except WeightsError as exc:
+        raise TrainError(f"--init-from {src}: {exc}") from exc
+    if not same_split(card, split):
+        raise TrainError(f"--init-from {src} was trained on a different patient split (seed "
+                         f"{card.split.seed}); continuing from it would leak validation patients "
+                         "into training.")
+    if parent_cfg.encoder != cfg.encoder:
+        raise TrainError(f"--init-from {src} has a {parent_cfg.encoder} encoder, this run a {cfg.encoder} one.")
+    model.load_state_dict(parent.state_dict())
+    seg = card.segmentation
+    return {"folder": str(src), "version": card.version, "sha256": card.file_sha256(SEG_FILE),
+            "train_config": card.train_config or None, "config": seg.config or None,
+            "training_seconds": seg.training_seconds, "initialised_from": seg.initialised_from}
