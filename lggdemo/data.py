@@ -13,12 +13,23 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+try:
+    import fcntl
+
+    msvcrt = None
+except ImportError:  # Windows
+    import msvcrt  # type: ignore[no-redef]
+
+    fcntl = None  # type: ignore[assignment]
 
 from lggdemo.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask, resize_image, resize_mask
 
@@ -185,7 +196,12 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         pid = folder.name
         records: list[SliceRecord] = []
-        for f in folder.iterdir():
+        try:
+            files = sorted(folder.iterdir())
+        except OSError as exc:  # removed or made unreadable while the tree was being listed
+            problems.append(Problem(pid, f"cannot be listed ({exc.__class__.__name__}); patient skipped"))
+            continue
+        for f in files:
             m = _SLICE_RE.match(f.name)
             if not m or f.name.endswith("_mask.tif"):
                 continue
@@ -237,6 +253,30 @@ def cache_dir() -> Path:
     return base
 
 
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across threads and processes alike.
+
+    ``flock`` locks belong to an open file description, so two threads that each open the file exclude
+    each other just as two processes do; the kernel drops the lock if its holder dies.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:  # Windows: lock the first byte (msvcrt retries for about 10 s, then raises OSError)
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            else:
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,9 +295,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _still(index: DatasetIndex, fingerprint: str) -> bool:
+    """True when the files a result was computed from are the ones its cache key names.
+
+    A result computed while the tree changed (a folder regenerated or copied in meanwhile) must not be
+    stored under the key of the tree it was started on: the next start would read it as the truth.
+    """
+    return index.fingerprint() == fingerprint
+
+
 def slice_table(index: DatasetIndex) -> pd.DataFrame:
-    """One row per slice with its tumour area in pixels; computed once per dataset version."""
-    path = cache_dir() / f"areas-{index.fingerprint()}.csv"
+    """One row per slice with its tumour area in pixels; computed once per dataset version.
+
+    A mask that cannot be read gets ``-1`` in the returned table; such a table is never stored, nor one whose
+    files changed while it was computed, so an unlucky read cannot outlive the run that made it.
+    """
+    fingerprint = index.fingerprint()
+    path = cache_dir() / f"areas-{fingerprint}.csv"
     if path.is_file():
         try:
             cached = pd.read_csv(path)
@@ -273,7 +327,8 @@ def slice_table(index: DatasetIndex) -> pd.DataFrame:
             area = -1
         rows.append({"patient_id": rec.patient_id, "slice": rec.number, "tumour_area_px": area})
     table = pd.DataFrame(rows, columns=["patient_id", "slice", "tumour_area_px"])
-    atomic_write_bytes(path, table.to_csv(index=False).encode())
+    if (table.tumour_area_px >= 0).all() and _still(index, fingerprint):
+        atomic_write_bytes(path, table.to_csv(index=False).encode())
     return table
 
 
@@ -308,7 +363,8 @@ def slice_arrays(index: DatasetIndex, size: int = SLICE_SIZE) -> SliceArrays:
 
     The cache is also the compact form of the dataset that can be carried to another machine.
     """
-    path = cache_dir() / f"arrays-{index.fingerprint()}-{size}.npz"
+    fingerprint = index.fingerprint()
+    path = cache_dir() / f"arrays-{fingerprint}-{size}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -324,5 +380,6 @@ def slice_arrays(index: DatasetIndex, size: int = SLICE_SIZE) -> SliceArrays:
     out = SliceArrays(images, masks, np.array([r.patient_id for r in recs]), np.array([r.number for r in recs]))
     buf = io.BytesIO()
     np.savez(buf, images=out.images, masks=out.masks, patient_ids=out.patient_ids, numbers=out.numbers)
-    atomic_write_bytes(path, buf.getvalue())
+    if _still(index, fingerprint):  # never store arrays decoded from files that changed meanwhile
+        atomic_write_bytes(path, buf.getvalue())
     return out
