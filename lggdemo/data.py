@@ -117,6 +117,34 @@ class DatasetIndex:
         return h.hexdigest()[:16]
 
 
+# --- confinement: LGG_ALLOWED_ROOT holds for every file the dataset layer opens, not only the typed path ------
+
+LEAVES_ROOT = "is a symlink that leaves the allowed root"
+
+
+def allowed_root() -> Path | None:
+    """``LGG_ALLOWED_ROOT`` resolved, or None when the operator has not confined the sidebar's paths."""
+    value = os.environ.get("LGG_ALLOWED_ROOT")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def leaves_allowed_root(path: Path) -> bool:
+    """True for a file or folder that lies under ``LGG_ALLOWED_ROOT`` by name but resolves outside it.
+
+    A dataset inside the allowed root may hold a symlinked patient folder, slice or ``data.csv`` that points
+    anywhere on the server; following it would show what the root is meant to keep out. Datasets outside the
+    allowed root (the operator's ``LGG_DATA_DIR``, the built-in phantoms in the cache) are not confined.
+    """
+    root = allowed_root()
+    if root is None:
+        return False
+    named = Path(os.path.abspath(path))
+    raw = Path(os.path.abspath(Path(os.environ["LGG_ALLOWED_ROOT"]).expanduser()))
+    if not (named.is_relative_to(root) or named.is_relative_to(raw)):
+        return False
+    return not Path(path).resolve().is_relative_to(root)
+
+
 def case_id(patient_id: str) -> str:
     """``TCGA_CS_4942_19970222`` -> ``TCGA_CS_4942`` (data.csv's key: the first three parts)."""
     return "_".join(patient_id.split("_")[:3])
@@ -176,11 +204,15 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
         raise DatasetError(f"Dataset folder not found: {root}")
     if not root.is_dir():
         raise DatasetError(f"Not a folder: {root}")
+    if leaves_allowed_root(root):
+        raise DatasetError(f"{root} {LEAVES_ROOT}.")
     problems: list[Problem] = []
     csv = root / "data.csv"
     clinical = pd.DataFrame(columns=["grade", "sex", "age"])
     clinical.index.name = "case_id"
-    if csv.is_file():
+    if leaves_allowed_root(csv):
+        problems.append(Problem("data.csv", f"{LEAVES_ROOT}; clinical data ignored"))
+    elif csv.is_file():
         try:
             raw = pd.read_csv(csv)
             if "Patient" not in raw:
@@ -196,6 +228,9 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         pid = folder.name
         records: list[SliceRecord] = []
+        if leaves_allowed_root(folder):
+            problems.append(Problem(pid, f"{LEAVES_ROOT}; patient skipped"))
+            continue
         try:
             files = sorted(folder.iterdir())
         except OSError as exc:  # removed or made unreadable while the tree was being listed
@@ -212,6 +247,10 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
             if not mask.is_file():
                 problems.append(Problem(f"{pid}/{f.name}", "image without mask; skipped"))
                 continue
+            outside = next((p for p in (f, mask) if leaves_allowed_root(p)), None)
+            if outside is not None:
+                problems.append(Problem(f"{pid}/{outside.name}", f"{LEAVES_ROOT}; slice skipped"))
+                continue
             bad = _check_slice_file(f, ("RGB",)) or _check_slice_file(mask, ("L", "1", "P"))
             if bad:
                 problems.append(Problem(f"{pid}/{f.name}", f"{bad}; skipped"))
@@ -227,8 +266,16 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
     return DatasetIndex(root=root, patients=patients, clinical=clinical, problems=problems, synthetic=synthetic)
 
 
+def _confined(path: Path) -> Path:
+    """``path``, checked again at the moment it is opened (a link may have been swapped in since the scan)."""
+    if leaves_allowed_root(path):
+        raise DatasetError(f"{path} {LEAVES_ROOT}.")
+    return path
+
+
 def load_image(record: SliceRecord) -> np.ndarray:
     """(256, 256, 3) uint8; raises DatasetError naming the file when it cannot be decoded."""
+    _confined(record.image_path)
     try:
         return decode_image(record.image_path).array
     except ImageDecodeError as exc:
@@ -237,6 +284,7 @@ def load_image(record: SliceRecord) -> np.ndarray:
 
 def load_mask(record: SliceRecord) -> np.ndarray:
     """(256, 256) uint8 of 0/1."""
+    _confined(record.mask_path)
     try:
         return decode_mask(record.mask_path).array
     except ImageDecodeError as exc:
