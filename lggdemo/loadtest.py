@@ -93,12 +93,50 @@ def _timed_click(predictor: Any, index: DatasetIndex, which: int) -> tuple[float
     return time.perf_counter() - started, None
 
 
+@dataclass(frozen=True)
+class _Phase:
+    latencies: list[float]
+    errors: list[str]
+    wall_s: float
+    cpu_s: float
+
+
+def _phase(predictor: Any, index: DatasetIndex, sessions: int, clicks: int, label: str) -> _Phase:
+    """``sessions`` threads start together at a barrier; each clicks ``clicks`` times, on patients 0, 1, ...
+
+    Always in threads, even for one session: Streamlit runs every script in a thread of its own, and on this
+    torch build the same model calls cost several times more CPU on the process's main thread (measured
+    ~3.5 vs ~0.6 CPU-s per click), so a main-thread "single user" would not be the server's single user.
+    """
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    released: list[tuple[float, float]] = []
+    barrier = threading.Barrier(sessions, action=lambda: released.append((time.perf_counter(), time.process_time())))
+
+    def visitor(i: int) -> None:
+        barrier.wait()
+        for k in range(clicks):
+            took, problem = _timed_click(predictor, index, k)
+            with lock:
+                latencies.append(took)
+                errors.extend([f"{label.format(i=i)}: {problem}"] if problem else [])
+
+    threads = [threading.Thread(target=visitor, args=(i,), name=f"load-session-{i}") for i in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return _Phase(latencies, errors, time.perf_counter() - released[0][0], time.process_time() - released[0][1])
+
+
 def run_load(sessions: int, *, clicks: int = 3, data: Path | None = None, weights_dir: Path | None = None,
              device: str = "auto") -> LoadReport:
-    """Single-user clicks first (after one warm-up click), then ``sessions`` visitors clicking together.
+    """A warm-up pass, single-user clicks, then ``sessions`` visitors clicking together, all on the same patients.
 
-    The visitors start at a barrier and each clicks ``clicks`` times in a row, each on the next patient as the
-    button does; the single user clicks the same patients, so both phases do the same work per click.
+    The warm-up clicks the very patients that are timed: torch's first calls at each new batch shape cost
+    several times a steady call, which is start-up, not load. Each visitor clicks ``clicks`` times in a row,
+    each on the next patient as the button does, so every phase does the same work per click.
     """
     import torch
 
@@ -110,45 +148,22 @@ def run_load(sessions: int, *, clicks: int = 3, data: Path | None = None, weight
     root = data or choose_dataset().root
     index = scan_dataset(root)
     predictor, models = build_predictor(device, weights_dir, None, None, None)
-    errors = [f"warm-up: {e}" for e in [_timed_click(predictor, index, 0)[1]] if e]
-    single: list[float] = []
-    cpu_started = time.process_time()
-    for k in range(clicks):
-        took, problem = _timed_click(predictor, index, k)
-        single.append(took)
-        errors += [f"single user: {problem}"] if problem else []
-    single_cpu = (time.process_time() - cpu_started) / clicks
+    warm = _phase(predictor, index, 1, clicks, "warm-up")
+    single = _phase(predictor, index, 1, clicks, "single user")
     peak_single = peak_rss_mb()
+    load = _phase(predictor, index, sessions, clicks, "session {i}")
 
-    latencies: list[float] = []
-    lock = threading.Lock()
-    released: list[float] = []
-    barrier = threading.Barrier(sessions, action=lambda: released.append((time.perf_counter(), time.process_time())))
-
-    def visitor(i: int) -> None:
-        barrier.wait()
-        for k in range(clicks):
-            took, problem = _timed_click(predictor, index, k)
-            with lock:
-                latencies.append(took)
-                errors.extend([f"session {i}: {problem}"] if problem else [])
-
-    threads = [threading.Thread(target=visitor, args=(i,), name=f"load-session-{i}") for i in range(sessions)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall, load_cpu = time.perf_counter() - released[0][0], time.process_time() - released[0][1]
-
-    single_p50 = statistics.median(single)
-    p95 = percentile(latencies, 95)
+    single_p50 = statistics.median(single.latencies)
+    p95 = percentile(load.latencies, 95)
+    n = len(load.latencies)
     return LoadReport(
         sessions=sessions, clicks_per_session=clicks,
-        single_user_p50_s=round(single_p50, 3), single_user_p95_s=round(percentile(single, 95), 3),
-        p50_s=round(statistics.median(latencies), 3), p95_s=round(p95, 3), max_s=round(max(latencies), 3),
+        single_user_p50_s=round(single_p50, 3), single_user_p95_s=round(percentile(single.latencies, 95), 3),
+        p50_s=round(statistics.median(load.latencies), 3), p95_s=round(p95, 3), max_s=round(max(load.latencies), 3),
         p95_vs_single_p50=round(p95 / single_p50, 2) if single_p50 > 0 else float("nan"),
-        wall_s=round(wall, 2), clicks_per_s=round(len(latencies) / wall, 2) if wall > 0 else float("nan"),
-        single_user_cpu_s_per_click=round(single_cpu, 3), cpu_s_per_click=round(load_cpu / len(latencies), 3),
-        errors=errors, peak_rss_single_mb=round(peak_single, 1), peak_rss_mb=round(peak_rss_mb(), 1),
+        wall_s=round(load.wall_s, 2), clicks_per_s=round(n / load.wall_s, 2) if load.wall_s > 0 else float("nan"),
+        single_user_cpu_s_per_click=round(single.cpu_s / clicks, 3), cpu_s_per_click=round(load.cpu_s / n, 3),
+        errors=warm.errors + single.errors + load.errors,
+        peak_rss_single_mb=round(peak_single, 1), peak_rss_mb=round(peak_rss_mb(), 1),
         models=models, dataset=str(root), torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count() or 0,
     )

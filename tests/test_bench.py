@@ -83,7 +83,7 @@ def test_load_counts_a_failing_click_as_an_error(synthetic_root: Path, tiny_weig
     monkeypatch.setattr(loadtest, "example_click", second_patient_breaks)
     report = loadtest.run_load(2, clicks=2, data=synthetic_root, weights_dir=tiny_weights, device="cpu")
     assert sorted(report.errors) == ["session 0: RuntimeError: out of memory", "session 1: RuntimeError: out of memory",
-                                     "single user: RuntimeError: out of memory"]
+                                     "single user: RuntimeError: out of memory", "warm-up: RuntimeError: out of memory"]
     with pytest.raises(SystemExit):
         bench.main(["--load", "0"])
 
