@@ -7,7 +7,13 @@ built from the configs given on the command line (speed does not depend on the w
 so the encoder and input sizes can be compared before anything is trained.
 
 ``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way.
-Both print a table and, with ``--json FILE``, write the numbers for the README or a CI log.
+
+``--load N`` drives N browser-less Predict sessions at once (``lggdemo.loadtest``: N threads, each doing what
+"Try an example" makes the server do, on one shared Predictor) and reports p50/p95 latency against the
+single-user time, errors and peak memory. It uses the active weights (or ``--weights``) and the app's
+dataset (or ``--data``).
+
+All print a table and, with ``--json FILE``, write the numbers for the README or a CI log.
 """
 
 from __future__ import annotations
@@ -180,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--infer", action="store_true", help="inference latency: mask, grade, Grad-CAMs, 40-slice batch")
     what.add_argument("--train", action="store_true", help="training throughput (lggdemo.train.benchmark_training)")
+    what.add_argument("--load", type=int, metavar="N",
+                      help="N concurrent browser-less Predict sessions pressing 'Try an example' (latency, errors, memory)")
+    parser.add_argument("--clicks", type=int, default=3, help="--load: timed example clicks per session (and alone)")
     parser.add_argument("--device", default="all", help="cpu, cuda, mps, auto or all (CPU and CUDA where present)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats per measurement (median reported)")
@@ -196,6 +205,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lggdemo.device import DeviceError
 
     report: dict[str, Any] = {}
+    if args.load is not None:
+        if args.load < 1:
+            parser.error("--load needs at least 1 session")
+        from lggdemo.loadtest import run_load
+
+        device = "auto" if args.device == "all" else args.device
+        try:
+            load = run_load(args.load, clicks=max(1, args.clicks), data=args.data, weights_dir=args.weights,
+                            device=device)
+        except DeviceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        report["load"] = load.as_dict()
+        print(format_table(_flatten(report["load"]), f"{args.load} concurrent Predict sessions"))
+        _write_json(args.json, report)
+        return 1 if load.errors else 0
     try:
         for device in _devices(args.device):
             if args.infer:
@@ -213,12 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
+    _write_json(args.json, report)
+    return 0
+
+
+def _write_json(path: Path | None, report: dict[str, Any]) -> None:
+    if path:
         from lggdemo.data import atomic_write_bytes
 
-        atomic_write_bytes(args.json, (json.dumps(report, indent=2, default=str) + "\n").encode())
-        print(f"wrote {args.json}")
-    return 0
+        atomic_write_bytes(path, (json.dumps(report, indent=2, default=str) + "\n").encode())
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

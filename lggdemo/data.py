@@ -13,12 +13,23 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+try:
+    import fcntl
+
+    msvcrt = None
+except ImportError:  # Windows
+    import msvcrt  # type: ignore[no-redef]
+
+    fcntl = None  # type: ignore[assignment]
 
 from lggdemo.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask, resize_image, resize_mask
 
@@ -106,6 +117,34 @@ class DatasetIndex:
         return h.hexdigest()[:16]
 
 
+# --- confinement: LGG_ALLOWED_ROOT holds for every file the dataset layer opens, not only the typed path ------
+
+LEAVES_ROOT = "is a symlink that leaves the allowed root"
+
+
+def allowed_root() -> Path | None:
+    """``LGG_ALLOWED_ROOT`` resolved, or None when the operator has not confined the sidebar's paths."""
+    value = os.environ.get("LGG_ALLOWED_ROOT")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def leaves_allowed_root(path: Path) -> bool:
+    """True for a file or folder that lies under ``LGG_ALLOWED_ROOT`` by name but resolves outside it.
+
+    A dataset inside the allowed root may hold a symlinked patient folder, slice or ``data.csv`` that points
+    anywhere on the server; following it would show what the root is meant to keep out. Datasets outside the
+    allowed root (the operator's ``LGG_DATA_DIR``, the built-in phantoms in the cache) are not confined.
+    """
+    root = allowed_root()
+    if root is None:
+        return False
+    named = Path(os.path.abspath(path))
+    raw = Path(os.path.abspath(Path(os.environ["LGG_ALLOWED_ROOT"]).expanduser()))
+    if not (named.is_relative_to(root) or named.is_relative_to(raw)):
+        return False
+    return not Path(path).resolve().is_relative_to(root)
+
+
 def case_id(patient_id: str) -> str:
     """``TCGA_CS_4942_19970222`` -> ``TCGA_CS_4942`` (data.csv's key: the first three parts)."""
     return "_".join(patient_id.split("_")[:3])
@@ -165,11 +204,15 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
         raise DatasetError(f"Dataset folder not found: {root}")
     if not root.is_dir():
         raise DatasetError(f"Not a folder: {root}")
+    if leaves_allowed_root(root):
+        raise DatasetError(f"{root} {LEAVES_ROOT}.")
     problems: list[Problem] = []
     csv = root / "data.csv"
     clinical = pd.DataFrame(columns=["grade", "sex", "age"])
     clinical.index.name = "case_id"
-    if csv.is_file():
+    if leaves_allowed_root(csv):
+        problems.append(Problem("data.csv", f"{LEAVES_ROOT}; clinical data ignored"))
+    elif csv.is_file():
         try:
             raw = pd.read_csv(csv)
             if "Patient" not in raw:
@@ -185,7 +228,15 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         pid = folder.name
         records: list[SliceRecord] = []
-        for f in folder.iterdir():
+        if leaves_allowed_root(folder):
+            problems.append(Problem(pid, f"{LEAVES_ROOT}; patient skipped"))
+            continue
+        try:
+            files = sorted(folder.iterdir())
+        except OSError as exc:  # removed or made unreadable while the tree was being listed
+            problems.append(Problem(pid, f"cannot be listed ({exc.__class__.__name__}); patient skipped"))
+            continue
+        for f in files:
             m = _SLICE_RE.match(f.name)
             if not m or f.name.endswith("_mask.tif"):
                 continue
@@ -195,6 +246,10 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
             mask = folder / f"{pid}_{m.group('num')}_mask.tif"
             if not mask.is_file():
                 problems.append(Problem(f"{pid}/{f.name}", "image without mask; skipped"))
+                continue
+            outside = next((p for p in (f, mask) if leaves_allowed_root(p)), None)
+            if outside is not None:
+                problems.append(Problem(f"{pid}/{outside.name}", f"{LEAVES_ROOT}; slice skipped"))
                 continue
             bad = _check_slice_file(f, ("RGB",)) or _check_slice_file(mask, ("L", "1", "P"))
             if bad:
@@ -211,8 +266,16 @@ def scan_dataset(path: str | os.PathLike[str], *, synthetic: bool = False) -> Da
     return DatasetIndex(root=root, patients=patients, clinical=clinical, problems=problems, synthetic=synthetic)
 
 
+def _confined(path: Path) -> Path:
+    """``path``, checked again at the moment it is opened (a link may have been swapped in since the scan)."""
+    if leaves_allowed_root(path):
+        raise DatasetError(f"{path} {LEAVES_ROOT}.")
+    return path
+
+
 def load_image(record: SliceRecord) -> np.ndarray:
     """(256, 256, 3) uint8; raises DatasetError naming the file when it cannot be decoded."""
+    _confined(record.image_path)
     try:
         return decode_image(record.image_path).array
     except ImageDecodeError as exc:
@@ -221,6 +284,7 @@ def load_image(record: SliceRecord) -> np.ndarray:
 
 def load_mask(record: SliceRecord) -> np.ndarray:
     """(256, 256) uint8 of 0/1."""
+    _confined(record.mask_path)
     try:
         return decode_mask(record.mask_path).array
     except ImageDecodeError as exc:
@@ -235,6 +299,30 @@ def cache_dir() -> Path:
     base = Path(os.environ.get("LGG_CACHE_DIR") or Path.home() / ".cache" / "lggdemo")
     base.mkdir(parents=True, exist_ok=True)
     return base
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across threads and processes alike.
+
+    ``flock`` locks belong to an open file description, so two threads that each open the file exclude
+    each other just as two processes do; the kernel drops the lock if its holder dies.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:  # Windows: lock the first byte (msvcrt retries for about 10 s, then raises OSError)
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            else:
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -255,9 +343,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _still(index: DatasetIndex, fingerprint: str) -> bool:
+    """True when the files a result was computed from are the ones its cache key names.
+
+    A result computed while the tree changed (a folder regenerated or copied in meanwhile) must not be
+    stored under the key of the tree it was started on: the next start would read it as the truth.
+    """
+    return index.fingerprint() == fingerprint
+
+
 def slice_table(index: DatasetIndex) -> pd.DataFrame:
-    """One row per slice with its tumour area in pixels; computed once per dataset version."""
-    path = cache_dir() / f"areas-{index.fingerprint()}.csv"
+    """One row per slice with its tumour area in pixels; computed once per dataset version.
+
+    A mask that cannot be read gets ``-1`` in the returned table; such a table is never stored, nor one whose
+    files changed while it was computed, so an unlucky read cannot outlive the run that made it.
+    """
+    fingerprint = index.fingerprint()
+    path = cache_dir() / f"areas-{fingerprint}.csv"
     if path.is_file():
         try:
             cached = pd.read_csv(path)
@@ -273,7 +375,8 @@ def slice_table(index: DatasetIndex) -> pd.DataFrame:
             area = -1
         rows.append({"patient_id": rec.patient_id, "slice": rec.number, "tumour_area_px": area})
     table = pd.DataFrame(rows, columns=["patient_id", "slice", "tumour_area_px"])
-    atomic_write_bytes(path, table.to_csv(index=False).encode())
+    if (table.tumour_area_px >= 0).all() and _still(index, fingerprint):
+        atomic_write_bytes(path, table.to_csv(index=False).encode())
     return table
 
 
@@ -308,7 +411,8 @@ def slice_arrays(index: DatasetIndex, size: int = SLICE_SIZE) -> SliceArrays:
 
     The cache is also the compact form of the dataset that can be carried to another machine.
     """
-    path = cache_dir() / f"arrays-{index.fingerprint()}-{size}.npz"
+    fingerprint = index.fingerprint()
+    path = cache_dir() / f"arrays-{fingerprint}-{size}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -324,5 +428,6 @@ def slice_arrays(index: DatasetIndex, size: int = SLICE_SIZE) -> SliceArrays:
     out = SliceArrays(images, masks, np.array([r.patient_id for r in recs]), np.array([r.number for r in recs]))
     buf = io.BytesIO()
     np.savez(buf, images=out.images, masks=out.masks, patient_ids=out.patient_ids, numbers=out.numbers)
-    atomic_write_bytes(path, buf.getvalue())
+    if _still(index, fingerprint):  # never store arrays decoded from files that changed meanwhile
+        atomic_write_bytes(path, buf.getvalue())
     return out

@@ -33,6 +33,35 @@ class DecodedImage:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _too_large(name: str, size: tuple[int, int] | None) -> str:
+    limit = f"the app accepts at most {MAX_SIDE}×{MAX_SIDE} pixels"
+    if size is None:
+        return f"{name}: the image is too large; {limit}."
+    return f"{name}: the image is {size[0]}×{size[1]} pixels; {limit}."
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """The (width, height) an image's header declares, read without PIL's pixel-count guard.
+
+    ``Image.open`` refuses a huge image (a decompression bomb) before telling its size; only the header is
+    read here, through the same format plugins ``Image.open`` uses, so nothing is decoded.
+    """
+    Image.init()
+    prefix = data[:16]
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        try:
+            verdict = accept(prefix) if accept else True
+            if not verdict or isinstance(verdict, str):
+                continue
+            with factory(io.BytesIO(data), "") as im:
+                width, height = im.size
+            return int(width), int(height)
+        except Exception:  # noqa: BLE001 -- a plugin that cannot read this header; try the next one
+            continue
+    return None
+
+
 def _open(source: bytes | Path, name: str) -> Image.Image:
     if not isinstance(source, (bytes, bytearray)):
         # Read the bytes up front: a file PIL fails to decode would otherwise stay open.
@@ -53,11 +82,14 @@ def _open(source: bytes | Path, name: str) -> Image.Image:
             img = Image.open(stream)
             w, h = img.size
             if max(w, h) > MAX_SIDE:
-                raise ImageDecodeError(f"{name}: {w}×{h} px is larger than {MAX_SIDE} px per side.")
+                raise ImageDecodeError(_too_large(name, (w, h)))
             img.load()
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL's own pixel-count guard fired before our per-side check could: say the app's limit, not PIL's.
+        raise ImageDecodeError(_too_large(name, _declared_size(source))) from exc
+    except UnidentifiedImageError as exc:
         raise ImageDecodeError(f"{name}: not a readable image ({exc.__class__.__name__}).") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{name}: the image is truncated or corrupt ({exc}).") from exc

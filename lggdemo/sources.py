@@ -3,7 +3,8 @@ else the synthetic phantoms -- always something, and always saying which.
 
 A path typed in the sidebar lets a visitor read the server's disk, so it is offered only while
 ``LGG_ALLOW_PATH_INPUT`` is on (default on: the app is meant for ``localhost``), and only beneath
-``LGG_ALLOWED_ROOT`` when that is set.
+``LGG_ALLOWED_ROOT`` when that is set (the dataset layer then also refuses every symlink inside such a
+dataset that leaves the root: see ``data.leaves_allowed_root``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lggdemo.data import looks_like_dataset, resolve_root
+from lggdemo.data import allowed_root, looks_like_dataset, resolve_root
 from lggdemo.synthetic import default_root
 from lggdemo.weights import PROJECT_ROOT
 
@@ -29,11 +30,6 @@ class DatasetChoice:
 
 def path_input_allowed() -> bool:
     return os.environ.get("LGG_ALLOW_PATH_INPUT", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def allowed_root() -> Path | None:
-    value = os.environ.get("LGG_ALLOWED_ROOT")
-    return Path(value).expanduser().resolve() if value else None
 
 
 def check_user_path(path: str) -> Path:

@@ -126,9 +126,13 @@ def generate(dest: str | os.PathLike[str], config: PhantomConfig = PhantomConfig
                       str(int(rng.integers(1, 4))), str(sex), str(age), "3", "2", str(int(rng.random() < 0.2 * grade))]
             rows.append(",".join(fields))
         (tmp / "data.csv").write_text("\n".join(rows) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # set the old copy aside in one rename: ``out`` is never seen half deleted
+            old = Path(tempfile.mkdtemp(prefix=".kaggle_3m-old-", dir=out.parent))
+            os.replace(out, old / "kaggle_3m")
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -136,11 +140,24 @@ def generate(dest: str | os.PathLike[str], config: PhantomConfig = PhantomConfig
 
 
 def default_root(config: PhantomConfig = PhantomConfig()) -> Path:
-    """The app's embedded dataset: generated once into the cache folder, reused afterwards."""
-    from lggdemo.data import cache_dir
+    """The app's embedded dataset: generated once into the cache folder, reused afterwards.
+
+    A fresh server's first pages (and its sidebar) all ask for it at the same moment, from threads and
+    sometimes from several processes: exactly one generates, under a file lock, while the others wait and
+    then read the finished set. A complete set is never regenerated, so nobody's folder vanishes mid-read;
+    ``generate`` writes ``data.csv`` last and renames the whole folder into place, so ``data.csv``
+    present means complete.
+    """
+    from lggdemo.data import cache_dir, exclusive_lock
 
     base = cache_dir() / f"phantom-v{GENERATOR_VERSION}-s{config.seed}-n{config.n_patients}"
     out = base / "kaggle_3m"
-    if not (out / "data.csv").is_file():
-        generate(base, config)
+    if (out / "data.csv").is_file():
+        return out
+    with exclusive_lock(base.parent / f".{base.name}.lock"):
+        if not (out / "data.csv").is_file():
+            if base.is_dir():  # what a generator killed midway left behind (nobody else can be writing now)
+                for leftover in base.glob(".kaggle_3m-*"):
+                    shutil.rmtree(leftover, ignore_errors=True)
+            generate(base, config)
     return out

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,25 @@ SHARED_LGG = Path(__file__).resolve().parents[1].parent / "shared" / "lgg"
 MATERIALIZE = SHARED_LGG / "materialize.py"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each session gets its own cache and runs folder: tests never touch ~/.cache or the project's runs/."""
+#: Environment the whole session runs under: the app's caches and runs, and the caches of the libraries below it
+#: that default to the home folder (matplotlib's font cache, torch hub, XDG users such as fontconfig).
+_SESSION_DIRS = {"LGG_CACHE_DIR": "cache", "LGG_RUNS_DIR": "runs", "MPLCONFIGDIR": "mplconfig",
+                 "TORCH_HOME": "torch-home", "XDG_CACHE_HOME": "xdg-cache"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each session gets its own cache and runs folder: tests never touch ~/.cache or the project's runs/.
+
+    Session-scoped and autouse, so it is set up before any other session fixture (pytest orders a scope's
+    autouse fixtures first): a session fixture that decodes the dataset writes its ``arrays-*.npz`` here,
+    not into the user's ``~/.cache/lggdemo``. Streamlit servers started by the browser tests inherit it.
+    """
     base = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("LGG_CACHE_DIR", str(base / "cache"))
-    monkeypatch.setenv("LGG_RUNS_DIR", str(base / "runs"))
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in _SESSION_DIRS.items():
+            mp.setenv(var, str(base / sub))
+        yield base
 
 
 @pytest.fixture(scope="session")

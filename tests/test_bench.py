@@ -51,3 +51,46 @@ def test_train_prints_the_trainers_numbers(tmp_path: Path, monkeypatch: pytest.M
 def test_missing_device_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--infer", "--device", "cuda"]) == 2
     assert "CUDA was chosen" in capsys.readouterr().err
+
+
+def test_load_drives_concurrent_sessions_without_errors(tmp_path: Path, synthetic_root: Path, tiny_weights: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--load 2`` on the tiny models and the phantoms: every click of both sessions is timed and none fails."""
+    out = tmp_path / "load.json"
+    rc = bench.main(["--load", "2", "--clicks", "2", "--device", "cpu", "--data", str(synthetic_root),
+                     "--weights", str(tiny_weights), "--json", str(out)])
+    load = json.loads(out.read_text())["load"]
+    assert rc == 0 and load["errors"] == []
+    assert load["sessions"] == 2 and load["clicks_per_session"] == 2
+    assert 0 < load["single_user_p50_s"] <= load["single_user_p95_s"]
+    assert 0 < load["p50_s"] <= load["p95_s"] <= load["max_s"]
+    assert load["clicks_per_s"] > 0 and load["peak_rss_mb"] >= load["peak_rss_single_mb"] > 0
+    assert load["models"] == f"weights {tiny_weights}" and "MODEL_LOCK" in load["serialised_by"]
+    assert "2 concurrent Predict sessions" in capsys.readouterr().out
+
+
+def test_load_counts_a_failing_click_as_an_error(synthetic_root: Path, tiny_weights: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from lggdemo import loadtest
+
+    real = loadtest.example_click
+
+    def second_patient_breaks(predictor: object, index: object, which: int) -> None:
+        if which == 1:
+            raise RuntimeError("out of memory")
+        real(predictor, index, which)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loadtest, "example_click", second_patient_breaks)
+    report = loadtest.run_load(2, clicks=2, data=synthetic_root, weights_dir=tiny_weights, device="cpu")
+    assert sorted(report.errors) == ["session 0: RuntimeError: out of memory", "session 1: RuntimeError: out of memory",
+                                     "single user: RuntimeError: out of memory", "warm-up: RuntimeError: out of memory"]
+    with pytest.raises(SystemExit):
+        bench.main(["--load", "0"])
+
+
+def test_percentile_is_nearest_rank() -> None:
+    from lggdemo.loadtest import percentile
+
+    assert percentile([3.0, 1.0, 2.0, 10.0], 50) == 2.0
+    assert percentile([3.0, 1.0, 2.0, 10.0], 95) == 10.0
+    assert percentile([5.0], 95) == 5.0

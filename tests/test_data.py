@@ -243,3 +243,86 @@ def test_corrupt_area_cache_is_recomputed(synthetic_copy: Path) -> None:
     good = slice_table(index)
     (cache_dir() / f"areas-{index.fingerprint()}.csv").write_text("patient_id,slice\nx,1\n")
     pd.testing.assert_frame_equal(slice_table(index), good)
+
+
+@pytest.fixture()
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache folder of this test's own (the session's is shared by every test)."""
+    monkeypatch.setenv("LGG_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _touch_later(path: Path) -> None:
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_areas_of_a_tree_that_changed_meanwhile_are_not_cached(synthetic_copy: Path, own_cache: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mask rewritten while the areas are measured: the result is returned but never stored under the old key."""
+    import lggdemo.data as data
+
+    index = scan_dataset(synthetic_copy)
+    victim = index.slices()[-1].mask_path
+    real_load_mask = data.load_mask
+    calls = []
+
+    def load_mask_while_the_tree_changes(rec):
+        calls.append(rec)
+        if len(calls) == 1:
+            _touch_later(victim)  # as a regeneration or a copy finishing under a running scan would
+        return real_load_mask(rec)
+
+    monkeypatch.setattr(data, "load_mask", load_mask_while_the_tree_changes)
+    assert len(slice_table(index)) == index.n_slices
+    assert list(cache_dir().glob("areas-*.csv")) == []
+
+
+def test_areas_with_unreadable_masks_are_not_cached(synthetic_copy: Path, own_cache: Path) -> None:
+    """An unreadable mask gives -1 for this run only: a ``-1`` row must never outlive it in the cache."""
+    index = scan_dataset(synthetic_copy)
+    victim = index.slices()[0].mask_path
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated after the scan checked its header
+    table = slice_table(index)
+    assert (table.tumour_area_px == -1).sum() == 1
+    assert list(cache_dir().glob("areas-*.csv")) == []
+    assert patient_table(index).tumour_slices.notna().all()
+
+
+def test_arrays_of_a_tree_that_changed_meanwhile_are_not_cached(synthetic_copy: Path, own_cache: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import lggdemo.data as data
+
+    index = scan_dataset(synthetic_copy)
+    victim = index.slices()[-1].image_path
+    real_load_image = data.load_image
+    calls = []
+
+    def load_image_while_the_tree_changes(rec):
+        calls.append(rec)
+        if len(calls) == 1:
+            _touch_later(victim)
+        return real_load_image(rec)
+
+    monkeypatch.setattr(data, "load_image", load_image_while_the_tree_changes)
+    arrays = data.slice_arrays(index, 32)
+    assert arrays.images.shape == (index.n_slices, 32, 32, 3)
+    assert list(cache_dir().glob("arrays-*.npz")) == []
+    monkeypatch.undo()
+    data.slice_arrays(scan_dataset(synthetic_copy), 32)  # an unchanged tree is cached as before
+    assert len(list(cache_dir().glob("arrays-*-32.npz"))) == 1
+
+
+def test_a_patient_folder_removed_during_the_scan_is_a_problem(synthetic_copy: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = _first_patient(synthetic_copy)
+    real_iterdir = Path.iterdir
+
+    def iterdir_racing_a_delete(self: Path):
+        if self.name == gone:
+            shutil.rmtree(self)
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir_racing_a_delete)
+    index = scan_dataset(synthetic_copy)
+    assert gone not in index.patients and f"{gone}: cannot be listed (FileNotFoundError)" in _problems(index)

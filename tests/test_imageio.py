@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -91,10 +93,32 @@ def test_broken_files_become_messages_and_others_still_go_through(rgb: np.ndarra
 
 def test_oversized_image_is_refused_before_decoding() -> None:
     big = png(np.zeros((2, MAX_SIDE + 1), np.uint8))
-    with pytest.raises(ImageDecodeError, match=f"larger than {MAX_SIDE}"):
+    with pytest.raises(ImageDecodeError, match=f"{MAX_SIDE + 1}×2 pixels; the app accepts at most {MAX_SIDE}×{MAX_SIDE}"):
         decode_image(big, "big.png")
     batch = read_uploads([("big.png", big)])
     assert batch.slices == () and "big.png" in batch.problems[0]
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width``×``height`` pixels with one tiny IDAT: a decompression bomb's header."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [20000, 10000])  # PIL raises DecompressionBombError / warns, respectively
+def test_decompression_bomb_states_the_apps_own_limit(side: int) -> None:
+    bomb = _png_header_only(side, side)
+    with pytest.raises(ImageDecodeError) as info:
+        decode_image(bomb, "bomb.png")
+    limit = f"the app accepts at most {MAX_SIDE}×{MAX_SIDE} pixels"
+    assert str(info.value) == f"bomb.png: the image is {side}×{side} pixels; {limit}."
+    batch = read_uploads([("bomb.png", bomb)])
+    assert batch.slices == () and "Decompression" not in batch.problems[0] and f"{side}×{side} pixels" in batch.problems[0]
+    with pytest.raises(ImageDecodeError, match=f"at most {MAX_SIDE}×{MAX_SIDE}"):
+        decode_mask(bomb, "bomb_mask.png")
 
 
 def test_mask_pairing_by_name_and_by_second_uploader(rgb: np.ndarray) -> None:

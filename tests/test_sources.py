@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,85 @@ def test_dataset_outside_allowed_root_is_not_opened(
     monkeypatch.setenv("LGG_ALLOWED_ROOT", str(tmp_path))
     choice = choose_dataset(str(synthetic_root))
     assert choice.source == "synthetic" and "Only folders under" in (choice.warning or "")
+
+
+# --- LGG_ALLOWED_ROOT holds inside an allowed dataset too: symlinks that leave it are not followed ---------------
+
+
+@pytest.fixture()
+def confined(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: Path) -> tuple[Path, Path]:
+    """An allowed root holding a copy of the phantoms, a folder outside it with a second copy (the "secret")."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    shutil.copytree(synthetic_root, allowed / "set" / "kaggle_3m")
+    shutil.copytree(synthetic_root, outside / "kaggle_3m")
+    monkeypatch.setenv("LGG_ALLOWED_ROOT", str(allowed))
+    return allowed / "set" / "kaggle_3m", outside / "kaggle_3m"
+
+
+def _problems_of(index: object) -> str:
+    return "\n".join(str(p) for p in index.problems)  # type: ignore[attr-defined]
+
+
+def test_symlinked_patient_folder_leaving_the_root_is_skipped_and_listed(confined: tuple[Path, Path]) -> None:
+    from lggdemo.data import scan_dataset
+
+    inside, outside = confined
+    pids = sorted(p.name for p in inside.iterdir() if p.is_dir())
+    victim = pids[0]
+    shutil.rmtree(inside / victim)
+    (inside / victim).symlink_to(outside / victim, target_is_directory=True)
+
+    choice = choose_dataset(str(inside.parent))
+    assert choice.source == "sidebar"
+    index = scan_dataset(choice.root)
+    assert victim not in index.patients and sorted(index.patients) == pids[1:]
+    assert f"{victim}: is a symlink that leaves the allowed root; patient skipped" in _problems_of(index)
+    assert all(r.image_path.resolve().is_relative_to(inside.parents[1].resolve()) for r in index.slices())
+
+
+def test_symlinked_slice_and_data_csv_leaving_the_root_are_skipped_and_listed(confined: tuple[Path, Path]) -> None:
+    from lggdemo.data import DatasetError, load_image, scan_dataset
+
+    inside, outside = confined
+    pid = sorted(p.name for p in inside.iterdir() if p.is_dir())[1]
+    n_before = len(list((inside / pid).glob("*_mask.tif")))
+    image = inside / pid / f"{pid}_2.tif"
+    image.unlink()
+    image.symlink_to(outside / pid / f"{pid}_2.tif")
+    (inside / "data.csv").unlink()
+    (inside / "data.csv").symlink_to(outside / "data.csv")
+
+    index = scan_dataset(choose_dataset(str(inside)).root)
+    text = _problems_of(index)
+    assert f"{pid}/{pid}_2.tif: is a symlink that leaves the allowed root; slice skipped" in text
+    assert "data.csv: is a symlink that leaves the allowed root; clinical data ignored" in text
+    assert [r.number for r in index.patients[pid]] == [n for n in range(1, n_before + 1) if n != 2]
+    assert index.clinical.empty, "data.csv behind the link was read"
+
+    # A link swapped in after the scan is refused when the slice is opened.
+    rec = index.patients[pid][0]
+    rec.image_path.unlink()
+    rec.image_path.symlink_to(outside / pid / rec.image_path.name)
+    with pytest.raises(DatasetError, match="leaves the allowed root"):
+        load_image(rec)
+
+
+def test_symlinks_inside_the_root_and_unconfined_datasets_still_work(
+    confined: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lggdemo.data import scan_dataset
+
+    inside, outside = confined
+    pid = sorted(p.name for p in inside.iterdir() if p.is_dir())[0]
+    moved = inside.parents[1] / "elsewhere-inside" / pid
+    moved.parent.mkdir()
+    (inside / pid).rename(moved)
+    (inside / pid).symlink_to(moved, target_is_directory=True)  # a link that stays inside the root is fine
+    index = scan_dataset(inside)
+    assert pid in index.patients and not index.problems
+    # The operator's own LGG_DATA_DIR outside the allowed root is not confined (only typed paths are).
+    (outside / pid).rename(outside.parent / pid)
+    (outside / pid).symlink_to(outside.parent / pid, target_is_directory=True)
+    monkeypatch.setenv("LGG_DATA_DIR", str(outside))
+    choice = choose_dataset()
+    assert choice.source == "LGG_DATA_DIR" and pid in scan_dataset(choice.root).patients

@@ -72,3 +72,80 @@ def test_default_root_is_generated_once_in_the_cache(monkeypatch: pytest.MonkeyP
     stamp = (root / "data.csv").stat().st_mtime_ns
     assert default_root(small) == root
     assert (root / "data.csv").stat().st_mtime_ns == stamp, "reused, not regenerated"
+
+
+# --- first start: many pages, threads and processes ask for the phantoms at the same moment ------------
+
+RACE = PhantomConfig(seed=5, n_patients=4, min_slices=6, max_slices=8)
+RACE_THREADS = 8
+RACE_PROCESSES = 3
+#: One process of the cold start: wait for the starting signal, then do what a page does (find the phantoms,
+#: index them, measure the tumour areas) and print what it saw.
+_RACER = """
+import json, sys, time
+from pathlib import Path
+from lggdemo.data import scan_dataset, slice_table
+from lggdemo.synthetic import PhantomConfig, default_root
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.005)
+index = scan_dataset(default_root(PhantomConfig(seed=5, n_patients=4, min_slices=6, max_slices=8)))
+areas = slice_table(index)
+print(json.dumps([index.n_slices, int((areas.tumour_area_px > 0).sum()), len(index.problems)]))
+"""
+
+
+def _what_a_page_sees(_: object = None) -> tuple[int, int, int]:
+    index = scan_dataset(default_root(RACE))
+    areas = slice_table(index)
+    return index.n_slices, int((areas.tumour_area_px > 0).sum()), len(index.problems)
+
+
+def test_cold_start_race_generates_once_and_everyone_sees_the_whole_set(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    reference_index = scan_dataset(generate(tmp_path / "reference", RACE))
+    reference = slice_table(reference_index)
+    expected = (reference_index.n_slices, int((reference.tumour_area_px > 0).sum()), 0)
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LGG_CACHE_DIR", str(cache))
+    go = tmp_path / "go"
+    env = dict(os.environ, LGG_CACHE_DIR=str(cache))
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(RACE_PROCESSES)]
+    barrier = threading.Barrier(RACE_THREADS)
+
+    def racer(_: int) -> tuple[int, int, int]:
+        barrier.wait()
+        return _what_a_page_sees()
+
+    try:
+        with ThreadPoolExecutor(RACE_THREADS) as pool:
+            futures = [pool.submit(racer, i) for i in range(RACE_THREADS)]
+            go.touch()  # the processes start with the threads (they have had their imports' time meanwhile)
+            seen = [f.result(timeout=300) for f in futures]
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        seen.append(tuple(json.loads(out)))
+    assert seen == [expected] * (RACE_THREADS + RACE_PROCESSES)
+
+    base = default_root(RACE).parent
+    assert sorted(p.name for p in base.iterdir()) == ["kaggle_3m"], "a leftover or second copy of the phantoms"
+    tables = sorted(cache.glob("areas-*.csv"))
+    assert len(tables) == 1, f"one dataset version expected, the cache holds {[p.name for p in tables]}"
+    stored = pd.read_csv(tables[0])
+    pd.testing.assert_series_equal(stored.tumour_area_px, reference.tumour_area_px)

@@ -58,11 +58,12 @@ PAGE_TIMEOUT_MS = 180_000
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e is a browser test, whether or not its author remembered the mark."""
+    """Every test under tests/e2e is a (slow) browser test, whether or not its author remembered the marks."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,69 @@
+"""The suite itself: it writes only under its temp folders, and its slow tests can be left out but never are by CI.
+
+Session-scoped fixtures run before function-scoped ones, so an isolation that is set per test comes too late
+for a session fixture that decodes the dataset; the first two tests catch exactly that (``~/.cache/lggdemo``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lggdemo.data import cache_dir, scan_dataset, slice_arrays
+from lggdemo.weights import runs_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_seen_by_a_session_fixture(synthetic_root: Path) -> Path:
+    """What a session fixture that decodes the dataset (as the trainer's shared tiny run does) writes into."""
+    slice_arrays(scan_dataset(synthetic_root), 32)
+    return cache_dir()
+
+
+def test_session_fixtures_use_the_session_cache(cache_seen_by_a_session_fixture: Path,
+                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.getbasetemp()
+    assert base in cache_seen_by_a_session_fixture.parents
+    assert list(cache_seen_by_a_session_fixture.glob("arrays-*-32.npz"))
+    assert base in runs_dir().parents
+
+
+def test_a_test_run_writes_nothing_into_home(tmp_path: Path) -> None:
+    """A fresh ``pytest`` with an empty HOME and no LGG_CACHE_DIR (as ``make test`` on a clean clone) leaves HOME empty."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LGG_CACHE_DIR", "LGG_RUNS_DIR", "MPLCONFIGDIR", "TORCH_HOME", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+    tests = ["tests/test_suite.py::test_session_fixtures_use_the_session_cache",
+             "tests/test_data.py::test_area_cache_is_reused_then_invalidated_when_a_mask_changes",
+             "tests/test_synthetic.py::test_phantoms_read_like_the_real_layout"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--basetemp", str(tmp_path / "basetemp"), *tests],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "3 passed" in proc.stdout
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert written == [], f"the test run wrote into HOME: {written}"
+
+
+def _collected(*args: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    return [line for line in proc.stdout.splitlines() if "::" in line]
+
+
+def test_browser_tests_are_marked_slow_and_collected_by_default() -> None:
+    every = _collected("tests/e2e")
+    assert every, "no browser tests collected"
+    assert _collected("-m", "slow", "tests/e2e") == every  # the conftest hook marks every one
+    assert _collected("-m", "not slow", "tests/e2e") == []
+    cfg = (REPO_ROOT / "pyproject.toml").read_text()
+    assert "\"slow: real training or browser runs (CI runs them; deselect with -m 'not slow')\"," in cfg
+    assert "-m" not in cfg.split("addopts", 1)[1].splitlines()[0]  # `make test` (CI) deselects nothing
