@@ -107,12 +107,14 @@ def assemble(channels: Mapping[str, np.ndarray | None], affine: np.ndarray, *, n
         raise VolumeError(f"{name}: each sequence must be 3D, got shape {shape}")
     all_notes = list(notes) + fill_notes
     scaled_by_id: dict[int, np.ndarray] = {}  # a filled channel is FLAIR itself: scale it once
-    for role, arr in zip(ROLES, stack, strict=True):
+    rescaled_any = False
+    for arr in stack:
         if id(arr) not in scaled_by_id:
             scaled_by_id[id(arr)], rescaled = to_uint8(arr)
-            if rescaled and role == "FLAIR":
-                all_notes.append(f"Intensities mapped to 0–255 per sequence between the volume's "
-                                 f"{WINDOW_PERCENTILES[0]}th and {WINDOW_PERCENTILES[1]}th percentiles.")
+            rescaled_any |= rescaled
+    if rescaled_any:
+        all_notes.append(f"Intensities mapped to 0–255 per sequence between the volume's {WINDOW_PERCENTILES[0]}th "
+                         f"and {WINDOW_PERCENTILES[1]}th percentiles.")
     source = np.stack([scaled_by_id[id(a)] for a in stack], axis=-1)  # (i, j, k, 3)
     canon, canon_affine, ornt = to_canonical(source, np.asarray(affine, float))
     all_notes += orientation_notes(np.asarray(affine, float), ornt)

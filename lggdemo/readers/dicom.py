@@ -170,7 +170,7 @@ def series_geometry(datasets: Sequence[object], what: str) -> _Geometry:
 
 
 def _pixels(geom: _Geometry, what: str) -> np.ndarray:
-    """(columns, rows, slices) float32 array of modality values (rescale slope/intercept applied)."""
+    """(columns, rows, slices) array of modality values (rescale slope/intercept applied): int32 when integral."""
     from pydicom.pixels import apply_modality_lut
 
     out = np.empty(geom.shape, np.float32)
@@ -182,6 +182,8 @@ def _pixels(geom: _Geometry, what: str) -> np.ndarray:
         if arr.ndim != 2:
             raise VolumeError(f"{what}: multi-frame or colour images are not taken (image shape {arr.shape}).")
         out[:, :, k] = arr.T
+    if np.array_equal(out, np.round(out)) and np.abs(out).max(initial=0) < 2**31:
+        return out.astype(np.int32)  # integer modality values stay integers (8-bit data is then kept as it is)
     return out
 
 
