@@ -76,8 +76,11 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
     logit = note = None
     if clinical is not None:
         report(0.85, "Grading")
-        logits = predictor.grade(images, mask, clinical)
-        logit = patient_logit(logits, areas)
+        # Slices without tumour weigh nothing in patient_logit when any slice has tumour: grading only the
+        # tumour slices gives the same number for a fraction of the work.
+        sel = np.flatnonzero(areas) if areas.any() else np.arange(n)
+        logits = predictor.grade(images[sel], mask[sel], clinical)
+        logit = patient_logit(logits, areas[sel])
         if areas.sum() == 0:
             note = "No tumour was found on any slice: the grade comes from whole slices and means little."
     else:
