@@ -75,8 +75,10 @@ def figure_3d(slices: np.ndarray, mask: np.ndarray, spacing: tuple[float, float,
     if m.any():
         lo = np.maximum(np.argwhere(m).min(axis=0) - 1, 0)
         hi = np.argwhere(m).max(axis=0) + 2
-        box = m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        tumour = surface(box, sp)
+        box = m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        # a light smoothing, less across thick slices: the surface without the voxel staircase, same extent
+        smooth = ndimage.gaussian_filter(box, sigma=(0.5, 1.0, 1.0))
+        tumour = surface(smooth if smooth.max() > 0.5 else box, sp)
         if tumour is not None:
             shifted = Mesh(tumour.vertices + lo * np.asarray(sp, np.float32), tumour.faces)
             fig.add_trace(_mesh_trace(shifted, "tumour (predicted)", TUMOUR_COLOUR, 1.0, centre))

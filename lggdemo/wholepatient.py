@@ -24,8 +24,8 @@ from lggdemo.preprocess import validate_clinical
 from lggdemo.volume import Volume
 
 #: Said wherever a patient-level P(G3) is shown or written: what the number is and is not.
-GRADE_CAVEAT = ("P(G3) is the model's sigmoid output, not a calibrated probability: on the model card's validation "
-                "patients the grade model does not beat age alone, and its intervals are wide. Not a diagnosis.")
+GRADE_CAVEAT = ("P(G3) is the model's sigmoid output, not a calibrated probability: compare the model card's grade AUC "
+                "with its age-only baseline (and their wide intervals) before reading anything into it. Not a diagnosis.")
 ProgressFn = Callable[[float, str], None]
 
 
