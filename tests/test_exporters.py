@@ -81,6 +81,9 @@ def test_dicom_seg_references_the_series_and_its_frames_equal_the_mask(patient) 
     frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1])[..., 0]
     assert frames.shape == (vol.n_slices, 256, 256)
     assert np.array_equal(frames[::-1].astype(bool), mask.astype(bool))  # display order is head to foot
+    nii = _load(mask_nifti(vol, fake_prediction(vol, mask)))  # the NIfTI of a DICOM input: (columns, rows, slices)
+    assert nii.shape == (256, 256, vol.n_slices) and np.allclose(np.diag(nii.affine)[:3], [-0.75, -0.8, 3.0])
+    assert np.array_equal(np.transpose(np.asarray(nii.dataobj), (2, 1, 0))[::-1], mask)
     with pytest.raises(ExportError, match="needs DICOM input"):
         mask_dicom_seg(patient, fake_prediction(patient, mask))
 
