@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
-from scipy import ndimage
 from torch import nn
 from torchvision.models import resnet50
 
+from lggdemo.postprocess import remove_small_components_2d
 from lggdemo.preprocess import CLINICAL_FEATURES, AgeScale
 
 
@@ -146,23 +146,15 @@ def seg_logits(model: nn.Module, config: SegConfig, x: torch.Tensor) -> torch.Te
 def masks_from_logits(logits: torch.Tensor, config: SegConfig, out_size: int) -> np.ndarray:
     """(N, 1, s, s) logits -> (N, out_size, out_size) uint8 0/1 masks, as evaluation and the app see them.
 
-    Components smaller than ``config.min_component_px`` are dropped: scattered false-positive
-    specks on tumour-free slices cost most of the per-volume Dice on small tumours.
+    Components smaller than ``config.min_component_px`` are dropped by the 2D rule of
+    :mod:`lggdemo.postprocess` (the one home for post-processing).
     """
     if logits.shape[-1] != out_size:
         logits = torch.nn.functional.interpolate(logits.float(), size=(out_size, out_size), mode="bilinear",
                                                  align_corners=False)
     prob_threshold = float(np.log(config.threshold / (1 - config.threshold)))
     masks = (logits[:, 0] > prob_threshold).cpu().numpy().astype(np.uint8)
-    if config.min_component_px > 0:
-        for m in masks:
-            labels, n = ndimage.label(m)
-            if n:
-                sizes = np.bincount(labels.ravel())
-                small = sizes < config.min_component_px
-                small[0] = False
-                m[small[labels]] = 0
-    return masks
+    return remove_small_components_2d(masks, config.min_component_px)
 
 
 def patient_logit(slice_logits: np.ndarray, tumour_areas: np.ndarray) -> float:

@@ -40,6 +40,7 @@ from lggdemo.weights import CARD_FILE, WeightsError, active_weights, is_complete
 
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
 SEX_OPTIONS = ("unknown", "female", "male")
+INPUT_MODES = ("Slices", "Whole patient")
 HOW_TO_GET_WEIGHTS = (
     "Train them with `python -m lggdemo.train` (writes the bundled `weights/` folder), or start a training run "
     "from the sidebar's retraining panel and activate it when it finishes."
@@ -349,6 +350,9 @@ def predict_cached(predictor: Predictor, batch: UploadBatch, clinical: Clinical 
 def render_page() -> None:
     st.title("Predict")
     st.caption(NOT_FOR_DIAGNOSIS)
+    mode = st.radio("Input", INPUT_MODES, horizontal=True, key="predict_input_mode",
+                    help="Slices: one or more 2D slices. Whole patient: a Kaggle zip, NIfTI or DICOM volume, with a 3D "
+                         "view, the tumour volume and NIfTI / DICOM SEG downloads.")
     models = load_models()
     if models.predictor is None:
         st.error(models.message)
@@ -357,6 +361,11 @@ def render_page() -> None:
     st.caption(f"Models: card `{predictor.version}` · running on {predictor.device_text} · "
                f"segmentation {predictor.seg_config.encoder} U-Net at {predictor.seg_config.image_size} px, "
                f"grade ResNet50 on {predictor.grade_config.image_size} px tumour crops")
+    if mode == INPUT_MODES[1]:
+        from lggdemo.ui.patient import render_patient_mode  # imports this module: loaded on demand
+
+        render_patient_mode(predictor)
+        return
     render_inputs()
     batch: UploadBatch | None = st.session_state.get("predict_batch")
     if batch is None:

@@ -1,0 +1,94 @@
+"""The Predict page's whole-patient mode under AppTest: example patient, NIfTI upload with assignment, bad uploads."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from patient_files import dataset_patient, write_nifti_three
+from streamlit.testing.v1 import AppTest
+
+from lggdemo import weights
+from lggdemo.data import scan_dataset
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
+TIMEOUT = 180
+
+
+@pytest.fixture()
+def app(tmp_path: Path, tiny_weights: Path, synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    empty = tmp_path / "bundled"
+    empty.mkdir()
+    monkeypatch.setattr(weights, "BUNDLED_DIR", empty)
+    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
+    weights.set_active(tiny_weights)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    at.radio(key="predict_input_mode").set_value("Whole patient").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    kinds = ("error", "warning", "info", "markdown", "caption", "success")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def test_example_patient_shows_volume_grade_3d_and_downloads(app: AppTest, synthetic_root: Path) -> None:
+    assert "Try an example patient" in [b.label for b in app.button]
+    app.button(key="patient_example").click().run()
+    assert not app.exception, app.exception
+    index = scan_dataset(synthetic_root)
+    pid = index.patient_ids[0]
+    assert f"{pid} ({len(index.patients[pid])} slices" in texts(app)
+    labels = {m.label: m for m in app.metric}
+    assert labels["Tumour volume"].value.endswith("voxels")  # the phantoms record no spacing
+    assert "spacing unknown" in texts(app) or "no voxel spacing" in texts(app)
+    assert "Per-volume Dice vs uploaded masks" in labels and "Patient P(G3)" in labels
+    assert 0.0 <= float(labels["Per-volume Dice vs uploaded masks"].value) <= 1.0
+    assert "not a calibrated probability" in texts(app) and "not a medical device" in texts(app)
+    assert len(app.get("plotly_chart")) == 2  # the grade bar and the 3D view
+    assert {b.label for b in app.get("download_button")} >= {
+        "Download mask (NIfTI)", "Download masks (PNG zip)", "Download report (JSON)", "Download report (CSV)"}
+    slider = app.slider[0]
+    assert slider.label == "Slice (head to foot)" and slider.max == len(index.patients[pid])
+    assert slider.value != 1 or len(index.patients[pid]) == 1  # starts on the largest predicted tumour slice or mid-way
+    slider.set_value(1).run()
+    assert not app.exception
+    assert app.slider[0].value == 1 and "Tumour on this slice:" in texts(app)
+
+
+def test_nifti_upload_with_channel_assignment(app: AppTest, synthetic_root: Path, tmp_path: Path) -> None:
+    patient = dataset_patient(synthetic_root, 1)
+    paths = write_nifti_three(tmp_path / "nii", patient.slices)
+    app.file_uploader(key="patient_files").set_value(
+        [(p.name, p.read_bytes(), "application/gzip") for p in paths.values()]).run()
+    assert not app.exception, app.exception
+    boxes = {s.label: s for s in app.selectbox}
+    assert boxes["FLAIR"].value == "patient_flair.nii.gz" and boxes["pre-contrast"].value == "patient_t1.nii.gz"
+    labels = {m.label: m for m in app.metric}
+    assert labels["Tumour volume"].value.endswith("mL")
+    assert "Download mask (NIfTI)" in {b.label for b in app.get("download_button")}
+    boxes["FLAIR"].set_value("(none)").run()  # a refused assignment: a message, the page stays
+    assert not app.exception
+    assert any("FLAIR" in e.value for e in app.error)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("slip.zip", None, "escapes the archive's folder"),
+    ("notes.zip", b"this is not a zip", "not a readable zip"),
+])
+def test_bad_uploads_give_an_error_and_the_page_stays(app: AppTest, name: str, data: bytes | None, message: str) -> None:
+    if data is None:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("../../outside.png", b"x")
+        data = buf.getvalue()
+    app.file_uploader(key="patient_files").set_value([(name, data, "application/zip")]).run()
+    assert not app.exception, app.exception
+    assert any(message in e.value for e in app.error)
+    app.button(key="patient_example").click().run()  # still alive: the example works afterwards
+    assert not app.exception and "Tumour volume" in [m.label for m in app.metric]
