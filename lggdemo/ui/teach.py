@@ -197,20 +197,27 @@ class WeightsChoice:
 
 
 def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
-    """The bundled weights and every completed retraining run, the active one marked."""
-    active = active or weights.active_dir()
+    """The bundled weights, every completed retraining run and the weights in use (wherever they are), marked."""
+    active = Path(active or weights.active_dir()).resolve()
     found: list[Path] = []
     if weights.is_complete(weights.BUNDLED_DIR):
         found.append(weights.BUNDLED_DIR)
     found += [run.path for run in jobs.list_runs() if not run.running and run.complete]
+    if active not in {p.resolve() for p in found} and weights.is_complete(active):
+        found.insert(0, active)  # a folder activated from outside the runs folder
     out = []
     for directory in found:
         try:
             version = str(weights.read_card(directory).get("version", "?"))
         except weights.WeightsError:
             continue
-        name = "Bundled weights" if directory == weights.BUNDLED_DIR else f"Run {directory.name}"
-        in_use = " (in use)" if directory.resolve() == Path(active).resolve() else ""
+        if directory == weights.BUNDLED_DIR:
+            name = "Bundled weights"
+        elif directory.parent.resolve() == weights.runs_dir().resolve():
+            name = f"Run {directory.name}"
+        else:
+            name = f"Weights in {directory.name}"
+        in_use = " (in use)" if directory.resolve() == active else ""
         out.append(WeightsChoice(f"{name} · {version}{in_use}", directory))
     return out
 
