@@ -113,7 +113,7 @@ def _render_errors(base: np.ndarray, steps: MaskSteps, truth: np.ndarray | None,
         st.markdown("**Dice explained.** A = the predicted mask, B = the ground truth: "
                     f"|A∩B| = true positives = {d.intersection}, |A| = true + false positives = {d.predicted}, "
                     f"|B| = true positives + false negatives = {d.truth}.")
-        st.code(d.dice_formula() + "\n" + d.iou_formula(), language=None)
+        st.code(d.dice_formula() + "\n" + d.iou_formula(), language=None, wrap_lines=True)
         st.caption("IoU (Jaccard) counts the same overlap against the union instead of the average size, so it is "
                    "never above the Dice: IoU = Dice / (2 − Dice). Dice punishes a miss on a small tumour hard: "
                    "a few pixels are a large share of it.")
@@ -129,7 +129,7 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
                               help="Pixels whose tumour probability is above this become mask. Moving it reuses the "
                                    "stored probabilities: the network does not run again.")
         steps = masks_at(view, threshold)
-        left, right = st.columns(2)
+        left, right = st.columns([2, 3])
         left.image(overlay_mask(base, steps.thresholded, alpha=0.5), width="stretch",
                    caption=f"probability > {steps.threshold:.2f}: {int(steps.thresholded.sum())} px")
         with right:
@@ -147,13 +147,13 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
         for col, picture, name in zip(st.columns(3), input_channel_images(view), CHANNELS, strict=True):
             col.image(picture, caption=f"{name}, normalised, {s}×{s}", width="stretch")
     with tabs[2]:
-        left, right = st.columns(2)
+        left, right = st.columns([2, 3])
         left.image(overlay_heatmap(base, view.probability, alpha=0.6), width="stretch",
                    caption="Tumour probability per pixel (blue 0 → red 1)")
         right.caption("The U-Net's output after a sigmoid, resized back to 256×256: one number per pixel, how sure "
                       f"the model is that it is tumour. Highest here: {float(view.probability.max()):.2f}.")
     with tabs[4]:
-        left, right = st.columns(2)
+        left, right = st.columns([2, 3])
         drawn = overlay_mask(overlay_mask(base, steps.final, alpha=0.5), steps.removed, alpha=0.9,
                              colour=REMOVED_COLOUR)
         left.image(drawn, width="stretch", caption="Kept (red) and removed (violet) pieces")
@@ -164,7 +164,7 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
                           "specks are mostly false positives. Removed here: "
                           f"**{steps.removed_components} piece(s), {int(steps.removed.sum())} px**.")
     with tabs[5]:
-        left, right = st.columns(2)
+        left, right = st.columns([2, 3])
         left.image(overlay_mask(base, steps.final, alpha=0.5), width="stretch",
                    caption=f"Final mask: {int(steps.final.sum())} px")
         with right:
@@ -272,7 +272,16 @@ def _render_compare(image: np.ndarray, base: np.ndarray, truth: np.ndarray | Non
 
 
 def render_slice_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: Predictor, key: str) -> None:
-    """The whole lesson for one (256, 256, 3) uint8 slice; ``truth`` a 0/1 mask or None; ``key`` prefixes widgets."""
+    """The whole lesson for one (256, 256, 3) uint8 slice; ``truth`` a 0/1 mask or None; ``key`` prefixes widgets.
+
+    Drawn in a container keyed ``{key}_lesson`` (CSS class ``st-key-{key}_lesson``), so a browser test or
+    a stylesheet can find the lesson as one block.
+    """
+    with st.container(key=f"{key}_lesson"):
+        _render_lesson(image_256, truth, predictor, key)
+
+
+def _render_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: Predictor, key: str) -> None:
     st.subheader("Teaching: how this mask comes about")
     st.caption("For teaching: every picture below is computed from this slice and these weights. Not a diagnosis.")
     image = np.asarray(image_256)
