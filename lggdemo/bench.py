@@ -162,7 +162,7 @@ def bench_teach(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, weig
     ``lesson_redraw_ms`` is everything the lesson computes when the Threshold moves or a step is shown
     (masks at the threshold, error map, Dice breakdown, every picture of the lesson, each encoded as PNG
     the way a page ships it) from the cached forward pass; ``first_view_ms`` is that forward pass, paid
-    once per slice; ``uncertainty_ms`` the eight-view test-time augmentation.
+    once per slice; ``uncertainty_ms`` the four-view test-time augmentation.
     """
     import numpy as np
     import torch

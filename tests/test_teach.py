@@ -189,7 +189,7 @@ def _phantom_like() -> np.ndarray:
 def test_uncertainty_is_zero_for_an_augmentation_invariant_model() -> None:
     config = SegConfig(image_size=64)
     unc = tta_uncertainty(_Pointwise().eval(), config, _phantom_like(), CPU)
-    assert unc.std.shape == (256, 256) and unc.n_views == 8
+    assert unc.std.shape == (256, 256) and unc.n_views == 4
     assert float(unc.std.max()) < 1e-6
     assert float(unc.mean_probability.min()) < 0.2 and float(unc.mean_probability.max()) > 0.8  # not trivially flat
 
@@ -204,3 +204,14 @@ def test_uncertainty_of_an_orientation_sensitive_model_lies_in_range() -> None:
     assert 0.0 <= float(unc.std.min()) and float(unc.std.max()) <= 0.5
     assert float(unc.std.max()) > 0.01
     assert 0.0 <= float(unc.heatmap.min()) and float(unc.heatmap.max()) <= 1.0
+
+
+def test_bench_teach_reports_every_measurement(tiny_weights: Path, synthetic_root: Path) -> None:
+    from lggdemo.bench import bench_teach
+
+    res = bench_teach("cpu", repeats=1, warmup=0, weights_dir=tiny_weights, data=synthetic_root)
+    assert res["models"] == f"weights {tiny_weights}"
+    for name in ("threshold_only_ms", "lesson_redraw_ms", "first_view_ms", "uncertainty_ms"):
+        assert res[name] > 0, name
+    assert res["threshold_only_ms"] < res["lesson_redraw_ms"]  # the redraw includes the threshold step
+    assert res["lesson_redraw_ms_vs_target"].startswith(("meets 300 ms", "misses 300 ms"))

@@ -51,7 +51,7 @@ REMOVED_COLOUR = (200, 60, 255)
 STEP_TITLES = ("1 · Three input channels", "2 · Normalised input", "3 · Probability map", "4 · Threshold",
                "5 · Post-processing", "6 · Final mask")
 UNCERTAINTY_HOW_TO_READ = (
-    "How to read it: red where the eight rotated and mirrored copies of the slice get different tumour "
+    "How to read it: red where the four mirrored copies of the slice get different tumour "
     "probabilities (the model is unsure there, usually along the tumour's edge), blue where they agree — "
     "agreement is not correctness, a model can be consistently wrong."
 )

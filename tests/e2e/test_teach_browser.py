@@ -63,7 +63,7 @@ def test_tour_example_threshold_and_dice(request: pytest.FixtureRequest, start_a
     for name in ("true positive", "false positive", "false negative"):
         page.get_by_text(name, exact=True).first.wait_for()
     page.get_by_text("Dice explained").wait_for()
-    page.get_by_text("Spread of 8 test-time-augmented predictions").wait_for()
+    page.get_by_text("Spread of 4 test-time-augmented predictions").wait_for()
     page.get_by_text("Compare: second weights").wait_for()
     assert page.locator("[data-testid='stException']").count() == 0
 

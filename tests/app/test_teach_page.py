@@ -84,7 +84,7 @@ def test_example_shows_errors_dice_steps_and_uncertainty(app: AppTest) -> None:
     assert any("Kept (red) and removed (violet)" in c for c in caps)
     assert app.slider(key=THRESHOLD).label == "Threshold" and app.slider(key=THRESHOLD).value == 0.5
     # Uncertainty, with its one sentence on how to read it.
-    assert any(c.startswith("Spread of 8 test-time-augmented predictions") for c in caps)
+    assert any(c.startswith("Spread of 4 test-time-augmented predictions") for c in caps)
     assert UNCERTAINTY_HOW_TO_READ in body
 
 
