@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from lggdemo import jobs, weights
 from lggdemo.device import DeviceError, choose_device
@@ -103,9 +104,7 @@ def _render_errors(base: np.ndarray, steps: MaskSteps, truth: np.ndarray | None,
         return
     errors = error_map(steps.final, truth)
     d = dice_breakdown(steps.final, truth)
-    left, right = st.columns([2, 3])
-    left.image(draw_errors(base, errors), caption="Predicted mask against the ground truth, on FLAIR", width="stretch")
-    with right:
+    with _picture(draw_errors(base, errors), "Predicted mask against the ground truth, on FLAIR"):
         what = {TP: "in both masks", FP: "predicted, not in the truth", FN: "in the truth, missed"}
         st.markdown("\n".join(
             f"- :{ERROR_MARKDOWN_COLOURS[k]}[■ **{ERROR_NAMES[k]}**]: {errors.counts.of(k)} px — {what[k]}"
@@ -119,6 +118,13 @@ def _render_errors(base: np.ndarray, steps: MaskSteps, truth: np.ndarray | None,
                    "a few pixels are a large share of it.")
 
 
+def _picture(picture: np.ndarray, caption: str) -> DeltaGenerator:
+    """A picture in the left two fifths; returns the right-hand column for what it shows."""
+    left, right = st.columns([2, 3])
+    left.image(picture, caption=caption, width="stretch")
+    return right
+
+
 def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: np.ndarray | None, shipped: float,
                   key: str) -> MaskSteps:
     """The six steps as tabs (switching tabs costs no rerun); returns the masks at the chosen threshold."""
@@ -129,10 +135,8 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
                               help="Pixels whose tumour probability is above this become mask. Moving it reuses the "
                                    "stored probabilities: the network does not run again.")
         steps = masks_at(view, threshold)
-        left, right = st.columns([2, 3])
-        left.image(overlay_mask(base, steps.thresholded, alpha=0.5), width="stretch",
-                   caption=f"probability > {steps.threshold:.2f}: {int(steps.thresholded.sum())} px")
-        with right:
+        with _picture(overlay_mask(base, steps.thresholded, alpha=0.5),
+                      f"probability > {steps.threshold:.2f}: {int(steps.thresholded.sum())} px"):
             st.markdown(dice_line(steps, truth))
             st.caption(f"The model's own threshold is {shipped:.2f}. Lower it and the mask grows (fewer false "
                        "negatives, more false positives); raise it and the mask shrinks.")
@@ -147,16 +151,13 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
         for col, picture, name in zip(st.columns(3), input_channel_images(view), CHANNELS, strict=True):
             col.image(picture, caption=f"{name}, normalised, {s}×{s}", width="stretch")
     with tabs[2]:
-        left, right = st.columns([2, 3])
-        left.image(overlay_heatmap(base, view.probability, alpha=0.6), width="stretch",
-                   caption="Tumour probability per pixel (blue 0 → red 1)")
+        right = _picture(overlay_heatmap(base, view.probability, alpha=0.6), "Tumour probability per pixel (blue 0 → red 1)")
         right.caption("The U-Net's output after a sigmoid, resized back to 256×256: one number per pixel, how sure "
                       f"the model is that it is tumour. Highest here: {float(view.probability.max()):.2f}.")
     with tabs[4]:
-        left, right = st.columns([2, 3])
         drawn = overlay_mask(overlay_mask(base, steps.final, alpha=0.5), steps.removed, alpha=0.9,
                              colour=REMOVED_COLOUR)
-        left.image(drawn, width="stretch", caption="Kept (red) and removed (violet) pieces")
+        right = _picture(drawn, "Kept (red) and removed (violet) pieces")
         if steps.min_component_px <= 0:
             right.caption("This model keeps every piece of the thresholded mask: it has no post-processing rule.")
         else:
@@ -164,12 +165,10 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
                           "specks are mostly false positives. Removed here: "
                           f"**{steps.removed_components} piece(s), {int(steps.removed.sum())} px**.")
     with tabs[5]:
-        left, right = st.columns([2, 3])
-        left.image(overlay_mask(base, steps.final, alpha=0.5), width="stretch",
-                   caption=f"Final mask: {int(steps.final.sum())} px")
-        with right:
+        with _picture(overlay_mask(base, steps.final, alpha=0.5), f"Final mask: {int(steps.final.sum())} px"):
             st.markdown(dice_line(steps, truth))
-            st.caption(f"At the model's own threshold ({shipped:.2f}) this is exactly the mask shown above the lesson.")
+            st.caption(f"At the model's own threshold ({shipped:.2f}) this is the model's own mask: the same forward "
+                       "pass and the same threshold and clean-up rule as the prediction above.")
     return steps
 
 
@@ -180,10 +179,8 @@ def _render_uncertainty(predictor: Predictor, image: np.ndarray, base: np.ndarra
     except (RuntimeError, ValueError) as exc:
         st.warning(f"The uncertainty map could not be computed: {exc}")
         return
-    left, right = st.columns([2, 3])
-    left.image(overlay_heatmap(base, unc.heatmap, alpha=0.5), width="stretch",
-               caption=f"Spread of {unc.n_views} test-time-augmented predictions")
-    with right:
+    with _picture(overlay_heatmap(base, unc.heatmap, alpha=0.5),
+                  f"Spread of {unc.n_views} test-time-augmented predictions"):
         st.markdown(UNCERTAINTY_HOW_TO_READ)
         st.caption(f"Standard deviation of the tumour probability over the copies: largest {float(unc.std.max()):.2f} "
                    "(0.5 would be an even split). The U-Net has no dropout, so test-time augmentation stands in for "
