@@ -166,3 +166,33 @@ def test_home_has_a_guided_tour_with_page_links(monkeypatch: pytest.MonkeyPatch,
     assert [label for label, _ in tour] == ["1. Browse the data", "2. Try an example", "3. Read the errors",
                                             "4. Move the threshold", "5. Retrain and compare"]
     assert [page for _, page in tour] == ["eda", "predict", "predict", "predict", "train"]
+
+
+def _two_lessons(weights_dir: str) -> None:
+    """What a whole-patient view would do: call the entry point with arrays, once per slice, each with its own key."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from lggdemo.infer import Predictor
+    from lggdemo.ui.teach import render_slice_lesson
+
+    predictor = Predictor.from_directory(Path(weights_dir), "cpu")
+    image = np.full((256, 256, 3), 5, np.uint8)
+    image[60:200, 50:210] = (70, 110, 90)
+    image[100:140, 100:150, 1] = 220
+    truth = np.zeros((512, 512), np.uint8)  # a truth at another size is resized to the slice
+    truth[200:280, 200:300] = 1
+    render_slice_lesson(image, truth, predictor, key="first")
+    render_slice_lesson(image[:, :100], None, predictor, key="second")
+
+
+def test_entry_point_takes_arrays_and_refuses_a_bad_slice(runs: Path, tiny_weights: Path) -> None:
+    at = AppTest.from_function(_two_lessons, args=(str(tiny_weights),), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs] == list(STEP_TITLES)  # the second call drew no steps
+    assert any("needs a 256×256 RGB slice; got uint8 (256, 100, 3)" in e.value for e in at.error)
+    assert "truth 2000 px" in dice_text(at)  # 80×100 px at 512² is 40×50 px at 256²
+    at.slider(key="first_threshold").set_value(0.3).run()
+    assert not at.exception and dice_text(at).startswith("Dice at threshold 0.30")
