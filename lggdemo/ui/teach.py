@@ -22,7 +22,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from lggdemo import jobs, weights
 from lggdemo.device import DeviceError, choose_device
-from lggdemo.imageio import SLICE_SIZE, resize_mask
+from lggdemo.imageio import SLICE_SIZE, encode_png, resize_mask
 from lggdemo.infer import Predictor
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 from lggdemo.teach import (
@@ -45,8 +45,9 @@ from lggdemo.teach import (
 )
 
 CACHE_KEY = "teach_cache"
-#: Slices x weights whose forward passes a session keeps (each entry is a few 256² float arrays).
-MAX_CACHED = 24
+#: Entries a session keeps: four per slice and weights (forward pass, uncertainty, two sets of encoded pictures),
+#: each at most a few 256² float arrays or PNGs -- about 16 slices.
+MAX_CACHED = 64
 #: Colour of the pieces post-processing removes (the mask itself is MASK_COLOUR, red).
 REMOVED_COLOUR = (200, 60, 255)
 STEP_TITLES = ("1 · Three input channels", "2 · Normalised input", "3 · Probability map", "4 · Threshold",
@@ -85,6 +86,23 @@ def cached_uncertainty(predictor: Predictor, image: np.ndarray) -> Uncertainty:
                    lambda: tta_uncertainty(predictor.seg_model, predictor.seg_config, image, predictor.device))
 
 
+@dataclass(frozen=True)
+class StillPictures:
+    """The lesson's pictures that no widget changes, encoded once per slice: a Threshold move re-encodes only
+    the four mask pictures (PNG encoding is most of a redraw's cost)."""
+
+    channels: tuple[bytes, ...]  # the three stored channels
+    normalised: tuple[bytes, ...]  # the three channels the network receives
+    probability: bytes  # the probability map over FLAIR
+
+
+def _still_pictures(image: np.ndarray, base: np.ndarray, view: ModelView) -> StillPictures:
+    gray = [np.repeat(p[..., None], 3, axis=2) for p in input_channel_images(view)]  # RGB: encode_png scales 0/1 masks
+    return StillPictures(channels=tuple(encode_png(channel_rgb(image, c)) for c in range(3)),
+                         normalised=tuple(encode_png(g) for g in gray),
+                         probability=encode_png(overlay_heatmap(base, view.probability, alpha=0.6)))
+
+
 # --- the pieces ---------------------------------------------------------------------------------------
 
 
@@ -118,14 +136,14 @@ def _render_errors(base: np.ndarray, steps: MaskSteps, truth: np.ndarray | None,
                    "a few pixels are a large share of it.")
 
 
-def _picture(picture: np.ndarray, caption: str) -> DeltaGenerator:
+def _picture(picture: np.ndarray | bytes, caption: str) -> DeltaGenerator:
     """A picture in the left two fifths; returns the right-hand column for what it shows."""
     left, right = st.columns([2, 3])
     left.image(picture, caption=caption, width="stretch")
     return right
 
 
-def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: np.ndarray | None, shipped: float,
+def _render_steps(still: StillPictures, base: np.ndarray, view: ModelView, truth: np.ndarray | None, shipped: float,
                   key: str) -> MaskSteps:
     """The six steps as tabs (switching tabs costs no rerun); returns the masks at the chosen threshold."""
     st.markdown("#### What the model saw, step by step")
@@ -142,16 +160,16 @@ def _render_steps(image: np.ndarray, base: np.ndarray, view: ModelView, truth: n
                        "negatives, more false positives); raise it and the mask shrinks.")
     with tabs[0]:
         st.caption("The slice as stored: three MRI sequences of the same cut, one per colour channel.")
-        for col, c in zip(st.columns(3), range(3), strict=True):
-            col.image(channel_rgb(image, c), caption=CHANNELS[c], width="stretch")
+        for col, picture, name in zip(st.columns(3), still.channels, CHANNELS, strict=True):
+            col.image(picture, caption=name, width="stretch")
     with tabs[1]:
         s = view.input_size
         st.caption(f"What the network receives: each channel z-scored over the head's pixels (mean 0, spread 1; "
                    f"shown from −3 black to +3 white), resized to the U-Net's input side of {s}×{s} px.")
-        for col, picture, name in zip(st.columns(3), input_channel_images(view), CHANNELS, strict=True):
+        for col, picture, name in zip(st.columns(3), still.normalised, CHANNELS, strict=True):
             col.image(picture, caption=f"{name}, normalised, {s}×{s}", width="stretch")
     with tabs[2]:
-        right = _picture(overlay_heatmap(base, view.probability, alpha=0.6), "Tumour probability per pixel (blue 0 → red 1)")
+        right = _picture(still.probability, "Tumour probability per pixel (blue 0 → red 1)")
         right.caption("The U-Net's output after a sigmoid, resized back to 256×256: one number per pixel, how sure "
                       f"the model is that it is tumour. Highest here: {float(view.probability.max()):.2f}.")
     with tabs[4]:
@@ -179,8 +197,8 @@ def _render_uncertainty(predictor: Predictor, image: np.ndarray, base: np.ndarra
     except (RuntimeError, ValueError) as exc:
         st.warning(f"The uncertainty map could not be computed: {exc}")
         return
-    with _picture(overlay_heatmap(base, unc.heatmap, alpha=0.5),
-                  f"Spread of {unc.n_views} test-time-augmented predictions"):
+    picture = _cached("uncertainty_png", predictor, image, lambda: encode_png(overlay_heatmap(base, unc.heatmap, alpha=0.5)))
+    with _picture(picture, f"Spread of {unc.n_views} test-time-augmented predictions"):
         st.markdown(UNCERTAINTY_HOW_TO_READ)
         st.caption(f"Standard deviation of the tumour probability over the copies: largest {float(unc.std.max()):.2f} "
                    "(0.5 would be an even split). The U-Net has no dropout, so test-time augmentation stands in for "
@@ -295,7 +313,8 @@ def _render_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: P
     base = channel_rgb(image, 1)
     shipped = float(predictor.seg_config.threshold)
     errors_box = st.container()
-    steps = _render_steps(image, base, view, truth, shipped, key)
+    still = _cached("pictures", predictor, image, lambda: _still_pictures(image, base, view))
+    steps = _render_steps(still, base, view, truth, shipped, key)
     with errors_box:
         _render_errors(base, steps, truth, shipped)
     _render_uncertainty(predictor, image, base)
