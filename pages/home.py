@@ -43,7 +43,7 @@ tour = [
     ("pages/predict.py", "Try an example", ":material/search:",
      "Press **Try an example**: the models segment a few slices of one patient whose true mask is known."),
     ("pages/predict.py", "Read the errors", ":material/palette:",
-     "Under the slice, **Errors in colour** paints true positives, false positives and false negatives, and "
+     "Further down the page, **Errors in colour** paints true positives, false positives and false negatives, and "
      "**Dice explained** works the score out with those pixel counts."),
     ("pages/predict.py", "Move the threshold", ":material/tune:",
      "In **What the model saw**, step 4: move **Threshold** and watch the mask and its Dice change (the network "
