@@ -217,7 +217,10 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
     found: list[Path] = []
     if weights.is_complete(weights.BUNDLED_DIR):
         found.append(weights.BUNDLED_DIR)
-    found += [run.path for run in jobs.list_runs() if not run.running and run.complete]
+    try:
+        found += [run.path for run in jobs.list_runs() if not run.running and run.complete]
+    except (jobs.JobError, OSError):
+        pass  # an unreadable runs folder leaves the bundled weights to compare; the Train page says what is wrong
     if active not in {p.resolve() for p in found} and weights.is_complete(active):
         found.insert(0, active)  # a folder activated from outside the runs folder
     out = []
