@@ -180,6 +180,23 @@ def age_baseline_probs(train_ages: Sequence[float | None], train_labels: Sequenc
 
 
 @torch.no_grad()
+def segment_logits(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray,
+                   device: torch.device) -> torch.Tensor:
+    """(N, 256, 256, 3) uint8 -> (N, 1, s, s) float32 tumour logits at the U-Net's input side ``s``.
+
+    The forward half of :func:`segment_slices`, on its own so that a caller needing the logits
+    themselves (the teaching view's threshold slider) gets exactly the numbers the masks come from.
+    """
+    from lggdemo.preprocess import prepare_images
+
+    model.eval()
+    x = prepare_images(images_256, config.image_size).to(device)
+    with torch.autocast(device.type, enabled=device.type == "cuda"):
+        logits = seg_logits(model, config, x)
+    return logits.float()
+
+
+@torch.no_grad()
 def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
                    batch_size: int = 32, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
@@ -187,16 +204,10 @@ def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.nda
     The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
     call it, so a card's Dice describes exactly what the app shows.
     """
-    from lggdemo.preprocess import prepare_images
-
-    model.eval()
     size = images_256.shape[1]
     masks, probs = [], []
     for i in range(0, len(images_256), batch_size):
-        x = prepare_images(images_256[i : i + batch_size], config.image_size).to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = seg_logits(model, config, x)
-        logits = logits.float()
+        logits = segment_logits(model, config, images_256[i : i + batch_size], device)
         masks.append(masks_from_logits(logits, config, size))
         if probabilities:
             if logits.shape[-1] != size:

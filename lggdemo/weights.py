@@ -199,12 +199,17 @@ class ActiveWeights:
     version: str  # changes whenever the files change: the cache key for loaded models
 
 
-def active_weights() -> ActiveWeights:
-    directory = active_dir()
+def weights_version(directory: Path) -> str:
+    """A key that changes whenever a weights folder's card does: what loaded models are cached under."""
     try:
         version = (load_card(directory).version or "") + "|" + str(directory)
-        card_path = directory / CARD_FILE
+        card_path = Path(directory) / CARD_FILE
         version += f"|{card_path.stat().st_mtime_ns}"
     except (WeightsError, OSError):
         version = f"missing|{directory}"
-    return ActiveWeights(directory, version)
+    return version
+
+
+def active_weights() -> ActiveWeights:
+    directory = active_dir()
+    return ActiveWeights(directory, weights_version(directory))

@@ -35,6 +35,28 @@ for path, label, icon, what in pages:
     left.page_link(path, label=label, icon=icon)
     right.markdown(what)
 
+st.subheader("A guided tour in five steps")
+st.caption("New here? Follow these steps in order; each link opens the page the step happens on.")
+tour = [
+    ("pages/eda.py", "Browse the data", ":material/bar_chart:",
+     "Open the slice browser and page through a patient: three MRI channels and the expert's tumour mask."),
+    ("pages/predict.py", "Try an example", ":material/search:",
+     "Press **Try an example**: the models segment a few slices of one patient whose true mask is known."),
+    ("pages/predict.py", "Read the errors", ":material/palette:",
+     "Further down the page, **Errors in colour** paints true positives, false positives and false negatives, and "
+     "**Dice explained** works the score out with those pixel counts."),
+    ("pages/predict.py", "Move the threshold", ":material/tune:",
+     "In **What the model saw**, step 4: move **Threshold** and watch the mask and its Dice change (the network "
+     "does not run again); step 5 shows what post-processing removes."),
+    ("pages/train.py", "Retrain and compare", ":material/model_training:",
+     "Start a quick run from the sidebar's **Retrain models**, follow it here, then on Predict pick both weights "
+     "under **Compare** to see what retraining changed."),
+]
+for number, (path, label, icon, what) in enumerate(tour, start=1):
+    left, right = st.columns([1, 4])
+    left.page_link(path, label=f"{number}. {label}", icon=icon)
+    right.markdown(what)
+
 st.subheader("Now in use")
 choice, index = active_dataset()
 col1, col2 = st.columns(2)

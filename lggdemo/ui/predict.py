@@ -36,6 +36,7 @@ from lggdemo.infer import (
     safe_clinical,
 )
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
+from lggdemo.ui.teach import render_slice_lesson
 from lggdemo.weights import CARD_FILE, WeightsError, active_weights, is_complete
 
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
@@ -57,9 +58,10 @@ class LoadedModels:
 # --- models ---------------------------------------------------------------------------------------
 
 
-@st.cache_resource(max_entries=1, show_spinner="Loading the models…")
+@st.cache_resource(max_entries=2, show_spinner="Loading the models…")
 def _load_predictor(version: str, directory: str, device: str) -> Predictor:
-    """One Predictor per weights version; ``max_entries=1`` drops the previous one when a run is activated."""
+    """One Predictor per weights version; two kept: the active one and the one the lesson's Compare shows
+    next to it (older ones are dropped when a run is activated)."""
     from pathlib import Path
 
     if not is_complete(Path(directory)):
@@ -325,6 +327,9 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
             st.caption(f"Layer: {cam.layer}" + (f" · crop box (y0, x0, y1, x1) = {cam.box}" if kind == "grade" else ""))
             if cam.note:
                 st.info(cam.note)
+
+    st.divider()
+    render_slice_lesson(src.image, src.truth, predictor, key="predict_teach")
 
 
 def render_downloads(result: PredictionResult) -> None:
