@@ -363,7 +363,8 @@ def slice_table(index: DatasetIndex) -> pd.DataFrame:
     if path.is_file():
         try:
             cached = pd.read_csv(path)
-            if len(cached) == index.n_slices:
+            # -1 rows come from an older version that stored unreadable (raced) masks: measure again.
+            if len(cached) == index.n_slices and (cached.get("tumour_area_px", pd.Series([-1])) >= 0).all():
                 return cached
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             pass
