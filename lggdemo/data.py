@@ -364,7 +364,8 @@ def slice_table(index: DatasetIndex) -> pd.DataFrame:
         try:
             cached = pd.read_csv(path)
             # -1 rows come from an older version that stored unreadable (raced) masks: measure again.
-            if len(cached) == index.n_slices and (cached.get("tumour_area_px", pd.Series([-1])) >= 0).all():
+            areas = cached["tumour_area_px"] if "tumour_area_px" in cached else None
+            if len(cached) == index.n_slices and areas is not None and (areas >= 0).all():
                 return cached
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             pass
