@@ -363,7 +363,9 @@ def slice_table(index: DatasetIndex) -> pd.DataFrame:
     if path.is_file():
         try:
             cached = pd.read_csv(path)
-            if len(cached) == index.n_slices:
+            # -1 rows come from an older version that stored unreadable (raced) masks: measure again.
+            areas = cached["tumour_area_px"] if "tumour_area_px" in cached else None
+            if len(cached) == index.n_slices and areas is not None and (areas >= 0).all():
                 return cached
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             pass

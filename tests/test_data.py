@@ -326,3 +326,15 @@ def test_a_patient_folder_removed_during_the_scan_is_a_problem(synthetic_copy: P
     monkeypatch.setattr(Path, "iterdir", iterdir_racing_a_delete)
     index = scan_dataset(synthetic_copy)
     assert gone not in index.patients and f"{gone}: cannot be listed (FileNotFoundError)" in _problems(index)
+
+
+def test_a_cache_poisoned_with_unreadable_rows_is_measured_again(synthetic_copy: Path, own_cache: Path) -> None:
+    """Caches written by earlier versions during a first-start race hold -1 rows; they must not be served."""
+    index = scan_dataset(synthetic_copy)
+    good = slice_table(index)
+    path = cache_dir() / f"areas-{index.fingerprint()}.csv"
+    poisoned = good.copy()
+    poisoned.loc[poisoned.index[:5], "tumour_area_px"] = -1
+    path.write_text(poisoned.to_csv(index=False))
+    pd.testing.assert_frame_equal(slice_table(index), good)
+    pd.testing.assert_frame_equal(pd.read_csv(path), good)  # and the file is healed

@@ -120,7 +120,8 @@ def test_cold_start_race_generates_once_and_everyone_sees_the_whole_set(monkeypa
     monkeypatch.setenv("LGG_CACHE_DIR", str(cache))
     go = tmp_path / "go"
     env = dict(os.environ, LGG_CACHE_DIR=str(cache))
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(go)], env=env, stdout=subprocess.PIPE,
+    repo = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(go)], cwd=repo, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(RACE_PROCESSES)]
     barrier = threading.Barrier(RACE_THREADS)
 
