@@ -272,7 +272,7 @@ def render_current_run() -> None:
         return
     last = jobs.latest_run()
     if last is None:
-        st.info("No run yet. Open **Retrain models** in the sidebar to start one.")
+        st.info("No run yet." + (" Open **Retrain models** in the sidebar to start one." if can_manage() else ""))
         return
     st.subheader(f"Latest run: {last.name}")
     render_run_panel(last, live=False)
