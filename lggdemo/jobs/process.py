@@ -13,6 +13,7 @@ from typing import Any
 from lggdemo import weights
 from lggdemo.jobs.errors import JobError
 from lggdemo.jobs.files import LOCK_FILE, read_json
+from lggdemo.train.config import OPTIONS
 
 #: A lock still without a trainer pid is being written by ``start``; older than this it is debris.
 STARTING_GRACE_S = 60.0
@@ -53,7 +54,7 @@ def is_our_trainer(pid: int, run_dir: Path) -> bool:
     alive, cmdline = process_state(pid)
     if not alive:
         return False
-    return cmdline is None or (f"{os.sep}{run_dir.name}" in cmdline and "--out" in cmdline)
+    return cmdline is None or (f"{os.sep}{run_dir.name}" in cmdline and OPTIONS["out"].flag in cmdline)
 
 
 CHILDREN: dict[Path, subprocess.Popen[bytes]] = {}

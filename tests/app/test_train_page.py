@@ -54,7 +54,7 @@ def test_progress_line_and_durations(tmp_path: Path) -> None:
 def _sidebar_script() -> None:
     import streamlit as st
 
-    from lggdemo.ui.training import render_training_sidebar
+    from lggdemo.ui.retraining import render_training_sidebar
 
     with st.sidebar:
         render_training_sidebar()
