@@ -190,6 +190,17 @@ def bench_whole_patient(predictor: Any, data: Path | None, sync: Callable[[], No
             _median_ms(lambda: figure_3d(slices, mask, (2.5, 0.9, 0.9)), repeats, 1, lambda: None), 1),
         "whole_patient_source": f"{pid} ({len(index.patients[pid])} slices{', tiled' if reps > 1 else ''})",
     }
+    # where the time goes: the same three steps, one at a time
+    from lggdemo.postprocess import keep_main_components_3d
+
+    raw, _ = predictor.segment(slices)
+    tumour = np.flatnonzero(mask.reshape(n_slices, -1).any(1)) if mask.any() else np.arange(n_slices)
+    out[f"whole_patient_{n_slices}_part_segment_ms"] = round(
+        _median_ms(lambda: predictor.segment(slices), 1, 0, sync), 1)
+    out[f"whole_patient_{n_slices}_part_3d_postprocess_ms"] = round(
+        _median_ms(lambda: keep_main_components_3d(raw), repeats, 0, lambda: None), 1)
+    out[f"whole_patient_{n_slices}_part_grade_{len(tumour)}_tumour_slices_ms"] = round(
+        _median_ms(lambda: predictor.grade(slices[tumour], mask[tumour], clinical), 1, 0, sync), 1)
     if predictor.device.type == "cpu":
         for key, target in ((f"whole_patient_{n_slices}_slices_mask_grade_3d_ms", TARGET_PATIENT_88_MS),
                             (f"view3d_{n_slices}_slices_ms", TARGET_VIEW3D_MS)):

@@ -23,6 +23,16 @@ SPACING = (3.0, 0.8, 0.75)  # (slice, row, column) mm, deliberately anisotropic 
 ORIGIN_LPS = (-96.0, -110.0, 40.0)  # of the first (head) slice's first pixel
 
 
+def real_or_phantom_root(request: object, synthetic_root: Path) -> Path:
+    """The real patients when ../shared has them (tests/conftest.py's ``real_root``), else the phantoms."""
+    import pytest
+
+    try:
+        return request.getfixturevalue("real_root")  # type: ignore[attr-defined,no-any-return]
+    except pytest.skip.Exception:
+        return synthetic_root
+
+
 def dataset_patient(root: Path, which: int = 0) -> Volume:
     index = scan_dataset(root)
     return index_volume(index, index.patient_ids[which % len(index.patient_ids)])

@@ -64,3 +64,12 @@ def scan_ids(root: Path) -> list[str]:
     from lggdemo.data import scan_dataset
 
     return scan_dataset(root).patient_ids
+
+
+def test_runs_as_a_module() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lggdemo.predict", "--help"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0 and "--format {nifti,dicom-seg,png}" in done.stdout

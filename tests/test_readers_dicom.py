@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from patient_files import SPACING, dataset_patient, dicom_series, dicom_study_zip
+from patient_files import SPACING, dataset_patient, dicom_series, dicom_study_zip, real_or_phantom_root
 
 from lggdemo.readers import open_files
 from lggdemo.readers.dicom import scan_dicom_files
@@ -17,11 +17,8 @@ from lggdemo.volume import VolumeError
 
 @pytest.fixture(scope="module")
 def patient(request: pytest.FixtureRequest, synthetic_root: Path):  # noqa: ANN201
-    try:
-        root = request.getfixturevalue("real_root")
-    except pytest.skip.Exception:
-        root = synthetic_root
-    return dataset_patient(root)
+    """A real patient when ../shared has them, else a phantom."""
+    return dataset_patient(real_or_phantom_root(request, synthetic_root))
 
 
 def test_three_series_read_back_exactly(patient) -> None:  # noqa: ANN001

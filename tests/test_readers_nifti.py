@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from patient_files import SPACING, dataset_patient, write_nifti_4d, write_nifti_three
+from patient_files import SPACING, dataset_patient, real_or_phantom_root, write_nifti_4d, write_nifti_three
 
 from lggdemo.readers import MASK_ROLE, open_files, open_path
 from lggdemo.readers.nifti import guess_roles, load_nifti, nifti_volume
@@ -18,11 +18,7 @@ from lggdemo.volume import VolumeError
 @pytest.fixture(scope="module")
 def patient(request: pytest.FixtureRequest, synthetic_root: Path):  # noqa: ANN201
     """A real patient when ../shared has them, else a phantom."""
-    try:
-        root = request.getfixturevalue("real_root")
-    except pytest.skip.Exception:
-        root = synthetic_root
-    return dataset_patient(root)
+    return dataset_patient(real_or_phantom_root(request, synthetic_root))
 
 
 @pytest.mark.parametrize("axcodes", [("L", "P", "S"), ("R", "A", "S"), ("L", "A", "I")])

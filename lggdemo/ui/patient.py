@@ -102,13 +102,14 @@ def render_inputs() -> None:
         st.caption("The grade model uses age and sex only; grade, histology and survival are never inputs.")
     signature = tuple(f.file_id for f in files)
     if files and signature != st.session_state.get("patient_upload_sig"):
-        st.session_state["patient_upload_sig"] = signature
         try:
             source = open_uploads([(f.name, f.getvalue()) for f in files])
         except VolumeError as exc:
             _set_input(None, str(exc))
         else:
             _set_input(_Loaded(f"{source.name}: {source.kind} upload ({len(files)} file(s))", source=source))
+        # only once the upload has been read: a rerun that interrupts the reading reads it again
+        st.session_state["patient_upload_sig"] = signature
     elif not files and st.session_state.get("patient_upload_sig"):
         st.session_state["patient_upload_sig"] = None
         held = st.session_state.get("patient_input")

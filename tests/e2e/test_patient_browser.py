@@ -8,17 +8,10 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
-from patient_files import dataset_patient, write_nifti_4d
+from patient_files import dataset_patient, real_or_phantom_root, write_nifti_4d
 
 from lggdemo import weights
 from lggdemo.data import scan_dataset
-
-
-def _patient_root(request: pytest.FixtureRequest, synthetic_root: Path) -> Path:
-    try:
-        return request.getfixturevalue("real_root")
-    except pytest.skip.Exception:
-        return synthetic_root
 
 
 def test_nifti_patient_3d_view_volume_and_mask_download(
@@ -27,7 +20,7 @@ def test_nifti_patient_3d_view_volume_and_mask_download(
 ) -> None:
     if not weights.is_complete(weights.BUNDLED_DIR):
         weights.set_active(tiny_weights)
-    root = _patient_root(request, synthetic_root)
+    root = real_or_phantom_root(request, synthetic_root)
     index = scan_dataset(root)
     which = max(range(len(index.patient_ids)), key=lambda i: len(index.patients[index.patient_ids[i]]))
     patient = dataset_patient(root, which)
