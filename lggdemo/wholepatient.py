@@ -2,7 +2,7 @@
 
 The steps are the Predictor's own (``Predictor.segment``, ``Predictor.grade``: the trainer's
 preprocessing and threshold), in slice batches so that a progress bar can follow, then the whole-patient
-rule of :mod:`lggdemo.postprocess` (3D connected components), then the grade from the cleaned masks with
+rule of :mod:`lggdemo.postprocess` (the largest 3D connected component), then the grade from the cleaned masks with
 the evaluator's patient-level aggregation (``models.patient_logit``: the tumour-area-weighted mean of the
 slice logits, the number the model card's AUC was measured on). The Predict page and
 ``python -m lggdemo.predict`` both call :func:`predict_volume`.
@@ -19,7 +19,7 @@ from lggdemo.data import Clinical
 from lggdemo.evaluate import dice
 from lggdemo.infer import Predictor, head_mask, sigmoid
 from lggdemo.models import patient_logit
-from lggdemo.postprocess import DEFAULT_MIN_FRACTION, keep_main_components_3d
+from lggdemo.postprocess import DEFAULT_MIN_FRACTION, keep_main_components_by_patient
 from lggdemo.preprocess import validate_clinical
 from lggdemo.volume import Volume
 
@@ -71,7 +71,7 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
         probs.append(p.astype(np.float16))
         report(0.8 * min(n, start + step) / n, f"Segmenting slices {start + 1}–{min(n, start + step)} of {n}")
     raw = np.concatenate(masks)
-    mask = keep_main_components_3d(raw, min_fraction)
+    mask = keep_main_components_by_patient(raw, [volume.name] * n, min_fraction)  # the evaluator's rule, one patient
     areas = mask.reshape(n, -1).sum(axis=1)
     logit = note = None
     if clinical is not None:
