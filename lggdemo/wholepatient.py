@@ -25,7 +25,9 @@ from lggdemo.volume import Volume
 
 #: Said wherever a patient-level P(G3) is shown or written: what the number is and is not.
 GRADE_CAVEAT = ("P(G3) is the model's sigmoid output, not a calibrated probability: compare the model card's grade AUC "
-                "with its age-only baseline (and their wide intervals) before reading anything into it. Not a diagnosis.")
+                "with its age-only baseline (and their wide intervals) before reading anything into it. When the card's "
+                "grade AUC interval reaches 0.5 (lggdemo.gradeinfo), p_g3 is null and raw_score holds that output. "
+                "Not a diagnosis.")
 ProgressFn = Callable[[float, str], None]
 
 
@@ -50,6 +52,12 @@ class VolumePrediction:
     device: str
     spacing: tuple[float, float, float] | None
     brain_voxels: int
+    grade_withheld: str | None = None  # set when the card shows the grade model no better than chance (gradeinfo)
+
+    @property
+    def shown_grade_prob(self) -> float | None:
+        """P(G3) as the page and the reports may state it: None when the card withholds it."""
+        return None if self.grade_withheld else self.patient_grade_prob
 
 
 def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | None, *,
@@ -97,4 +105,5 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
         patient_grade_prob=None if logit is None else float(sigmoid(logit)), patient_grade_logit=logit,
         grade_note=note, clinical=clinical, model_version=predictor.version, device=predictor.device_text,
         spacing=volume.spacing, brain_voxels=int(sum(head_mask(im).sum() for im in images)),
+        grade_withheld=predictor.withheld_note(logit is not None),
     )

@@ -22,12 +22,19 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import DatasetError
 from lggdemo.evaluate import dice
 from lggdemo.exporters import ExportError, mask_bytes, report_csv, report_json, report_row
-from lggdemo.infer import Predictor, card_metric
+from lggdemo.infer import Predictor, card_metric, example_patients, seen_label, seen_label_for_name
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
 from lggdemo.preprocess import ClinicalInputError
 from lggdemo.readers import PatientSource, open_files
 from lggdemo.readers.kaggle import index_volume
-from lggdemo.ui.predict import SEX_OPTIONS, current_clinical, grade_figure, render_mask_quality
+from lggdemo.ui.predict import (
+    SEX_OPTIONS,
+    active_card,
+    current_clinical,
+    grade_figure,
+    render_mask_quality,
+    render_withheld_grade,
+)
 from lggdemo.view3d import figure_3d
 from lggdemo.volume import Volume, VolumeError
 from lggdemo.wholepatient import GRADE_CAVEAT, VolumePrediction, predict_volume
@@ -44,6 +51,7 @@ class _Loaded:
     label: str
     source: PatientSource | None = None
     volume: Volume | None = None
+    seen: str | None = None  # infer.seen_label: whether the active weights trained on this patient
 
 
 def _set_input(loaded: _Loaded | None, error: str | None = None) -> None:
@@ -60,9 +68,11 @@ def _load_example() -> None:
 
     which = st.session_state.get("patient_example_n", 0)
     st.session_state["patient_example_n"] = which + 1
+    card = active_card()
     try:
         choice, index = active_dataset()
-        pid = index.patient_ids[which % len(index.patient_ids)]
+        pids = example_patients(index, card)  # the weights' validation patients first
+        pid = pids[which % len(pids)]
         volume = index_volume(index, pid)
     except (DatasetError, VolumeError, OSError, IndexError) as exc:
         _set_input(None, f"No example patient could be loaded from the active dataset: {exc}")
@@ -70,7 +80,8 @@ def _load_example() -> None:
     clinical = index.clinical_for(pid)
     kind = "synthetic phantom" if getattr(choice, "synthetic", False) else "dataset patient"
     grade = f", recorded grade {clinical.grade}" if clinical.grade else ""
-    _set_input(_Loaded(f"Example: {kind} {pid} ({volume.n_slices} slices{grade})", volume=volume))
+    seen = seen_label(card, pid)
+    _set_input(_Loaded(f"Example: {kind} {pid}, {seen} ({volume.n_slices} slices{grade})", volume=volume, seen=seen))
     st.session_state["predict_age"] = clinical.age
     st.session_state["predict_sex"] = clinical.sex or "unknown"
 
@@ -144,7 +155,7 @@ def _run(predictor: Predictor, volume: Volume, key: tuple[object, ...]) -> Volum
     return held[1]
 
 
-def render_summary(result: VolumePrediction, predictor: Predictor) -> None:
+def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | None = None) -> None:
     c1, c2, c3, c4 = st.columns(4)
     if result.tumour_ml is not None:
         c1.metric("Tumour volume", f"{result.tumour_ml:.1f} mL", f"{result.tumour_voxels} voxels", delta_color="off",
@@ -156,20 +167,25 @@ def render_summary(result: VolumePrediction, predictor: Predictor) -> None:
     if result.dice is not None:
         c3.metric("Per-volume Dice vs uploaded masks", f"{result.dice:.3f}", f"truth: {result.truth_voxels} voxels",
                   delta_color="off", delta_arrow="off")
-    if result.patient_grade_prob is not None:
-        c4.metric("Patient P(G3)", f"{result.patient_grade_prob:.0%}")
+        if seen:
+            c3.caption(f"Dice on a {seen}.")
+    if result.shown_grade_prob is not None:
+        c4.metric("Patient P(G3)", f"{result.shown_grade_prob:.0%}")
     if result.tumour_ml is None:
         st.caption("The input records no voxel spacing (the Kaggle layout does not), so the volume is given in voxels "
                    "of the 256×256 slices, not in mL.")
     if result.removed_voxels:
-        st.caption(f"3D post-processing removed {result.removed_voxels} voxels in small separate components "
-                   "(see `lggdemo.postprocess`).")
+        st.caption(f"3D post-processing kept the largest tumour component and removed {result.removed_voxels} voxels "
+                   "in separate components (a genuine second focus would be removed too; see `lggdemo.postprocess`).")
     render_mask_quality(predictor)
     st.subheader("Grade (one per patient)")
     if result.patient_grade_prob is None:
         st.warning(result.grade_note or "No grade.")
     else:
-        st.plotly_chart(grade_figure(result.patient_grade_prob), key="patient_grade_chart")
+        if result.grade_withheld:
+            render_withheld_grade(result.grade_withheld, result.patient_grade_prob)
+        else:
+            st.plotly_chart(grade_figure(result.patient_grade_prob), key="patient_grade_chart")
         if result.grade_note:
             st.info(result.grade_note)
         auc = card_metric(predictor.card, "grade", "auc")
@@ -256,7 +272,7 @@ def render_patient_mode(predictor: Predictor) -> None:
     except (VolumeError, ClinicalInputError, ValueError, RuntimeError) as exc:
         st.error(f"The prediction failed: {exc}")
         return
-    render_summary(result, predictor)
+    render_summary(result, predictor, loaded.seen or seen_label_for_name(predictor.card, volume.name))
 
     st.subheader("Slices")
     tumour = result.tumour_slices
