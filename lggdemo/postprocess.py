@@ -23,7 +23,8 @@ and changed the tumour-slice Dice by -0.001 (docs/experiments/pp3d-new12-val15.j
 
 The cost, said plainly: a lower-grade glioma is usually one lesion, but a genuine second focus, not
 connected to the largest in 3D, is removed from the mask *and* from the tumour volume. The whole-patient
-view says how many voxels the rule removed, and the teaching layer shows the removed components. The
+view says how many voxels the rule removed and draws them on each slice in the teaching layer's "removed"
+colour (violet), so a removed lesion can be seen. The
 ``min_fraction`` parameter stays for anyone who wants to keep satellites (0.1 was the earlier default).
 """
 

@@ -53,6 +53,7 @@ class VolumePrediction:
     spacing: tuple[float, float, float] | None
     brain_voxels: int
     grade_withheld: str | None = None  # set when the card shows the grade model no better than chance (gradeinfo)
+    removed: np.ndarray | None = None  # (S, 256, 256) uint8: pixels the 3D rule removed (drawn in the slice view)
 
     @property
     def shown_grade_prob(self) -> float | None:
@@ -106,4 +107,5 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
         grade_note=note, clinical=clinical, model_version=predictor.version, device=predictor.device_text,
         spacing=volume.spacing, brain_voxels=int(sum(head_mask(im).sum() for im in images)),
         grade_withheld=predictor.withheld_note(logit is not None),
+        removed=(raw.astype(bool) & ~mask.astype(bool)).astype(np.uint8),
     )

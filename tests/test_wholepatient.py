@@ -41,6 +41,7 @@ def test_volume_prediction_matches_the_predictor_steps(predictor: Predictor, syn
     res = predict_volume(predictor, vol, clinical, progress=lambda f, _m: seen.append(f))
     expected = keep_main_components_3d(raw)
     assert np.array_equal(res.mask, expected) and res.removed_voxels == 9 + 6 * 20 * 20
+    assert res.removed is not None and np.array_equal(res.removed, raw - expected)  # drawn in the slice view
     assert res.tumour_voxels == 6 * 40 * 40 and res.tumour_slices == (4, 5, 6, 7, 8, 9)
     assert res.tumour_ml == pytest.approx(res.tumour_voxels * np.prod(vol.spacing) / 1000)
     # grading only the tumour slices gives the all-slice area-weighted number

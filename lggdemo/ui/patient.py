@@ -35,6 +35,7 @@ from lggdemo.ui.predict import (
     render_mask_quality,
     render_withheld_grade,
 )
+from lggdemo.ui.teach import REMOVED_COLOUR
 from lggdemo.view3d import figure_3d
 from lggdemo.volume import Volume, VolumeError
 from lggdemo.wholepatient import GRADE_CAVEAT, VolumePrediction, predict_volume
@@ -196,14 +197,18 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
 
 
 def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, truth: np.ndarray | None,
-                         index: int) -> None:
+                         index: int, removed: np.ndarray | None = None) -> None:
     """One slice of the patient: overlay, ground truth, per-slice numbers. The teaching layer's call site."""
     image = volume.slices[index]
     c1, c2 = st.columns(2)
     channel = c1.radio("Channel", CHANNELS, index=1, horizontal=True, key="patient_channel")
     alpha = c2.slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="patient_alpha")
     base = channel_rgb(image, CHANNELS.index(channel))
-    pictures = [overlay_mask(base, mask[index], alpha=alpha)]
+    picture = overlay_mask(base, mask[index], alpha=alpha)
+    cut = int(removed[index].sum()) if removed is not None else 0
+    if cut:  # what the whole-patient rule took away on this slice, in the teaching layer's "removed" colour
+        picture = overlay_mask(picture, removed[index], alpha=0.9, colour=REMOVED_COLOUR)  # type: ignore[index]
+    pictures = [picture]
     captions = [f"Predicted tumour on {channel} · slice {index + 1} of {volume.n_slices}"]
     if truth is not None:
         pictures.append(overlay_mask(base, truth[index].astype(np.uint8), alpha=alpha, colour=(64, 200, 64)))
@@ -212,6 +217,8 @@ def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, tr
         col.image(picture, caption=caption, width="stretch")
     area = int(mask[index].sum())
     line = f"Tumour on this slice: {area} px · max tumour probability {float(probs[index].max()):.2f}"
+    if cut:
+        line += f" · violet: {cut} px removed by the 3D rule (not part of the largest tumour component)"
     if truth is not None:
         line += f" · slice Dice {dice(mask[index], truth[index]):.3f}"
     st.caption(line)
@@ -279,7 +286,7 @@ def render_patient_mode(predictor: Predictor) -> None:
     start = max(range(volume.n_slices), key=lambda i: int(result.mask[i].sum())) + 1 if tumour else volume.n_slices // 2 + 1
     token = st.session_state.get("patient_token")
     idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
-    _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1)
+    _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
 
     st.subheader("3D view")
     fig_held = st.session_state.get("patient_figure")
