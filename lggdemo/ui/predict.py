@@ -284,8 +284,12 @@ def _cam(kind: str, predictor: Predictor, result: PredictionResult, idx: int, im
 def render_mask_quality(predictor: Predictor) -> None:
     """What a clinician should expect of the mask, from the card: its own validation patients and, when
     recorded, the recipe's cross-validated estimate over every patient."""
+    cv_label = "cross-validated over every patient"
+    seg = predictor.card.get("segmentation") or {}
+    if isinstance(seg, dict) and (seg.get("cross_validation") or {}).get("postprocess") not in (None, seg.get("postprocess")):
+        cv_label += " (scored before the 3D rule)"
     found = [(label, card_metric(predictor.card, "segmentation", "per_volume_dice_mean", cross_validated=cv))
-             for label, cv in (("validation patients", False), ("cross-validated over every patient", True))]
+             for label, cv in (("validation patients", False), (cv_label, True))]
     parts = [f"{label}: **{m.text()}**" for label, m in found if m]
     if parts:
         st.caption("**How good are these masks?** Per-volume Dice against expert masks — " + "; ".join(parts) + ".")

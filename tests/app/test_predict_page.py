@@ -188,6 +188,7 @@ def test_bundled_card_shows_the_base_rate_instead_of_the_grade(synthetic_root: P
     at.button(key="predict_example").click().run()
     assert not at.exception, at.exception
     assert card["version"] in texts(at)
+    assert "cross-validated over every patient (scored before the 3D rule)" in texts(at)  # the CV block is 2D-only
     lo, hi = card["grade"]["metrics"]["auc"]["ci95"]
     assert lo <= 0.5  # the bundled grade model's interval reaches chance
     shown = "\n".join(i.value for i in at.info)
