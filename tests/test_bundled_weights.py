@@ -101,6 +101,7 @@ def test_card_names_its_post_processing_and_withholds_the_grade(card: dict) -> N
     AUC interval reaches 0.5, so the app shows the base rate instead of the model's P(G3)."""
     assert card["segmentation"]["postprocess"] == patient_rule_text(card["segmentation"]["config"]["min_component_px"])
     assert "2D rule only" in card["segmentation"]["cross_validation"]["note"]
+    assert set(card["grade"]["metrics"]) >= {"auc", "accuracy", "balanced_accuracy", "age_baseline_auc"}
     verdict = grade_verdict(card)
     assert not verdict.informative and verdict.base_rate is not None
     assert f"{verdict.base_rate.value:.0%} of patients are grade III" in verdict.sentence
