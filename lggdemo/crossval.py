@@ -23,6 +23,7 @@ import numpy as np
 
 from lggdemo.evaluate import DEFINITIONS, Metric, mean_ci
 from lggdemo.modelcard import ModelCard
+from lggdemo.postprocess import LEGACY_RULE_TEXT
 from lggdemo.weights import WeightsError, load_card, read_card, write_card
 
 # What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not.
@@ -57,12 +58,25 @@ def seg_recipe(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
     return stages
 
 
+def scoring_rule(card: ModelCard | dict[str, Any]) -> str:
+    """The post-processing a card's held-out masks were scored with, in words.
+
+    Cards written since the whole-patient rule record it (``segmentation.postprocess``); older ones were
+    scored with the 2D rule alone. Folds scored under different rules are not one estimate.
+    """
+    seg = _card(card).segmentation
+    rule = seg.data.get("postprocess")
+    if isinstance(rule, str) and rule:
+        return rule
+    return LEGACY_RULE_TEXT.format(min_px=int(seg.config.get("min_component_px", 0) or 0))
+
+
 def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str] | None = None) -> dict[str, Any]:
     """Pool fold runs into per-patient estimates over every patient, refusing anything that is not
     one clean k-fold partition of one recipe (a leak or a mixed recipe would make the number a lie)."""
     names = list(names or [f"run {i + 1}" for i in range(len(cards))])
     folds: dict[int, dict[str, Any]] = {}
-    ks, seeds, recipes = set(), set(), []
+    ks, seeds, recipes, rules = set(), set(), [], set()
     for name, card in zip(names, map(_card, cards)):
         split = card.split
         if split.fold is None or split.folds is None:
@@ -71,6 +85,7 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
             recipes.append(seg_recipe(card))
         except CrossValError as exc:
             raise CrossValError(f"{name}: {exc}") from None
+        rules.add(scoring_rule(card))
         ks.add(split.folds)
         seeds.add(split.seed)
         if split.fold in folds:
@@ -94,6 +109,9 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
         raise CrossValError(f"{k}-fold cross-validation needs every fold; missing fold(s) {missing}")
     if any(r != recipes[0] for r in recipes):
         raise CrossValError("the runs were trained with different recipes")
+    if len(rules) != 1:
+        raise CrossValError(f"the folds were scored with different post-processing ({sorted(rules)}); "
+                            "re-run the older folds' validation before pooling them")
     everyone = set(folds[0]["train"]) | set(folds[0]["val"])
     vals = [set(f["val"]) for f in folds.values()]
     if sum(len(v) for v in vals) != len(set().union(*vals)) or set().union(*vals) != everyone:
@@ -111,7 +129,7 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
     }
     return {"method": f"{k}-fold patient-level cross-validation (seed {seeds.pop()}): each patient scored once, "
                       "by the fold model that never trained on it; tumour-slice Dice pooled over all tumour slices",
-            "recipe": recipes[0], "metrics": {n: m.to_dict() for n, m in metrics.items()},
+            "recipe": recipes[0], "postprocess": rules.pop(), "metrics": {n: m.to_dict() for n, m in metrics.items()},
             "folds": [folds[i] for i in range(k)]}
 
 
@@ -144,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(pooled["method"])
+    print(f"post-processing: {pooled['postprocess']}")
     print("recipe: " + " -> ".join(s["preset"] for s in pooled["recipe"]))
     for name, m in pooled["metrics"].items():
         ci = f"  (95% CI {m['ci95'][0]:.3f}–{m['ci95'][1]:.3f})" if m["ci95"] else ""

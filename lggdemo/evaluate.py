@@ -5,6 +5,8 @@ dataset in the kaggle_3m layout. The trainer's validation report calls the same 
 numbers in a model card and the numbers a user recomputes on their own data mean the same thing.
 
 Definitions (also written into every model card):
+- masks: every patient-level score is of the masks the app's whole-patient mode shows
+  (:func:`predict_patient_masks`: the 2D rule, then the largest 3D component per patient).
 - per-volume Dice: one Dice over all voxels of a patient (prediction and truth stacked over slices),
   averaged over patients -- the measure of Buda et al. 2019. A patient with no tumour in either
   counts 1.
@@ -27,6 +29,7 @@ import torch
 
 from lggdemo.data import Clinical, DatasetIndex, SliceArrays
 from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit, seg_logits
+from lggdemo.postprocess import keep_main_components_by_patient, patient_rule_text
 from lggdemo.preprocess import crop_tumour, encode_clinical, normalize_images
 
 DEFINITIONS = {
@@ -218,9 +221,18 @@ def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.nda
             (np.concatenate(probs) if probs else empty.astype(np.float32)) if probabilities else None)
 
 
-def predict_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
-                  batch_size: int = 32) -> np.ndarray:
-    return segment_slices(model, config, images_256, device, batch_size)[0]
+def predict_patient_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray,
+                          patient_ids: Sequence[str], device: torch.device, batch_size: int = 32) -> np.ndarray:
+    """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows.
+
+    The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
+    (:func:`lggdemo.postprocess.keep_main_components_by_patient`). Every patient-level score goes through
+    here -- this CLI, the trainer's validation (and so every card and cross-validation fold), the bundled
+    weights' regression test -- so no caller can score masks the app would not show. ``patient_ids``
+    names each slice's patient, slices of a patient in slice order.
+    """
+    masks = segment_slices(model, config, images_256, device, batch_size)[0]
+    return keep_main_components_by_patient(masks, patient_ids)
 
 
 @dataclass
@@ -323,13 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrays = slice_arrays(index, 256)
     keep = np.isin(arrays.patient_ids, chosen) if chosen is not None else np.ones(len(arrays.patient_ids), bool)
     arrays = SliceArrays(arrays.images[keep], arrays.masks[keep], arrays.patient_ids[keep], arrays.numbers[keep])
-    pred = predict_masks(seg, seg_cfg, arrays.images, device)
+    pred = predict_patient_masks(seg, seg_cfg, arrays.images, arrays.patient_ids, device)
     seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
     by_area = tumour_slice_dice_by_area(pred, arrays.masks)
     result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
-                                 "segmentation": {"per_patient_dice": seg_eval.per_patient,
+                                 "segmentation": {"postprocess": patient_rule_text(seg_cfg.min_component_px),
+                                                  "per_patient_dice": seg_eval.per_patient,
                                                   "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
                                                   "tumour_slice_dice_by_area": by_area}}
+    print(f"masks: {patient_rule_text(seg_cfg.min_component_px)} (as the app's whole-patient mode shows them)")
     print(f"{'patient':<28} {'per-volume Dice':>15}")
     for pid, d in seg_eval.per_patient.items():
         print(f"{pid:<28} {d:>15.3f}")

@@ -30,7 +30,7 @@ from lggdemo.wholepatient import GRADE_CAVEAT, VolumePrediction
 FORMATS = ("nifti", "dicom-seg", "png")
 SEGMENT_LABEL = "Tumour (FLAIR abnormality)"
 REPORT_COLUMNS = ("input", "kind", "slices", "spacing_mm", "tumour_voxels", "tumour_ml", "tumour_slices",
-                  "dice", "truth_voxels", "p_g3", "grade_note", "model_version", "device", "error")
+                  "dice", "truth_voxels", "p_g3", "raw_score", "grade_note", "model_version", "device", "error")
 
 
 class ExportError(ValueError):
@@ -110,8 +110,9 @@ def report_row(volume: Volume | None, prediction: VolumePrediction | None, *, na
         "tumour_slices": list(p.tumour_slices) if p else None,
         "dice": _r(p.dice) if p else None,
         "truth_voxels": p.truth_voxels if p else None,
-        "p_g3": _r(p.patient_grade_prob) if p else None,
-        "grade_note": p.grade_note if p else None,
+        "p_g3": _r(p.shown_grade_prob) if p else None,  # null when the card withholds it (lggdemo.gradeinfo)
+        "raw_score": _r(p.patient_grade_prob) if p else None,
+        "grade_note": (" ".join(n for n in (p.grade_withheld, p.grade_note) if n) or None) if p else None,
         "model_version": p.model_version if p else None,
         "device": p.device if p else None,
         "error": error,

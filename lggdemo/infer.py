@@ -29,8 +29,9 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import Clinical, DatasetIndex, load_image, load_mask
 from lggdemo.device import choose_device, describe
 from lggdemo.evaluate import dice, grade_slice_logits, segment_slices
+from lggdemo.gradeinfo import GradeVerdict, grade_verdict
 from lggdemo.imageio import SLICE_SIZE, UploadBatch, UploadedSlice, encode_png, resize_image, resize_mask
-from lggdemo.modelcard import CardError, ModelCard
+from lggdemo.modelcard import CardError, CardMetric, ModelCard, SplitRecord, card_metric  # noqa: F401  (card_metric: re-exported)
 from lggdemo.models import GradeConfig, GradeNet, SegConfig, patient_logit
 from lggdemo.preprocess import (
     BACKGROUND_LEVEL,
@@ -93,46 +94,12 @@ class PredictionResult:
     device: str
     model_version: str
     grade_note: str | None = None  # why there is no grade
+    grade_withheld: str | None = None  # set when the card shows the model no better than chance (gradeinfo)
 
-
-@dataclass(frozen=True)
-class CardMetric:
-    value: float
-    ci95: tuple[float, float] | None
-    n: int | None
-    definition: str
-
-    def text(self, digits: int = 2) -> str:
-        ci = f" (95% CI {self.ci95[0]:.{digits}f}–{self.ci95[1]:.{digits}f})" if self.ci95 else ""
-        n = f", n = {self.n}" if self.n else ""
-        return f"{self.value:.{digits}f}{ci}{n}"
-
-
-def card_metric(card: ModelCard | dict[str, Any] | None, section: str, name: str, *,
-                cross_validated: bool = False) -> CardMetric | None:
-    """A metric from a model card, or None when it is missing or malformed (cards come from many runs).
-
-    ``cross_validated`` reads the recipe's k-fold estimate (``python -m lggdemo.crossval``) instead of
-    the model's own validation patients: more patients behind it, but a statement about the recipe.
-    """
-    try:
-        model = (card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})).model(section)
-    except CardError:
-        return None
-    entry = model.cross_validation_metrics.get(name) if cross_validated else model.metrics.get(name)
-    if entry is None:
-        return None
-    try:
-        value = float(entry["value"])
-        if not np.isfinite(value):
-            return None
-        ci = entry.get("ci95")
-        ci95 = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
-        n = entry.get("n")
-        count = int(n) if isinstance(n, (int, float)) else None
-        return CardMetric(value, ci95, count, str(entry.get("definition", "")))
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
+    @property
+    def shown_grade_prob(self) -> float | None:
+        """P(G3) as the page and the reports may state it: None when the card withholds it."""
+        return None if self.grade_withheld else self.patient_grade_prob
 
 
 def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -179,6 +146,16 @@ class Predictor:
     @property
     def device_text(self) -> str:
         return describe(self.device)
+
+    @property
+    def grade_verdict(self) -> GradeVerdict:
+        """Whether this card's grade model may show its P(G3) (see :mod:`lggdemo.gradeinfo`)."""
+        return grade_verdict(self.card)
+
+    def withheld_note(self, graded: bool) -> str | None:
+        """The sentence that replaces the model's P(G3), when a grade was computed and the card withholds it."""
+        verdict = self.grade_verdict
+        return verdict.sentence if graded and not verdict.informative else None
 
     # --- the two steps -------------------------------------------------------------------------
 
@@ -249,6 +226,7 @@ class Predictor:
             device=self.device_text,
             model_version=self.version,
             grade_note=note,
+            grade_withheld=self.withheld_note(patient_lg is not None),
         )
 
     def predict_uploads(self, batch: UploadBatch, clinical: Clinical | None) -> PredictionResult:
@@ -271,21 +249,24 @@ def safe_clinical(clinical: Clinical) -> tuple[Clinical | None, str | None]:
 # --- reports ---------------------------------------------------------------------------------------
 
 REPORT_COLUMNS = ("file", "tumour_area_px", "tumour_pct_of_brain", "dice", "slice_p_g3", "patient_p_g3",
-                  "model_version", "device")
+                  "slice_raw_score", "patient_raw_score", "model_version", "device")
 
 
 def report_rows(result: PredictionResult) -> list[dict[str, Any]]:
     def r(x: float | None, digits: int = 4) -> float | None:
         return None if x is None else round(float(x), digits)
 
+    shown = result.grade_withheld is None
     return [
         {
             "file": s.name,
             "tumour_area_px": s.area_px,
             "tumour_pct_of_brain": r(s.area_pct_brain, 3),
             "dice": r(s.dice),
-            "slice_p_g3": r(s.grade_prob),
-            "patient_p_g3": r(result.patient_grade_prob),
+            "slice_p_g3": r(s.grade_prob) if shown else None,
+            "patient_p_g3": r(result.shown_grade_prob),
+            "slice_raw_score": r(s.grade_prob),
+            "patient_raw_score": r(result.patient_grade_prob),
             "model_version": result.model_version,
             "device": result.device,
         }
@@ -308,8 +289,9 @@ def report_json(result: PredictionResult) -> bytes:
         "model_version": result.model_version,
         "device": result.device,
         "clinical": None if c is None else {"age": c.age, "sex": c.sex},
-        "patient_p_g3": None if result.patient_grade_prob is None else round(result.patient_grade_prob, 4),
-        "grade_note": result.grade_note,
+        "patient_p_g3": None if result.shown_grade_prob is None else round(result.shown_grade_prob, 4),
+        "grade_note": " ".join(n for n in (result.grade_withheld, result.grade_note) if n) or None,
+        "raw_score": None if result.patient_grade_prob is None else round(result.patient_grade_prob, 4),
         "area_units": f"pixels at {SLICE_SIZE}x{SLICE_SIZE}",
         "slices": report_rows(result),
         "disclaimer": NOT_FOR_DIAGNOSIS,
@@ -320,20 +302,65 @@ def report_json(result: PredictionResult) -> bytes:
 # --- the example button -----------------------------------------------------------------------------
 
 
+SEEN_VALIDATION = "validation patient"
+SEEN_TRAINING = "training patient — these numbers look better than on new patients"
+SEEN_NEITHER = "not seen in training"
+
+
+def _split(card: ModelCard | dict[str, Any] | None) -> SplitRecord:
+    try:
+        return (card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})).split
+    except CardError:
+        return SplitRecord()
+
+
+def seen_label(card: ModelCard | dict[str, Any] | None, patient_id: str) -> str:
+    """Whether the weights of ``card`` trained on this patient, in the words shown beside its numbers.
+
+    A Dice or P(G3) on a training patient flatters the model; on a validation patient it is what the card
+    reports; anyone else (a phantom, a patient added later) was never seen.
+    """
+    split = _split(card)
+    if patient_id in split.val:
+        return SEEN_VALIDATION
+    if patient_id in split.train:
+        return SEEN_TRAINING
+    return SEEN_NEITHER
+
+
+def seen_label_for_name(card: ModelCard | dict[str, Any] | None, name: str) -> str | None:
+    """:func:`seen_label` for an upload whose file or folder name carries a split patient's ID, else None
+    (an unnamed upload may be anyone, so nothing is claimed)."""
+    split = _split(card)
+    pid = next((p for p in (*split.val, *split.train) if p and p in name), None)
+    return None if pid is None else seen_label(card, pid)
+
+
+def example_patients(index: DatasetIndex, card: ModelCard | dict[str, Any] | None) -> list[str]:
+    """The patients "Try an example" cycles through: the weights' validation patients when the dataset has any
+    (their numbers are the card's), otherwise every patient."""
+    val = set(_split(card).val)
+    preferred = [p for p in index.patient_ids if p in val]
+    return preferred or list(index.patient_ids)
+
+
 @dataclass(frozen=True)
 class ExampleCase:
     patient_id: str
     batch: UploadBatch
     clinical: Clinical  # age and sex as recorded (grade included, for display only)
+    seen: str = SEEN_NEITHER  # seen_label: validation, training or never seen
 
 
-def example_case(index: DatasetIndex, which: int = 0, n_slices: int = 4) -> ExampleCase:
+def example_case(index: DatasetIndex, which: int = 0, n_slices: int = 4,
+                 card: ModelCard | dict[str, Any] | None = None) -> ExampleCase:
     """A few tumour-bearing slices of one patient, with ground truth and clinical fields, as an upload would be.
 
-    ``which`` cycles through the patients so that pressing the button again shows another one. Slices are
-    spread evenly over the tumour's extent, so the strip shows the tumour growing and shrinking.
+    ``which`` cycles through :func:`example_patients` (the active weights' validation patients first) so that
+    pressing the button again shows another one. Slices are spread evenly over the tumour's extent, so the
+    strip shows the tumour growing and shrinking.
     """
-    pids = index.patient_ids
+    pids = example_patients(index, card)
     if not pids:
         raise InputError("The dataset has no patients.")
     pid = pids[which % len(pids)]
@@ -346,4 +373,4 @@ def example_case(index: DatasetIndex, which: int = 0, n_slices: int = 4) -> Exam
         image = load_image(records[i])
         slices.append(UploadedSlice(records[i].image_path.name, resize_image(image, SLICE_SIZE),
                                     (int(image.shape[0]), int(image.shape[1])), (), resize_mask(masks[i], SLICE_SIZE)))
-    return ExampleCase(pid, UploadBatch(tuple(slices)), index.clinical_for(pid))
+    return ExampleCase(pid, UploadBatch(tuple(slices)), index.clinical_for(pid), seen_label(card, pid))

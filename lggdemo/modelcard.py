@@ -12,6 +12,7 @@ gives back exactly what was read, plus what was changed. Imports no torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,3 +185,43 @@ class ModelCard:
 
     def metric_values(self) -> dict[str, dict[str, float]]:
         return {k: self.model(k).metric_values() for k in MODEL_KEYS if self.model(k).metric_values()}
+
+
+@dataclass(frozen=True)
+class CardMetric:
+    value: float
+    ci95: tuple[float, float] | None
+    n: int | None
+    definition: str
+
+    def text(self, digits: int = 2) -> str:
+        ci = f" (95% CI {self.ci95[0]:.{digits}f}–{self.ci95[1]:.{digits}f})" if self.ci95 else ""
+        n = f", n = {self.n}" if self.n else ""
+        return f"{self.value:.{digits}f}{ci}{n}"
+
+
+def card_metric(card: ModelCard | dict[str, Any] | None, section: str, name: str, *,
+                cross_validated: bool = False) -> CardMetric | None:
+    """A metric from a model card, or None when it is missing or malformed (cards come from many runs).
+
+    ``cross_validated`` reads the recipe's k-fold estimate (``python -m lggdemo.crossval``) instead of
+    the model's own validation patients: more patients behind it, but a statement about the recipe.
+    """
+    try:
+        model = (card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})).model(section)
+    except CardError:
+        return None
+    entry = model.cross_validation_metrics.get(name) if cross_validated else model.metrics.get(name)
+    if entry is None:
+        return None
+    try:
+        value = float(entry["value"])
+        if not math.isfinite(value):
+            return None
+        ci = entry.get("ci95")
+        ci95 = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+        n = entry.get("n")
+        count = int(n) if isinstance(n, (int, float)) else None
+        return CardMetric(value, ci95, count, str(entry.get("definition", "")))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None

@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WeightsError, DeviceError, ClinicalInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if clinical is not None and not predictor.grade_verdict.informative:
+        print(f"note: {predictor.grade_verdict.sentence} The report's p_g3 is null; raw_score is the model's "
+              "uncalibrated output.", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, notes, bad = [], {}, []
     for path in tqdm(args.inputs, desc="patients", unit="patient", file=sys.stderr):

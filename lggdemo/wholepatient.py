@@ -2,7 +2,7 @@
 
 The steps are the Predictor's own (``Predictor.segment``, ``Predictor.grade``: the trainer's
 preprocessing and threshold), in slice batches so that a progress bar can follow, then the whole-patient
-rule of :mod:`lggdemo.postprocess` (3D connected components), then the grade from the cleaned masks with
+rule of :mod:`lggdemo.postprocess` (the largest 3D connected component), then the grade from the cleaned masks with
 the evaluator's patient-level aggregation (``models.patient_logit``: the tumour-area-weighted mean of the
 slice logits, the number the model card's AUC was measured on). The Predict page and
 ``python -m lggdemo.predict`` both call :func:`predict_volume`.
@@ -19,13 +19,15 @@ from lggdemo.data import Clinical
 from lggdemo.evaluate import dice
 from lggdemo.infer import Predictor, head_mask, sigmoid
 from lggdemo.models import patient_logit
-from lggdemo.postprocess import DEFAULT_MIN_FRACTION, keep_main_components_3d
+from lggdemo.postprocess import DEFAULT_MIN_FRACTION, keep_main_components_by_patient
 from lggdemo.preprocess import validate_clinical
 from lggdemo.volume import Volume
 
 #: Said wherever a patient-level P(G3) is shown or written: what the number is and is not.
 GRADE_CAVEAT = ("P(G3) is the model's sigmoid output, not a calibrated probability: compare the model card's grade AUC "
-                "with its age-only baseline (and their wide intervals) before reading anything into it. Not a diagnosis.")
+                "with its age-only baseline (and their wide intervals) before reading anything into it. When the card's "
+                "grade AUC interval reaches 0.5 (lggdemo.gradeinfo), p_g3 is null and raw_score holds that output. "
+                "Not a diagnosis.")
 ProgressFn = Callable[[float, str], None]
 
 
@@ -50,6 +52,13 @@ class VolumePrediction:
     device: str
     spacing: tuple[float, float, float] | None
     brain_voxels: int
+    grade_withheld: str | None = None  # set when the card shows the grade model no better than chance (gradeinfo)
+    removed: np.ndarray | None = None  # (S, 256, 256) uint8: pixels the 3D rule removed (drawn in the slice view)
+
+    @property
+    def shown_grade_prob(self) -> float | None:
+        """P(G3) as the page and the reports may state it: None when the card withholds it."""
+        return None if self.grade_withheld else self.patient_grade_prob
 
 
 def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | None, *,
@@ -71,7 +80,7 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
         probs.append(p.astype(np.float16))
         report(0.8 * min(n, start + step) / n, f"Segmenting slices {start + 1}–{min(n, start + step)} of {n}")
     raw = np.concatenate(masks)
-    mask = keep_main_components_3d(raw, min_fraction)
+    mask = keep_main_components_by_patient(raw, [volume.name] * n, min_fraction)  # the evaluator's rule, one patient
     areas = mask.reshape(n, -1).sum(axis=1)
     logit = note = None
     if clinical is not None:
@@ -97,4 +106,6 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
         patient_grade_prob=None if logit is None else float(sigmoid(logit)), patient_grade_logit=logit,
         grade_note=note, clinical=clinical, model_version=predictor.version, device=predictor.device_text,
         spacing=volume.spacing, brain_voxels=int(sum(head_mask(im).sum() for im in images)),
+        grade_withheld=predictor.withheld_note(logit is not None),
+        removed=(raw.astype(bool) & ~mask.astype(bool)).astype(np.uint8),
     )

@@ -13,7 +13,9 @@ import torch
 
 from lggdemo.crossval import seg_recipe
 from lggdemo.data import scan_dataset, slice_arrays
-from lggdemo.evaluate import evaluate_grade, evaluate_segmentation, predict_masks
+from lggdemo.evaluate import evaluate_grade, evaluate_segmentation, predict_patient_masks
+from lggdemo.gradeinfo import base_rate_g3, grade_verdict
+from lggdemo.postprocess import patient_rule_text
 from lggdemo.weights import BUNDLED_DIR, GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card
 
 TOLERANCE = 0.02
@@ -81,10 +83,25 @@ def test_card_metrics_hold_on_its_validation_patients(card: dict, real_all: Path
 
     device = torch.device("cpu")
     seg, seg_cfg = load_segmentation(BUNDLED_DIR, device)
-    pred = predict_masks(seg, seg_cfg, sub.images, device)
+    pred = predict_patient_masks(seg, seg_cfg, sub.images, sub.patient_ids, device)  # what the whole-patient app shows
     seg_eval = evaluate_segmentation(pred, sub.masks, sub.patient_ids)
     for name in ("per_volume_dice_mean", "tumour_slice_dice"):
         assert seg_eval.metrics[name].value >= card["segmentation"]["metrics"][name]["value"] - TOLERANCE, name
     grade, grade_cfg = load_grade(BUNDLED_DIR, device)
     g = evaluate_grade(grade, grade_cfg, sub, pred, index, val, device)
     assert g.metrics["auc"].value >= card["grade"]["metrics"]["auc"]["value"] - TOLERANCE
+    train = card["split"]["train"]
+    rate = base_rate_g3({p: index.clinical_for(p).grade for p in train if p in index.patients}, train)
+    assert rate is not None and rate.value == pytest.approx(card["grade"]["base_rate_g3"]["value"])
+    assert rate.n == card["grade"]["base_rate_g3"]["n"]
+
+
+def test_card_names_its_post_processing_and_withholds_the_grade(card: dict) -> None:
+    """The card's masks are the whole-patient rule's; its CV block predates the rule and says so; its grade
+    AUC interval reaches 0.5, so the app shows the base rate instead of the model's P(G3)."""
+    assert card["segmentation"]["postprocess"] == patient_rule_text(card["segmentation"]["config"]["min_component_px"])
+    assert "2D rule only" in card["segmentation"]["cross_validation"]["note"]
+    assert set(card["grade"]["metrics"]) >= {"auc", "accuracy", "balanced_accuracy", "age_baseline_auc"}
+    verdict = grade_verdict(card)
+    assert not verdict.informative and verdict.base_rate is not None
+    assert f"{verdict.base_rate.value:.0%} of patients are grade III" in verdict.sentence

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lggdemo.crossval import CrossValError, main, pool_folds, record, seg_recipe
+from lggdemo.data import scan_dataset, slice_arrays
+from lggdemo.evaluate import evaluate_segmentation, predict_patient_masks, segment_slices
+from lggdemo.postprocess import patient_rule_text
 from lggdemo.train import TrainConfig, run
-from lggdemo.weights import read_card
+from lggdemo.weights import load_segmentation, read_card
 
 TINY = dict(encoder="resnet18", image_size=32, seg_epochs=1, seg_samples=16, batch_size=8, folds=0, threads=1,
             task="seg", flip_tta=False)
@@ -50,6 +54,27 @@ def test_pooled_estimate_scores_every_patient_once_with_its_own_fold_model(fold_
     pooled_slices = sum(t["value"] * t["n"] for t in tumour) / sum(t["n"] for t in tumour)
     assert m["tumour_slice_dice"]["value"] == pytest.approx(pooled_slices)
     assert [s["preset"] for s in pooled["recipe"]] == ["quick"]
+    rule = patient_rule_text(cards[0]["segmentation"]["config"]["min_component_px"])
+    assert pooled["postprocess"] == rule and all(c["segmentation"]["postprocess"] == rule for c in cards)
+
+
+def test_fold_scores_are_the_whole_patient_masks(fold_runs: list[Path], synthetic_root: Path) -> None:
+    """The trainer's held-out Dice is the evaluator's patient-level path (2D rule + largest 3D component)."""
+    arrays = slice_arrays(scan_dataset(synthetic_root), 256)
+    for d in fold_runs:
+        card = read_card(d)
+        sel = np.isin(arrays.patient_ids, card["split"]["val"])
+        model, cfg = load_segmentation(d, "cpu")
+        pred = predict_patient_masks(model, cfg, arrays.images[sel], arrays.patient_ids[sel], torch.device("cpu"))
+        ev = evaluate_segmentation(pred, arrays.masks[sel], arrays.patient_ids[sel])
+        stored = card["segmentation"]["per_patient_dice"]
+        assert ev.per_patient == pytest.approx(stored, abs=1e-3)  # the model on disk is float16, the trainer's float32
+        two_d = evaluate_segmentation(segment_slices(model, cfg, arrays.images[sel], torch.device("cpu"))[0],
+                                      arrays.masks[sel], arrays.patient_ids[sel])
+        # the untrained model's specks move the Dice only a little: the card sits far closer to the 3D-rule scores
+        off_3d = sum(abs(stored[p] - ev.per_patient[p]) for p in stored)
+        off_2d = sum(abs(stored[p] - two_d.per_patient[p]) for p in stored)
+        assert off_3d < 0.5 * off_2d, (off_3d, off_2d)
 
 
 def test_incomplete_or_leaky_folds_are_refused(fold_runs: list[Path]) -> None:
@@ -66,6 +91,10 @@ def test_incomplete_or_leaky_folds_are_refused(fold_runs: list[Path]) -> None:
     mixed[1]["train_config"]["lr"] = 0.5
     with pytest.raises(CrossValError, match="different recipes"):
         pool_folds(mixed)
+    older = copy.deepcopy(cards)
+    del older[0]["segmentation"]["postprocess"]  # a fold scored before the whole-patient rule existed
+    with pytest.raises(CrossValError, match="different post-processing"):
+        pool_folds(older)
     not_a_fold = copy.deepcopy(cards)
     del not_a_fold[1]["split"]["fold"]
     with pytest.raises(CrossValError, match="not trained with --fold"):

@@ -18,13 +18,19 @@ from lggdemo.data import Clinical, scan_dataset
 from lggdemo.imageio import SLICE_SIZE, read_uploads
 from lggdemo.infer import (
     REPORT_COLUMNS,
+    SEEN_NEITHER,
+    SEEN_TRAINING,
+    SEEN_VALIDATION,
     InputError,
     Predictor,
     card_metric,
     example_case,
+    example_patients,
     report_csv,
     report_json,
     safe_clinical,
+    seen_label,
+    seen_label_for_name,
 )
 from lggdemo.models import masks_from_logits, patient_logit, seg_logits
 from lggdemo.preprocess import ClinicalInputError
@@ -165,10 +171,28 @@ def test_reports(predictor: Predictor, slices: list[np.ndarray]) -> None:
     assert tuple(rows[0]) == REPORT_COLUMNS
     assert int(rows[0]["tumour_area_px"]) == result.slices[0].area_px
     assert rows[0]["dice"] != "" and rows[1]["dice"] == ""
-    assert float(rows[0]["patient_p_g3"]) == pytest.approx(result.patient_grade_prob, abs=1e-4)
+    # the tiny card's grade AUC interval (0.45-0.77) reaches 0.5: the model's number is withheld, its raw score kept
+    assert result.grade_withheld and "no better than chance" in result.grade_withheld
+    assert rows[0]["patient_p_g3"] == "" and rows[0]["slice_p_g3"] == ""
+    assert float(rows[0]["patient_raw_score"]) == pytest.approx(result.patient_grade_prob, abs=1e-4)
+    assert float(rows[1]["slice_raw_score"]) == pytest.approx(result.slices[1].grade_prob, abs=1e-4)
     doc = json.loads(report_json(result))
     assert doc["model_version"] == "tiny-test-1" and doc["clinical"] == {"age": 50.0, "sex": "male"}
     assert len(doc["slices"]) == 2 and "not a medical device" in doc["disclaimer"]
+    assert doc["patient_p_g3"] is None and doc["raw_score"] == pytest.approx(result.patient_grade_prob, abs=1e-4)
+    assert doc["grade_note"].startswith("On patients it had not seen")
+
+
+def test_reports_carry_the_probability_when_the_card_shows_the_model_beats_chance(
+        predictor: Predictor, slices: list[np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    card = json.loads(json.dumps(predictor.card))
+    card["grade"]["metrics"]["auc"]["ci95"] = [0.55, 0.8]
+    monkeypatch.setattr(predictor, "card", card)
+    result = predictor.predict(slices[:1], Clinical(50.0, "male"))
+    assert result.grade_withheld is None and result.shown_grade_prob == result.patient_grade_prob
+    doc = json.loads(report_json(result))
+    assert doc["patient_p_g3"] == pytest.approx(result.patient_grade_prob, abs=1e-4)
+    assert doc["slices"][0]["slice_p_g3"] == pytest.approx(result.slices[0].grade_prob, abs=1e-4)
 
 
 def test_card_metric_reads_defensively() -> None:
@@ -197,3 +221,19 @@ def test_example_case_has_tumour_slices_masks_and_clinical(synthetic_root: Path)
     assert case.clinical == index.clinical_for(case.patient_id)
     again = example_case(index, len(index.patient_ids) + 1)
     assert again.patient_id == index.patient_ids[1]  # cycles
+    assert case.seen == SEEN_NEITHER  # no card: nobody was seen in training
+
+
+def test_examples_prefer_validation_patients_and_say_who_was_seen(synthetic_root: Path) -> None:
+    index = scan_dataset(synthetic_root)
+    pids = index.patient_ids
+    card = {"split": {"train": pids[:2], "val": [pids[3], pids[5], "TCGA_NOT_IN_THIS_DATASET"]}}
+    assert example_patients(index, card) == [pids[3], pids[5]]
+    cases = [example_case(index, i, n_slices=1, card=card) for i in range(3)]
+    assert [c.patient_id for c in cases] == [pids[3], pids[5], pids[3]]
+    assert {c.seen for c in cases} == {SEEN_VALIDATION} == {seen_label(card, pids[5])}
+    assert seen_label(card, pids[0]) == SEEN_TRAINING and "look better than on new patients" in SEEN_TRAINING
+    assert seen_label(card, pids[4]) == SEEN_NEITHER == "not seen in training"
+    assert example_patients(index, {"split": {"train": pids, "val": ["elsewhere"]}}) == pids  # none here: everyone
+    assert seen_label_for_name(card, f"{pids[0]}_12.tif") == SEEN_TRAINING
+    assert seen_label_for_name(card, "scan.png") is None  # an unnamed upload may be anyone

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from lggdemo.models import SegConfig, masks_from_logits
-from lggdemo.postprocess import keep_main_components_3d, remove_small_components_2d
+from lggdemo.postprocess import (
+    DEFAULT_MIN_FRACTION,
+    keep_main_components_3d,
+    keep_main_components_by_patient,
+    patient_rule_text,
+    remove_small_components_2d,
+)
 
 
 def _cube(shape: tuple[int, int, int], lo: tuple[int, int, int], size: int) -> np.ndarray:
@@ -22,10 +28,39 @@ def test_3d_keeps_largest_and_large_satellites_drops_specks() -> None:
     satellite = _cube(shape, (2, 40, 40), 5)  # 125 voxels = 12.5% of the largest
     speck = _cube(shape, (15, 50, 5), 2)  # 8 voxels
     masks = main | satellite | speck
-    kept = keep_main_components_3d(masks)  # default 10%
-    assert np.array_equal(kept, main | satellite)
-    assert np.array_equal(keep_main_components_3d(masks, 1.0), main)  # Buda et al.: the largest only
+    assert DEFAULT_MIN_FRACTION == 1.0  # the rule adopted in docs/experiments/selection-rule.txt (P1)
+    assert np.array_equal(keep_main_components_3d(masks), main)  # Buda et al.: the largest only
+    assert np.array_equal(keep_main_components_3d(masks, 0.1), main | satellite)  # the fraction stays available
     assert np.array_equal(keep_main_components_3d(masks, 0.005), masks)
+
+
+def test_3d_keeps_one_component_when_two_tie() -> None:
+    shape = (10, 32, 32)
+    a, b = _cube(shape, (1, 2, 2), 4), _cube(shape, (1, 20, 20), 4)
+    kept = keep_main_components_3d(a | b)
+    assert kept.sum() == 64 and (np.array_equal(kept, a) or np.array_equal(kept, b))
+
+
+def test_by_patient_applies_the_rule_to_each_patient_alone() -> None:
+    shape = (6, 32, 32)
+    p1 = _cube(shape, (0, 2, 2), 5) | _cube(shape, (0, 25, 25), 2)  # a 125-voxel tumour and an 8-voxel speck
+    p2 = _cube(shape, (3, 10, 10), 2)  # a small tumour: the largest of *its* patient, so it stays
+    # interleaved order, each patient's slices in slice order
+    masks = np.empty((12, 32, 32), np.uint8)
+    ids = np.array(["A", "B"] * 6)
+    masks[ids == "A"], masks[ids == "B"] = p1, p2
+    out = keep_main_components_by_patient(masks, ids.tolist())
+    assert np.array_equal(out[ids == "A"], keep_main_components_3d(p1)) and out[ids == "A"].sum() == 125
+    assert np.array_equal(out[ids == "B"], p2)
+    # stacking both patients as one volume would have dropped patient B's tumour altogether
+    assert keep_main_components_3d(np.concatenate([p1, p2])).sum() == 125
+    with pytest.raises(ValueError, match="one patient id per slice"):
+        keep_main_components_by_patient(masks, ["A"] * 11)
+
+
+def test_rule_text_names_the_2d_and_the_3d_step() -> None:
+    assert patient_rule_text(64) == "2D components < 64 px removed, then the largest 3D component per patient"
+    assert "10%" in patient_rule_text(64, 0.1)
 
 
 def test_3d_connects_diagonally_across_slices() -> None:

@@ -35,7 +35,10 @@ def test_two_patients_and_a_bad_input(synthetic_root: Path, tiny_weights: Path, 
     assert isinstance(rows["alpha.nii.gz"]["tumour_ml"], float)
     assert rows[kaggle.name]["tumour_ml"] is None and rows[kaggle.name]["dice"] is not None  # masks came with it
     assert rows["broken.zip"]["error"] and rows["broken.zip"]["tumour_voxels"] is None
-    assert 0.0 <= rows["alpha.nii.gz"]["p_g3"] <= 1.0 and rows["alpha.nii.gz"]["model_version"] == "tiny-test-1"
+    assert 0.0 <= rows["alpha.nii.gz"]["raw_score"] <= 1.0 and rows["alpha.nii.gz"]["model_version"] == "tiny-test-1"
+    # the tiny card's grade AUC interval reaches 0.5: no P(G3), the reason in the row and on stderr
+    assert rows["alpha.nii.gz"]["p_g3"] is None and "no better than chance" in rows["alpha.nii.gz"]["grade_note"]
+    assert "note: On patients it had not seen" in err
     mask = nib.load(str(out / "alpha_mask.nii.gz"))
     assert mask.shape == nib.load(str(nifti)).shape[:3]
     assert int(mask.get_fdata().sum()) == rows["alpha.nii.gz"]["tumour_voxels"]

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from lggdemo.data import scan_dataset
+from lggdemo.gradeinfo import base_rate_g3
 from lggdemo.models import GradeConfig, build_grade
+from lggdemo.postprocess import patient_rule_text
 from lggdemo.train import TrainConfig, TrainError, augment, fold_split, kfold, patient_split, run
 from lggdemo.weights import GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card, sha256_file
 
@@ -128,6 +130,9 @@ def test_quick_run_writes_loadable_weights_and_card(tiny_weights: Path, syntheti
     for metric in ("per_volume_dice_mean", "tumour_slice_dice"):
         assert 0.0 <= card["segmentation"]["metrics"][metric]["value"] <= 1.0
     assert "age_baseline_auc" in card["grade"]["metrics"]
+    assert card["segmentation"]["postprocess"] == patient_rule_text(seg_cfg.min_component_px)  # the whole-patient rule
+    grades = {p: index.clinical_for(p).grade for p in card["split"]["train"]}
+    assert card["grade"]["base_rate_g3"]["value"] == pytest.approx(base_rate_g3(grades, card["split"]["train"]).value)
     assert set(card["grade"]["cross_validation"]["variants"]) == {"fusion", "clinical_only", "image_only"}
     assert card["data"]["n_patients"] == len(index.patient_ids)
     assert "not a medical device" in card["intended_use"].lower()

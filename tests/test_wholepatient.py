@@ -27,6 +27,7 @@ def test_volume_prediction_matches_the_predictor_steps(predictor: Predictor, syn
     raw = np.zeros(vol.slices.shape[:3], np.uint8)
     raw[3:9, 100:140, 90:130] = 1  # the tumour
     raw[12, 10:13, 10:13] = 1  # a speck the 3D rule removes
+    raw[3:9, 10:30, 10:30] = 1  # a separate focus of 25% of the tumour's voxels: removed too (largest only)
     real_segment = predictor.segment
 
     def fake_segment(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +40,8 @@ def test_volume_prediction_matches_the_predictor_steps(predictor: Predictor, syn
     clinical = Clinical(50.0, "male")
     res = predict_volume(predictor, vol, clinical, progress=lambda f, _m: seen.append(f))
     expected = keep_main_components_3d(raw)
-    assert np.array_equal(res.mask, expected) and res.removed_voxels == 9
+    assert np.array_equal(res.mask, expected) and res.removed_voxels == 9 + 6 * 20 * 20
+    assert res.removed is not None and np.array_equal(res.removed, raw - expected)  # drawn in the slice view
     assert res.tumour_voxels == 6 * 40 * 40 and res.tumour_slices == (4, 5, 6, 7, 8, 9)
     assert res.tumour_ml == pytest.approx(res.tumour_voxels * np.prod(vol.spacing) / 1000)
     # grading only the tumour slices gives the all-slice area-weighted number

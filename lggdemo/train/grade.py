@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from lggdemo.data import Clinical, DatasetIndex, SliceArrays
 from lggdemo.evaluate import DEFINITIONS, Metric, age_baseline_probs, bootstrap_ci, evaluate_grade, grade_metrics, roc_auc
+from lggdemo.gradeinfo import BASE_RATE_SOURCE, base_rate_g3
 from lggdemo.models import GradeConfig, GradeNet, SegConfig, build_grade, init_grade_from_segmentation, patient_logit
 from lggdemo.preprocess import AgeScale, crop_tumour, encode_clinical, normalize_images
 from lggdemo.train.augmentation import augment
@@ -165,4 +166,6 @@ def grade_validation(model: GradeNet, config: GradeConfig, val_arrays: SliceArra
         y = list(g.labels.values())
         metrics["age_baseline_auc"] = Metric(roc_auc(y, probs), bootstrap_ci(roc_auc, y, probs, seed=seed),
                                              len(y), DEFINITIONS["age_baseline_auc"]).to_dict()
-    return {"metrics": metrics, "per_patient_p_g3": g.per_patient, "labels": g.labels}
+    rate = base_rate_g3({p: index.clinical_for(p).grade for p in split.train}, split.train)  # shown when the grade is withheld
+    return {"metrics": metrics, "per_patient_p_g3": g.per_patient, "labels": g.labels,
+            **({"base_rate_g3": rate.to_dict(BASE_RATE_SOURCE)} if rate else {})}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lggdemo.data import slice_arrays
-from lggdemo.evaluate import evaluate_segmentation, predict_masks
+from lggdemo.evaluate import evaluate_segmentation, predict_patient_masks
 from lggdemo.models import SegConfig, build_segmentation
 from lggdemo.preprocess import normalize_images
 from lggdemo.train.augmentation import augment
@@ -54,7 +54,7 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     def validate() -> dict[str, float]:
         if not val_sel.any():
             return {}
-        pred = predict_masks(model, seg_cfg, prep.arrays_256.images[val_sel], dev)
+        pred = predict_patient_masks(model, seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel], dev)
         ev = evaluate_segmentation(pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
         return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
 

@@ -22,12 +22,20 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import DatasetError
 from lggdemo.evaluate import dice
 from lggdemo.exporters import ExportError, mask_bytes, report_csv, report_json, report_row
-from lggdemo.infer import Predictor, card_metric
+from lggdemo.infer import Predictor, card_metric, example_patients, seen_label, seen_label_for_name
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
 from lggdemo.preprocess import ClinicalInputError
 from lggdemo.readers import PatientSource, open_files
 from lggdemo.readers.kaggle import index_volume
-from lggdemo.ui.predict import SEX_OPTIONS, current_clinical, grade_figure, render_mask_quality
+from lggdemo.ui.predict import (
+    SEX_OPTIONS,
+    active_card,
+    current_clinical,
+    grade_figure,
+    render_mask_quality,
+    render_withheld_grade,
+)
+from lggdemo.ui.teach import REMOVED_COLOUR
 from lggdemo.view3d import figure_3d
 from lggdemo.volume import Volume, VolumeError
 from lggdemo.wholepatient import GRADE_CAVEAT, VolumePrediction, predict_volume
@@ -44,6 +52,7 @@ class _Loaded:
     label: str
     source: PatientSource | None = None
     volume: Volume | None = None
+    seen: str | None = None  # infer.seen_label: whether the active weights trained on this patient
 
 
 def _set_input(loaded: _Loaded | None, error: str | None = None) -> None:
@@ -60,9 +69,11 @@ def _load_example() -> None:
 
     which = st.session_state.get("patient_example_n", 0)
     st.session_state["patient_example_n"] = which + 1
+    card = active_card()
     try:
         choice, index = active_dataset()
-        pid = index.patient_ids[which % len(index.patient_ids)]
+        pids = example_patients(index, card)  # the weights' validation patients first
+        pid = pids[which % len(pids)]
         volume = index_volume(index, pid)
     except (DatasetError, VolumeError, OSError, IndexError) as exc:
         _set_input(None, f"No example patient could be loaded from the active dataset: {exc}")
@@ -70,7 +81,8 @@ def _load_example() -> None:
     clinical = index.clinical_for(pid)
     kind = "synthetic phantom" if getattr(choice, "synthetic", False) else "dataset patient"
     grade = f", recorded grade {clinical.grade}" if clinical.grade else ""
-    _set_input(_Loaded(f"Example: {kind} {pid} ({volume.n_slices} slices{grade})", volume=volume))
+    seen = seen_label(card, pid)
+    _set_input(_Loaded(f"Example: {kind} {pid}, {seen} ({volume.n_slices} slices{grade})", volume=volume, seen=seen))
     st.session_state["predict_age"] = clinical.age
     st.session_state["predict_sex"] = clinical.sex or "unknown"
 
@@ -145,7 +157,7 @@ def _run(predictor: Predictor, volume: Volume, key: tuple[object, ...]) -> Volum
     return held[1]
 
 
-def render_summary(result: VolumePrediction, predictor: Predictor) -> None:
+def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | None = None) -> None:
     c1, c2, c3, c4 = st.columns(4)
     if result.tumour_ml is not None:
         c1.metric("Tumour volume", f"{result.tumour_ml:.1f} mL", f"{result.tumour_voxels} voxels", delta_color="off",
@@ -157,20 +169,25 @@ def render_summary(result: VolumePrediction, predictor: Predictor) -> None:
     if result.dice is not None:
         c3.metric("Per-volume Dice vs uploaded masks", f"{result.dice:.3f}", f"truth: {result.truth_voxels} voxels",
                   delta_color="off", delta_arrow="off")
-    if result.patient_grade_prob is not None:
-        c4.metric("Patient P(G3)", f"{result.patient_grade_prob:.0%}")
+        if seen:
+            c3.caption(f"Dice on a {seen}.")
+    if result.shown_grade_prob is not None:
+        c4.metric("Patient P(G3)", f"{result.shown_grade_prob:.0%}")
     if result.tumour_ml is None:
         st.caption("The input records no voxel spacing (the Kaggle layout does not), so the volume is given in voxels "
                    "of the 256×256 slices, not in mL.")
     if result.removed_voxels:
-        st.caption(f"3D post-processing removed {result.removed_voxels} voxels in small separate components "
-                   "(see `lggdemo.postprocess`).")
+        st.caption(f"3D post-processing kept the largest tumour component and removed {result.removed_voxels} voxels "
+                   "in separate components (a genuine second focus would be removed too; see `lggdemo.postprocess`).")
     render_mask_quality(predictor)
     st.subheader("Grade (one per patient)")
     if result.patient_grade_prob is None:
         st.warning(result.grade_note or "No grade.")
     else:
-        st.plotly_chart(grade_figure(result.patient_grade_prob), key="patient_grade_chart")
+        if result.grade_withheld:
+            render_withheld_grade(result.grade_withheld, result.patient_grade_prob)
+        else:
+            st.plotly_chart(grade_figure(result.patient_grade_prob), key="patient_grade_chart")
         if result.grade_note:
             st.info(result.grade_note)
         auc = card_metric(predictor.card, "grade", "auc")
@@ -181,14 +198,18 @@ def render_summary(result: VolumePrediction, predictor: Predictor) -> None:
 
 
 def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, truth: np.ndarray | None,
-                         index: int) -> None:
+                         index: int, removed: np.ndarray | None = None) -> None:
     """One slice of the patient: overlay, ground truth, per-slice numbers. The teaching layer's call site."""
     image = volume.slices[index]
     c1, c2 = st.columns(2)
     channel = c1.radio("Channel", CHANNELS, index=1, horizontal=True, key="patient_channel")
     alpha = c2.slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="patient_alpha")
     base = channel_rgb(image, CHANNELS.index(channel))
-    pictures = [overlay_mask(base, mask[index], alpha=alpha)]
+    picture = overlay_mask(base, mask[index], alpha=alpha)
+    cut = int(removed[index].sum()) if removed is not None else 0
+    if cut:  # what the whole-patient rule took away on this slice, in the teaching layer's "removed" colour
+        picture = overlay_mask(picture, removed[index], alpha=0.9, colour=REMOVED_COLOUR)  # type: ignore[index]
+    pictures = [picture]
     captions = [f"Predicted tumour on {channel} · slice {index + 1} of {volume.n_slices}"]
     if truth is not None:
         pictures.append(overlay_mask(base, truth[index].astype(np.uint8), alpha=alpha, colour=(64, 200, 64)))
@@ -197,6 +218,8 @@ def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, tr
         col.image(picture, caption=caption, width="stretch")
     area = int(mask[index].sum())
     line = f"Tumour on this slice: {area} px · max tumour probability {float(probs[index].max()):.2f}"
+    if cut:
+        line += f" · violet: {cut} px removed by the 3D rule (not part of the largest tumour component)"
     if truth is not None:
         line += f" · slice Dice {dice(mask[index], truth[index]):.3f}"
     st.caption(line)
@@ -257,14 +280,14 @@ def render_patient_mode(predictor: Predictor) -> None:
     except (VolumeError, ClinicalInputError, ValueError, RuntimeError) as exc:
         st.error(f"The prediction failed: {exc}")
         return
-    render_summary(result, predictor)
+    render_summary(result, predictor, loaded.seen or seen_label_for_name(predictor.card, volume.name))
 
     st.subheader("Slices")
     tumour = result.tumour_slices
     start = max(range(volume.n_slices), key=lambda i: int(result.mask[i].sum())) + 1 if tumour else volume.n_slices // 2 + 1
     token = st.session_state.get("patient_token")
     idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
-    _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1)
+    _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
 
     st.subheader("3D view")
     fig_held = st.session_state.get("patient_figure")

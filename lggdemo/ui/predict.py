@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -24,6 +25,7 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import Clinical, DatasetError
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.explain import CamResult, grade_cam, segmentation_cam
+from lggdemo.gradeinfo import RAW_SCORE_LABEL
 from lggdemo.imageio import UploadBatch, read_uploads
 from lggdemo.infer import (
     InputError,
@@ -34,10 +36,11 @@ from lggdemo.infer import (
     report_csv,
     report_json,
     safe_clinical,
+    seen_label_for_name,
 )
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 from lggdemo.ui.teach import render_slice_lesson
-from lggdemo.weights import CARD_FILE, WeightsError, active_weights, is_complete
+from lggdemo.weights import CARD_FILE, WeightsError, active_weights, is_complete, read_card
 
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
 SEX_OPTIONS = ("unknown", "female", "male")
@@ -46,6 +49,7 @@ HOW_TO_GET_WEIGHTS = (
     "Train them with `python -m lggdemo.train` (writes the bundled `weights/` folder), or start a training run "
     "from the sidebar's retraining panel and activate it when it finishes."
 )
+SLICE_RULE_CAPTION = "Single slices: 2D clean-up only; whole patients also keep the largest 3D tumour."
 _tokens = itertools.count(1)
 
 
@@ -115,21 +119,30 @@ def _active_index() -> tuple[object, object]:
     return active_dataset()
 
 
+def active_card() -> dict[str, Any]:
+    """The active weights' card (whose split says which patients the models saw); empty when unreadable."""
+    try:
+        return read_card(active_weights().directory)
+    except WeightsError:
+        return {}
+
+
 def _load_example() -> None:
     """Button callback: the next patient's tumour slices, their masks and clinical fields."""
     which = st.session_state.get("predict_example_n", 0)
     st.session_state["predict_example_n"] = which + 1
     try:
         choice, index = _active_index()
-        case = example_case(index, which)  # type: ignore[arg-type]
+        case = example_case(index, which, card=active_card())  # type: ignore[arg-type]
     except (DatasetError, InputError, OSError) as exc:
         st.session_state["predict_example_error"] = f"No example could be loaded from the active dataset: {exc}"
         return
     st.session_state.pop("predict_example_error", None)
     kind = "synthetic phantom" if getattr(choice, "synthetic", False) else "dataset patient"
     grade = f", recorded grade {case.clinical.grade}" if case.clinical.grade else ""
-    label = f"Example: {kind} {case.patient_id} ({len(case.batch.slices)} tumour slices{grade})"
+    label = f"Example: {kind} {case.patient_id}, {case.seen} ({len(case.batch.slices)} tumour slices{grade})"
     set_batch(case.batch, label, "example")
+    st.session_state["predict_seen"] = case.seen
     st.session_state["predict_age"] = case.clinical.age
     st.session_state["predict_sex"] = case.clinical.sex or "unknown"
 
@@ -210,6 +223,16 @@ def grade_figure(p_g3: float) -> go.Figure:
     return fig
 
 
+def render_withheld_grade(sentence: str, raw: float) -> None:
+    """The card withholds the model's P(G3) (``gradeinfo``): one plain sentence with the cohort's base rate
+    instead of the bar, the raw number only inside a collapsed expander."""
+    st.info(sentence)
+    with st.expander(RAW_SCORE_LABEL, expanded=False):
+        st.markdown(f"Model output for this patient: **{raw:.2f}**. It is the sigmoid of the grade "
+                    "network's patient-level logit, not a probability you can take at its word: on new patients it "
+                    "ranked grade III no better than chance.")
+
+
 def render_grade(result: PredictionResult, predictor: Predictor) -> None:
     st.subheader("Grade")
     if result.patient_grade_prob is None:
@@ -217,7 +240,10 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
         return
     col_fig, col_card = st.columns([3, 2])
     with col_fig:
-        st.plotly_chart(grade_figure(result.patient_grade_prob), key="predict_grade_chart")
+        if result.grade_withheld:
+            render_withheld_grade(result.grade_withheld, result.patient_grade_prob)
+        else:
+            st.plotly_chart(grade_figure(result.patient_grade_prob), key="predict_grade_chart")
         if result.grade_note:
             st.info(result.grade_note)
     with col_card:
@@ -258,11 +284,22 @@ def _cam(kind: str, predictor: Predictor, result: PredictionResult, idx: int, im
 def render_mask_quality(predictor: Predictor) -> None:
     """What a clinician should expect of the mask, from the card: its own validation patients and, when
     recorded, the recipe's cross-validated estimate over every patient."""
+    cv_label = "cross-validated over every patient"
+    seg = predictor.card.get("segmentation") or {}
+    if isinstance(seg, dict) and (seg.get("cross_validation") or {}).get("postprocess") not in (None, seg.get("postprocess")):
+        cv_label += " (scored before the 3D rule)"
     found = [(label, card_metric(predictor.card, "segmentation", "per_volume_dice_mean", cross_validated=cv))
-             for label, cv in (("validation patients", False), ("cross-validated over every patient", True))]
+             for label, cv in (("validation patients", False), (cv_label, True))]
     parts = [f"{label}: **{m.text()}**" for label, m in found if m]
     if parts:
         st.caption("**How good are these masks?** Per-volume Dice against expert masks — " + "; ".join(parts) + ".")
+
+
+def _seen_text(predictor: Predictor, name: str) -> str | None:
+    """The example's label, or for an upload the label its file name implies (None when it names no split patient)."""
+    if st.session_state.get("predict_kind") == "example":
+        return st.session_state.get("predict_seen")
+    return seen_label_for_name(predictor.card, name)
 
 
 def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predictor) -> None:
@@ -289,6 +326,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
 
     col_img, col_stats = st.columns([3, 2])
     with col_img:
+        st.caption(SLICE_RULE_CAPTION)
         pictures = [overlay_mask(base, sl.mask, alpha=alpha, mode=mode)]
         captions = [f"Predicted tumour on {channel}"]
         if src.truth is not None:
@@ -302,7 +340,10 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         if sl.dice is not None:
             st.metric("Dice vs ground truth", f"{sl.dice:.3f}", f"truth: {sl.truth_area_px} px", delta_color="off",
                       delta_arrow="off")
-        if sl.grade_prob is not None:
+            seen = _seen_text(predictor, sl.name)
+            if seen:
+                st.caption(f"Dice on a {seen}.")
+        if sl.grade_prob is not None and result.grade_withheld is None:
             st.metric("This slice's P(G3)", f"{sl.grade_prob:.0%}")
         render_mask_quality(predictor)
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),

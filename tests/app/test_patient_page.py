@@ -12,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from lggdemo import weights
 from lggdemo.data import scan_dataset
+from lggdemo.gradeinfo import RAW_SCORE_LABEL
+from lggdemo.infer import SEEN_NEITHER, SEEN_VALIDATION
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
 TIMEOUT = 180
@@ -43,14 +45,17 @@ def test_example_patient_shows_volume_grade_3d_and_downloads(app: AppTest, synth
     assert not app.exception, app.exception
     index = scan_dataset(synthetic_root)
     pid = index.patient_ids[0]
-    assert f"{pid} ({len(index.patients[pid])} slices" in texts(app)
+    assert f"{pid}, {SEEN_NEITHER} ({len(index.patients[pid])} slices" in texts(app)
+    assert f"Dice on a {SEEN_NEITHER}." in texts(app)
     labels = {m.label: m for m in app.metric}
     assert labels["Tumour volume"].value.endswith("voxels")  # the phantoms record no spacing
     assert "spacing unknown" in texts(app) or "no voxel spacing" in texts(app)
-    assert "Per-volume Dice vs uploaded masks" in labels and "Patient P(G3)" in labels
+    # the tiny card's grade AUC interval reaches 0.5: no P(G3), a sentence instead of the bar
+    assert "Per-volume Dice vs uploaded masks" in labels and "Patient P(G3)" not in labels
     assert 0.0 <= float(labels["Per-volume Dice vs uploaded masks"].value) <= 1.0
+    assert "no better than chance (AUC 0.61" in texts(app) and RAW_SCORE_LABEL in [e.label for e in app.expander]
     assert "not a calibrated probability" in texts(app) and "not a medical device" in texts(app)
-    assert len(app.get("plotly_chart")) == 2  # the grade bar and the 3D view
+    assert len(app.get("plotly_chart")) == 1  # the 3D view only
     assert {b.label for b in app.get("download_button")} >= {
         "Download mask (NIfTI)", "Download masks (PNG zip)", "Download report (JSON)", "Download report (CSV)"}
     slider = app.slider[0]
@@ -92,3 +97,25 @@ def test_bad_uploads_give_an_error_and_the_page_stays(app: AppTest, name: str, d
     assert any(message in e.value for e in app.error)
     app.button(key="patient_example").click().run()  # still alive: the example works afterwards
     assert not app.exception and "Tumour volume" in [m.label for m in app.metric]
+
+
+def test_example_patients_prefer_validation_and_a_good_card_shows_the_bar(app: AppTest, tiny_weights: Path,
+                                                                         synthetic_root: Path, tmp_path: Path) -> None:
+    """With a card whose split names phantoms and whose grade AUC interval excludes 0.5: the example is the
+    validation patient, labelled so beside its Dice, and the patient P(G3) and its bar are shown."""
+    import shutil
+
+    pids = scan_dataset(synthetic_root).patient_ids
+    other = tmp_path / "good"
+    shutil.copytree(tiny_weights, other)
+    card = weights.read_card(other)
+    card["split"] = {"train": pids[:2], "val": [pids[2]]}
+    card["grade"]["metrics"]["auc"]["ci95"] = [0.55, 0.8]
+    weights.write_card(other, card)
+    weights.set_active(other)
+    app.run()
+    app.button(key="patient_example").click().run()
+    assert not app.exception, app.exception
+    assert f"{pids[2]}, {SEEN_VALIDATION}" in texts(app) and f"Dice on a {SEEN_VALIDATION}." in texts(app)
+    assert "Patient P(G3)" in [m.label for m in app.metric] and len(app.get("plotly_chart")) == 2
+    assert "no better than chance" not in texts(app)

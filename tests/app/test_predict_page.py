@@ -12,6 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from lggdemo import weights
 from lggdemo.data import scan_dataset
+from lggdemo.gradeinfo import RAW_SCORE_LABEL
+from lggdemo.infer import SEEN_TRAINING, SEEN_VALIDATION
+from lggdemo.ui.predict import SLICE_RULE_CAPTION
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
 TIMEOUT = 180
@@ -61,9 +64,13 @@ def test_example_button_shows_masks_grade_and_cams(app: AppTest, synthetic_root:
     assert pid in texts(app)
     assert app.number_input(key="predict_age").value == index.clinical_for(pid).age
     assert app.radio(key="predict_sex").value == index.clinical_for(pid).sex
-    assert len(app.get("plotly_chart")) == 1
+    # the tiny card's grade AUC interval (0.45-0.77) reaches 0.5: a sentence instead of the bar
+    assert len(app.get("plotly_chart")) == 0 and "no better than chance (AUC 0.61" in texts(app)
+    assert [e.label for e in app.expander].count(RAW_SCORE_LABEL) == 1
     labels = [m.label for m in app.metric]
-    assert "Tumour area" in labels and "Dice vs ground truth" in labels and "This slice's P(G3)" in labels
+    assert "Tumour area" in labels and "Dice vs ground truth" in labels and "This slice's P(G3)" not in labels
+    assert "Dice on a not seen in training." in texts(app)  # phantoms: no split of the tiny card names them
+    assert SLICE_RULE_CAPTION in texts(app)
     dice = next(m for m in app.metric if m.label == "Dice vs ground truth")
     assert 0.0 <= float(dice.value) <= 1.0
     assert "AUC" in texts(app) and "0.61" in texts(app) and "0.66" in texts(app)  # card metrics and baseline
@@ -110,7 +117,7 @@ def test_uploads_with_bad_files_still_predict_the_good_ones(app: AppTest, synthe
     assert "2 usable slice(s) from 6 uploaded file(s)" in texts(app)
     slider = app.select_slider(key="predict_slice")
     assert list(slider.options) == ["flair_only.png", rec.image_path.name]  # natural order by name
-    assert len(app.get("plotly_chart")) == 1
+    assert "no better than chance" in texts(app)
     # Age and sex were not given: that is said, not refused.
     assert app.number_input(key="predict_age").value is None and app.radio(key="predict_sex").value == "unknown"
     assert "Age not given" in texts(app) and "Sex not given" in texts(app)
@@ -155,3 +162,68 @@ def test_incomplete_weights_are_refused_with_a_message(no_bundled: Path) -> None
     assert not at.exception
     msg = at.error[0].value
     assert "cannot be used" in msg and "incomplete" in msg and "python -m lggdemo.train" in msg
+
+
+def _weights_copy(source: Path, dest: Path, edit: dict) -> Path:
+    """A copy of a weights folder whose card is changed by ``edit`` (section -> keys to set)."""
+    import shutil
+
+    shutil.copytree(source, dest)
+    card = weights.read_card(dest)
+    for section, values in edit.items():
+        card.setdefault(section, {}).update(values)
+    weights.write_card(dest, card)
+    return dest
+
+
+def test_bundled_card_shows_the_base_rate_instead_of_the_grade(synthetic_root: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if not weights.is_complete(weights.BUNDLED_DIR):
+        pytest.skip("the bundled weights are not installed")
+    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
+    weights.set_active(None)
+    card = weights.read_card(weights.BUNDLED_DIR)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    at.button(key="predict_example").click().run()
+    assert not at.exception, at.exception
+    assert card["version"] in texts(at)
+    assert "cross-validated over every patient (scored before the 3D rule)" in texts(at)  # the CV block is 2D-only
+    lo, hi = card["grade"]["metrics"]["auc"]["ci95"]
+    assert lo <= 0.5  # the bundled grade model's interval reaches chance
+    shown = "\n".join(i.value for i in at.info)
+    assert f"95% CI {lo:.2f}–{hi:.2f}), so no per-patient probability is shown" in shown
+    assert f"In this cohort, {card['grade']['base_rate_g3']['value']:.0%} of patients are grade III" in shown
+    assert len(at.get("plotly_chart")) == 0 and "This slice's P(G3)" not in [m.label for m in at.metric]
+    (raw,) = [e for e in at.expander if e.label == RAW_SCORE_LABEL]
+    assert "Model output for this patient" in raw.markdown[0].value
+
+
+def test_a_card_that_beats_chance_shows_the_bar(app: AppTest, tiny_weights: Path, tmp_path: Path) -> None:
+    auc = dict(weights.read_card(tiny_weights)["grade"]["metrics"]["auc"], ci95=[0.55, 0.8])
+    metrics = dict(weights.read_card(tiny_weights)["grade"]["metrics"], auc=auc)
+    weights.set_active(_weights_copy(tiny_weights, tmp_path / "good-grade", {"grade": {"metrics": metrics}}))
+    app.run()
+    app.button(key="predict_example").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("plotly_chart")) == 1 and "This slice's P(G3)" in [m.label for m in app.metric]
+    assert "no better than chance" not in texts(app) and RAW_SCORE_LABEL not in [e.label for e in app.expander]
+
+
+def test_examples_come_from_the_validation_split_and_say_so(app: AppTest, tiny_weights: Path, tmp_path: Path,
+                                                            synthetic_root: Path) -> None:
+    pids = scan_dataset(synthetic_root).patient_ids
+    split = {"train": pids[:3], "val": [pids[4]]}
+    weights.set_active(_weights_copy(tiny_weights, tmp_path / "split", {"split": split}))
+    app.run()
+    app.button(key="predict_example").click().run()
+    assert not app.exception, app.exception
+    assert f"{pids[4]}, {SEEN_VALIDATION}" in texts(app) and f"Dice on a {SEEN_VALIDATION}." in texts(app)
+    app.button(key="predict_example").click().run()  # the only validation patient again
+    assert f"{pids[4]}, {SEEN_VALIDATION}" in texts(app)
+    # an upload named after a training patient is labelled as one
+    rec = scan_dataset(synthetic_root).patients[pids[0]][8]
+    app.file_uploader(key="predict_files").set_value([(rec.image_path.name, rec.image_path.read_bytes(), "image/tiff"),
+                                                      (rec.mask_path.name, rec.mask_path.read_bytes(), "image/tiff")]).run()
+    assert not app.exception, app.exception
+    assert f"Dice on a {SEEN_TRAINING}." in texts(app)
