@@ -35,10 +35,10 @@ from lggdemo.ui.predict import (
     render_mask_quality,
     render_withheld_grade,
 )
-from lggdemo.ui.teach import REMOVED_COLOUR
+from lggdemo.ui.teach import REMOVED_COLOUR, render_slice_lesson
 from lggdemo.view3d import figure_3d
 from lggdemo.volume import Volume, VolumeError
-from lggdemo.wholepatient import GRADE_CAVEAT, VolumePrediction, predict_volume
+from lggdemo.wholepatient import VolumePrediction, predict_volume
 
 UPLOAD_TYPES = ["zip", "nii", "gz"]
 NONE_OPTION = "(none)"
@@ -194,7 +194,12 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
         base = card_metric(predictor.card, "grade", "age_baseline_auc")
         st.caption(f"Grade AUC on the card's validation patients: {auc.text() if auc else 'n/a'}; age-only baseline: "
                    f"{base.text() if base else 'n/a'}.")
-        st.warning(GRADE_CAVEAT + " " + NOT_FOR_DIAGNOSIS)
+        st.warning(PAGE_GRADE_CAVEAT + " " + NOT_FOR_DIAGNOSIS)
+
+
+#: The reports' caveat (``wholepatient.GRADE_CAVEAT``) names JSON fields; the page says the same in words.
+PAGE_GRADE_CAVEAT = ("The grade score is the model's output, not a calibrated probability: compare the card's grade AUC "
+                     "with its age-only baseline (and their wide intervals) before reading anything into it.")
 
 
 def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, truth: np.ndarray | None,
@@ -288,6 +293,10 @@ def render_patient_mode(predictor: Predictor) -> None:
     token = st.session_state.get("patient_token")
     idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
     _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
+    st.caption("The lesson below takes this slice on its own (2D clean-up only); the whole-patient mask above also "
+               "keeps only the largest 3D tumour component.")
+    render_slice_lesson(volume.slices[idx - 1], None if volume.truth is None else volume.truth[idx - 1], predictor,
+                        key="patient_teach")
 
     st.subheader("3D view")
     fig_held = st.session_state.get("patient_figure")

@@ -119,3 +119,18 @@ def test_example_patients_prefer_validation_and_a_good_card_shows_the_bar(app: A
     assert f"{pids[2]}, {SEEN_VALIDATION}" in texts(app) and f"Dice on a {SEEN_VALIDATION}." in texts(app)
     assert "Patient P(G3)" in [m.label for m in app.metric] and len(app.get("plotly_chart")) == 2
     assert "no better than chance" not in texts(app)
+
+
+def test_the_lesson_follows_the_slice_in_view_in_whole_patient_mode(app: AppTest) -> None:
+    """Issue 14 asks for the teaching layer in both modes: the whole-patient slice scroller drives it, and its
+    Threshold redraws the slice's Dice against the patient's own masks."""
+    app.button(key="patient_example").click().run()
+    assert not app.exception, app.exception
+    assert "2D clean-up only" in texts(app)
+    dice = [m.value for m in app.markdown if m.value.startswith("Dice at threshold")]
+    assert dice and dice[0].startswith("Dice at threshold 0.50:")
+    app.slider(key="patient_teach_threshold").set_value(0.45).run()
+    assert not app.exception, app.exception
+    after = [m.value for m in app.markdown if m.value.startswith("Dice at threshold")]
+    assert after and after[0].startswith("Dice at threshold 0.45:") and after[0] != dice[0]
+    assert any(t.label.startswith("1") for t in app.tabs)  # the numbered steps
