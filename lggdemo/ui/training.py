@@ -296,6 +296,16 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def processes_text(card: dict[str, Any]) -> str | None:
+    """How many processes trained a card's models, when torchrun ran several (a plain run says nothing)."""
+    d = card.get("distributed") or {}
+    world = int(d.get("world_size") or 1)
+    if world <= 1:
+        return None
+    return (f"Trained by {world} processes (torchrun, {d.get('backend') or '?'} backend; "
+            f"{d.get('per_rank_batch_size', '?')} slices per process per step).")
+
+
 def render_active_weights() -> None:
     """Which weights the app uses now, and the button that always brings the bundled ones back."""
     active = weights.active_weights()
@@ -310,6 +320,8 @@ def render_active_weights() -> None:
         st.warning("No usable model card in the active weights folder: Predict cannot run until weights are trained "
                    "or restored.")  # fmt: skip
     else:
+        if text := processes_text(card):
+            st.caption(text)
         values = flat_metrics({k: (card.get(k) or {}).get("metrics", {}) for k in ("segmentation", "grade")})
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))
