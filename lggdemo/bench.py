@@ -6,7 +6,9 @@ on CUDA where present. It uses the active weights when they are installed, else 
 built from the configs given on the command line (speed does not depend on the weights' values),
 so the encoder and input sizes can be compared before anything is trained.
 
-``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way.
+``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way; with
+``--world-size N`` it also times N DistributedDataParallel processes on this machine and reports
+their throughput ratio against one process (``lggdemo.train.benchmark_distributed``).
 Both print a table and, with ``--json FILE``, write the numbers for the README or a CI log.
 """
 
@@ -191,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seg-size", type=int, help="U-Net input side for untrained models")
     parser.add_argument("--grade-size", type=int, help="grade crop side for untrained models")
     parser.add_argument("--image-size", type=int, help="--train: image side (default: the full preset's)")
+    parser.add_argument("--world-size", type=int, default=1,
+                        help="--train: also time this many DDP processes on this machine and report the ratio to one")
     args = parser.parse_args(argv)
 
     from lggdemo.device import DeviceError
@@ -204,13 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   weights_dir=args.weights, seg_encoder=args.seg_encoder, seg_size=args.seg_size,
                                   grade_size=args.grade_size, data=args.data)
             else:
-                from lggdemo.train import benchmark_training  # the trainer owns what a training step is
+                from lggdemo.train import benchmark_distributed, benchmark_training  # the trainer owns a training step
 
-                res = benchmark_training(device=device, image_size=args.image_size)
+                res = benchmark_training(device=device, image_size=args.image_size) if args.world_size <= 1 else \
+                    benchmark_distributed(args.world_size, device=device, image_size=args.image_size)
             report[device] = res
             print(format_table(_flatten(res), f"{'inference' if args.infer else 'training'} on {device}"))
             print()
-    except DeviceError as exc:
+    except (DeviceError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU, a world size of 1)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

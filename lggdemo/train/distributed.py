@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ from lggdemo.train.progress import Cancelled, Progress
 TIMEOUT_ENV = "LGG_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 600.0
 OUTCOME_KEY = "lggdemo/outcome"
+READ_KEY = "lggdemo/outcome-read"
+ACK_WAIT_S = 30.0
 EXIT_CANCELLED = 130
 
 
@@ -184,12 +187,17 @@ def finish(code: int) -> int:
         store = dist.distributed_c10d._get_default_store()
         if ctx.is_main:
             store.set(OUTCOME_KEY, str(code))
+            if code == 0:  # where rank 0 hosts the store (launchers other than torchrun), it must outlive their reads
+                deadline = time.monotonic() + ACK_WAIT_S
+                while store.add(READ_KEY, 0) < ctx.world_size - 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
         elif code == 0:
             try:
                 store.wait([OUTCOME_KEY], dt.timedelta(seconds=timeout_s()))
                 main_code = int(store.get(OUTCOME_KEY))
+                store.add(READ_KEY, 1)
             except Exception as exc:
-                print(f"error: rank {ctx.rank}: no word from rank 0 within {timeout_s():.0f} s ({exc})", file=sys.stderr)
+                print(f"error: rank {ctx.rank}: no outcome from rank 0 ({exc})", file=sys.stderr)
                 return 1
             if main_code not in (0, EXIT_CANCELLED):
                 print(f"error: rank 0 failed (exit {main_code}); its log says why", file=sys.stderr)
