@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from lggdemo.evaluate import DEFINITIONS, Metric, mean_ci
-from lggdemo.weights import WeightsError, read_card, write_card
+from lggdemo.modelcard import ModelCard
+from lggdemo.weights import WeightsError, load_card, read_card, write_card
 
 # What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not.
 RECIPE_KEYS = ("preset", "encoder", "image_size", "seg_epochs", "seg_samples", "batch_size", "lr", "slice_dice",
@@ -34,52 +35,57 @@ class CrossValError(ValueError):
     """Fold runs that do not add up to one cross-validation; the message says which and why."""
 
 
-def seg_recipe(card: dict[str, Any]) -> list[dict[str, Any]]:
+def _card(card: ModelCard | dict[str, Any]) -> ModelCard:
+    return card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+
+
+def seg_recipe(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
     """The training stages behind a card's U-Net, first stage first (``--init-from`` chains them)."""
-    seg = card.get("segmentation", {})
-    if not seg.get("trained_in_this_run"):
+    card = _card(card)
+    seg = card.segmentation
+    if not seg.trained_in_this_run:
         raise CrossValError("its U-Net was copied from another run, so its card does not record how it was trained")
 
     def stage(train_config: dict[str, Any]) -> dict[str, Any]:
         return {k: train_config.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS}
 
-    stages = [stage(card.get("train_config", {}))]
-    parent = seg.get("initialised_from")
+    stages = [stage(card.train_config)]
+    parent = seg.initialised_from
     while parent:
         stages.insert(0, stage(parent.get("train_config") or {}))
         parent = parent.get("initialised_from")
     return stages
 
 
-def pool_folds(cards: Sequence[dict[str, Any]], names: Sequence[str] | None = None) -> dict[str, Any]:
+def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str] | None = None) -> dict[str, Any]:
     """Pool fold runs into per-patient estimates over every patient, refusing anything that is not
     one clean k-fold partition of one recipe (a leak or a mixed recipe would make the number a lie)."""
     names = list(names or [f"run {i + 1}" for i in range(len(cards))])
     folds: dict[int, dict[str, Any]] = {}
     ks, seeds, recipes = set(), set(), []
-    for name, card in zip(names, cards):
-        split = card.get("split", {})
-        if "fold" not in split:
+    for name, card in zip(names, map(_card, cards)):
+        split = card.split
+        if split.fold is None or split.folds is None:
             raise CrossValError(f"{name} was not trained with --fold I/K: it holds out a fraction, not a fold")
         try:
             recipes.append(seg_recipe(card))
         except CrossValError as exc:
             raise CrossValError(f"{name}: {exc}") from None
-        ks.add(split["folds"])
-        seeds.add(split["seed"])
-        if split["fold"] in folds:
-            raise CrossValError(f"{name} repeats fold {split['fold']}")
-        train, val = set(split["train"]), set(split["val"])
-        scored = card.get("segmentation", {}).get("per_patient_dice", {})
-        tumour = card.get("segmentation", {}).get("metrics", {}).get("tumour_slice_dice")
+        ks.add(split.folds)
+        seeds.add(split.seed)
+        if split.fold in folds:
+            raise CrossValError(f"{name} repeats fold {split.fold}")
+        train, val = set(split.train), set(split.val)
+        scored = card.segmentation.per_patient_dice
+        tumour = card.segmentation.metrics.get("tumour_slice_dice")
         if not scored or tumour is None:
             raise CrossValError(f"{name} has no held-out segmentation numbers")
         if train & val or not set(scored) <= val:
             raise CrossValError(f"{name} scored patients outside its held-out fold")
-        folds[split["fold"]] = {"fold": split["fold"], "run": name, "version": card.get("version"),
+        folds[split.fold] = {"fold": split.fold, "run": name, "version": card.version,
                                 "train": sorted(train), "val": sorted(val), "per_patient_dice": scored,
                                 "tumour_slice_dice": {"value": tumour["value"], "n": tumour["n"]},
-                                "training_seconds": card.get("segmentation", {}).get("training_seconds")}
+                                "training_seconds": card.segmentation.training_seconds}
     if len(ks) != 1 or len(seeds) != 1:
         raise CrossValError(f"the runs come from different partitions (folds {sorted(ks)}, seeds {sorted(seeds)})")
     k = ks.pop()
@@ -131,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the pooled estimate as JSON here")
     args = ap.parse_args(argv)
     try:
-        pooled = pool_folds([read_card(Path(d)) for d in args.folds], args.folds)
+        pooled = pool_folds([load_card(Path(d)) for d in args.folds], args.folds)
         if args.record_in:
             record(Path(args.record_in), pooled)
     except (CrossValError, WeightsError) as exc:

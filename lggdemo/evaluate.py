@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import lggdemo  # noqa: F401  (torchvision guard)
     from lggdemo.data import DatasetError, scan_dataset, slice_arrays
     from lggdemo.device import DeviceError, choose_device
-    from lggdemo.weights import WeightsError, active_dir, load_grade, load_segmentation, read_card
+    from lggdemo.weights import WeightsError, active_dir, load_card, load_grade, load_segmentation
 
     ap = argparse.ArgumentParser(prog="python -m lggdemo.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -302,9 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = args.patients.split(",") if args.patients else None
     if args.split:
         try:
-            chosen = list(read_card(wdir)["split"][args.split])
-        except (WeightsError, KeyError) as exc:
+            chosen = list(getattr(load_card(wdir).split, args.split))
+        except WeightsError as exc:
             print(f"error: the card in {wdir} has no {args.split} split: {exc}", file=sys.stderr)
+            return 2
+        if not chosen:
+            print(f"error: the card in {wdir} has no {args.split} split", file=sys.stderr)
             return 2
     arrays = slice_arrays(index, 256)
     keep = np.isin(arrays.patient_ids, chosen) if chosen is not None else np.ones(len(arrays.patient_ids), bool)
@@ -339,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not g.metrics:
             print("grade: data.csv has no grades for these patients; not evaluated")
     try:
-        result["card_version"] = read_card(wdir).get("version")
+        result["card_version"] = load_card(wdir).version
     except WeightsError:
         pass
     if args.json:

@@ -30,6 +30,7 @@ from lggdemo.data import Clinical, DatasetIndex, load_image, load_mask
 from lggdemo.device import choose_device, describe
 from lggdemo.evaluate import dice, grade_slice_logits, segment_slices
 from lggdemo.imageio import SLICE_SIZE, UploadBatch, UploadedSlice, encode_png, resize_image, resize_mask
+from lggdemo.modelcard import CardError, ModelCard
 from lggdemo.models import GradeConfig, GradeNet, SegConfig, patient_logit
 from lggdemo.preprocess import (
     BACKGROUND_LEVEL,
@@ -107,15 +108,21 @@ class CardMetric:
         return f"{self.value:.{digits}f}{ci}{n}"
 
 
-def card_metric(card: dict[str, Any] | None, section: str, name: str, *, cross_validated: bool = False) -> CardMetric | None:
+def card_metric(card: ModelCard | dict[str, Any] | None, section: str, name: str, *,
+                cross_validated: bool = False) -> CardMetric | None:
     """A metric from a model card, or None when it is missing or malformed (cards come from many runs).
 
     ``cross_validated`` reads the recipe's k-fold estimate (``python -m lggdemo.crossval``) instead of
     the model's own validation patients: more patients behind it, but a statement about the recipe.
     """
     try:
-        scope = (card or {})[section]
-        entry = (scope["cross_validation"] if cross_validated else scope)["metrics"][name]
+        model = (card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})).model(section)
+    except CardError:
+        return None
+    entry = model.cross_validation_metrics.get(name) if cross_validated else model.metrics.get(name)
+    if entry is None:
+        return None
+    try:
         value = float(entry["value"])
         if not np.isfinite(value):
             return None

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lggdemo.data import atomic_write_bytes
+from lggdemo.modelcard import CardError, ModelCard
 from lggdemo.models import (
     GradeConfig,
     GradeNet,
@@ -118,30 +119,43 @@ def load_grade(directory: Path, device: str | torch.device = "cpu") -> tuple[Gra
 
 
 def read_card(directory: Path) -> dict[str, Any]:
+    """The card's raw JSON object, for code that edits it; readers use :func:`load_card`."""
     path = Path(directory) / CARD_FILE
     if not path.is_file():
         raise WeightsError(f"No model card in {directory}")
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"Corrupt model card {path}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise WeightsError(f"Corrupt model card {path}: not a JSON object")
+    return value
 
 
-def write_card(directory: Path, card: dict[str, Any]) -> None:
-    atomic_write_bytes(Path(directory) / CARD_FILE, (json.dumps(card, indent=2, sort_keys=False, default=str) + "\n").encode())
+def load_card(directory: Path) -> ModelCard:
+    """The card of a weights folder as a :class:`~lggdemo.modelcard.ModelCard`; :class:`WeightsError` if unusable."""
+    try:
+        return ModelCard.from_dict(read_card(directory))
+    except CardError as exc:
+        raise WeightsError(f"Unusable model card in {directory}: {exc}") from exc
+
+
+def write_card(directory: Path, card: ModelCard | dict[str, Any]) -> None:
+    """Write a card (temp-then-rename), stamped with the schema version it follows."""
+    data = (card if isinstance(card, ModelCard) else ModelCard(dict(card))).to_dict()
+    atomic_write_bytes(Path(directory) / CARD_FILE, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
 def is_complete(directory: Path, *, require: tuple[str, ...] = (SEG_FILE, GRADE_FILE)) -> bool:
     """True when the card lists every required file and each file's hash matches the card."""
     try:
-        card = read_card(directory)
+        card = load_card(directory)
     except WeightsError:
         return False
-    files = card.get("files", {})
     for name in require:
-        entry = files.get(name)
+        expected = card.file_sha256(name)
         path = Path(directory) / name
-        if not entry or not path.is_file() or sha256_file(path) != entry.get("sha256"):
+        if not expected or not path.is_file() or sha256_file(path) != expected:
             return False
     return True
 
@@ -188,7 +202,7 @@ class ActiveWeights:
 def active_weights() -> ActiveWeights:
     directory = active_dir()
     try:
-        version = read_card(directory).get("version", "") + "|" + str(directory)
+        version = (load_card(directory).version or "") + "|" + str(directory)
         card_path = directory / CARD_FILE
         version += f"|{card_path.stat().st_mtime_ns}"
     except (WeightsError, OSError):

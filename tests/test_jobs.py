@@ -15,6 +15,7 @@ import pytest
 from lggdemo import jobs, weights
 from lggdemo.data import DatasetIndex, scan_dataset
 from lggdemo.synthetic import PhantomConfig, generate
+from lggdemo.train.events import cv_fit, final_fit
 
 FAKE = Path(__file__).parent / "fixtures" / "fake_trainer.py"
 QUICK = jobs.TrainSettings(task="all", preset="quick", epochs=2, image_size=64, device="cpu")
@@ -82,7 +83,7 @@ def test_valid_settings_have_no_problems(index: DatasetIndex) -> None:
         ({"image_size": 0}, "multiple of 32"),
         ({"image_size": 288}, "between 32 and 256"),
         ({"batch_size": 1}, "Batch size must be at least 2"),
-        ({"batch_size": 1024}, "trainer refuses these settings: samples per epoch"),
+        ({"batch_size": 1024}, "Samples per epoch must be at least one batch"),
         ({"task": "both-ish"}, "Unknown task"),
         ({"preset": "huge"}, "Unknown preset"),
         ({"device": "tpu"}, "Unknown device"),
@@ -164,11 +165,11 @@ def test_progress_counts_cross_validation_fits(tmp_path: Path) -> None:
     path = tmp_path / "progress.jsonl"
     step = {"event": "step", "model": "grade", "epoch": 1, "epochs": 2, "step": 0, "steps": 4, "loss": 0.5}
     events = [{"event": "start", "models": ["grade"], "epochs": {"grade": 2}},
-              {**step, "phase": "cv clinical_only fold 1/2"}]  # fmt: skip
+              {**step, **cv_fit("clinical_only", 0, 2).tags()}]  # fmt: skip
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     assert jobs.read_progress(path).fraction == pytest.approx(2 / 7)  # fit 3 of 7 just begun
     with open(path, "a") as fh:
-        fh.write(json.dumps({**step, "phase": "final", "epoch": 2, "step": 2}) + "\n")
+        fh.write(json.dumps({**step, **final_fit(2).tags(), "epoch": 2, "step": 2}) + "\n")
         fh.write(json.dumps({"event": "info", "message": "grade CV fusion: AUC 0.700"}) + "\n")
     p = jobs.read_progress(path)
     assert p.fraction == pytest.approx((6 + 0.75) / 7) and p.phase == "final"
@@ -177,7 +178,7 @@ def test_progress_counts_cross_validation_fits(tmp_path: Path) -> None:
 
 def test_eta_adds_the_cross_validation_fits_still_to_come(tmp_path: Path) -> None:
     path = tmp_path / "progress.jsonl"
-    step = {"event": "step", "model": "grade", "phase": "cv fusion fold 1/2", "epoch": 1, "epochs": 1, "steps": 4}
+    step = {"event": "step", "model": "grade", **cv_fit("fusion", 0, 2).tags(), "epoch": 1, "epochs": 1, "steps": 4}
     events = [{"event": "start", "models": ["grade"], "time": 0.0},
               {**step, "step": 1, "loss": 0.5, "eta_s": 40.0, "time": 0.0},
               {**step, "step": 2, "loss": 0.5, "eta_s": 30.0, "time": 10.0}]  # fmt: skip
@@ -237,7 +238,8 @@ def test_cancel_leaves_the_active_weights_byte_identical(index: DatasetIndex, mo
     out = jobs.wait(timeout=30)
     assert out is not None and out.name == run.name
     assert out.state == "cancelled" and out.exit_code == jobs.EXIT_CANCELLED and not out.activated
-    assert out.progress.final == {"event": "cancelled", "time": out.progress.final["time"]}
+    final = out.progress.final
+    assert final is not None and final["event"] == "cancelled" and "unchanged" in final["message"]
     assert not out.complete and not out.active
     assert weights.pointer_path().read_bytes() == pointer_before
     assert snapshot(previous.path) == files_before and weights.active_dir() == previous.path.resolve()
@@ -315,7 +317,7 @@ def test_disk_full_while_starting_changes_nothing(index: DatasetIndex, own_runs:
     def full(path: Path, value: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(jobs, "_write_json", full)
+    monkeypatch.setattr(jobs.files, "write_json", full)
     with pytest.raises(jobs.JobError, match="disk is full"):
         start(index)
     assert not (own_runs / jobs.LOCK_FILE).exists()
@@ -326,21 +328,74 @@ def test_trainer_is_stopped_when_its_lock_cannot_be_written(
     index: DatasetIndex, own_runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Launched, then the disk fills: no untracked trainer may keep running, no half-made run may stay."""
-    write = jobs._write_json
+    write = jobs.files.write_json
     launched: list[subprocess.Popen[bytes]] = []
 
     def lock_fails(path: Path, value: dict[str, object]) -> None:
         if path.name == jobs.LOCK_FILE:
-            launched.extend(jobs._CHILDREN.values())
+            launched.extend(jobs.process.CHILDREN.values())
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         write(path, value)
 
     monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.5")
-    monkeypatch.setattr(jobs, "_write_json", lock_fails)
+    monkeypatch.setattr(jobs.files, "write_json", lock_fails)
     with pytest.raises(jobs.JobError, match="disk is full"):
         start(index)
     assert len(launched) == 1 and launched[0].returncode == -9  # killed and reaped
     assert not (own_runs / jobs.LOCK_FILE).exists() and [p for p in own_runs.iterdir() if p.is_dir()] == []
+
+
+def test_history_reads_metrics_from_a_real_card_when_no_done_event(own_runs: Path) -> None:
+    """Issue 11: metrics live under each model in a card (``card["segmentation"]["metrics"]``), never at the top.
+
+    A run folder with a card but no ``done`` event (the bundled card, copied in as a run) must still show them.
+    """
+    run_dir = own_runs / "20260101-000000"
+    run_dir.mkdir(parents=True)
+    (run_dir / weights.CARD_FILE).write_bytes((weights.BUNDLED_DIR / weights.CARD_FILE).read_bytes())
+    run = jobs.find_run(run_dir.name)
+    assert run.progress.final is None
+    seg = run.metrics["segmentation"]["per_volume_dice_mean"]["value"]
+    assert 0.5 < seg <= 1.0 and "auc" in run.metrics["grade"]
+    assert [r.name for r in jobs.list_runs()] == [run_dir.name]
+
+
+def test_history_metrics_survive_a_lost_done_event(index: DatasetIndex) -> None:
+    run = start(index)
+    jobs.wait(timeout=30)
+    path = run.path / jobs.PROGRESS_FILE
+    path.write_text("".join(line + "\n" for line in _lines(path) if '"done"' not in line))
+    again = jobs.find_run(run.name)
+    assert again.progress.final is None
+    assert again.metrics["segmentation"]["dice"]["value"] == pytest.approx(0.7)  # from the card
+
+
+def test_a_trainer_killed_from_outside_is_named_by_its_signal(index: DatasetIndex, own_runs: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Issue 11, defect 5: a SIGKILL is not called "out of memory?" unless the OOM killer ran."""
+    import signal
+
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.2")
+    run = start(index)
+    wait_for_steps(run)
+    pid = json.loads((own_runs / jobs.LOCK_FILE).read_text())["pid"]
+    os.killpg(pid, signal.SIGKILL)  # not Cancel: e.g. `kill -9` by somebody on the server
+    out = jobs.wait(timeout=30)
+    assert out is not None and out.state == "failed" and out.exit_code == -9
+    assert "SIGKILL (signal 9)" in out.message and "out of memory?" not in out.message
+    if jobs.process.oom_kill_count() is not None:  # Linux: the OOM killer's counter says it was not memory
+        assert "out-of-memory killer did not run" in out.message
+
+
+def test_signal_reasons_say_memory_only_on_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = jobs.process.signal_reason
+    monkeypatch.setattr(jobs.process, "oom_kill_count", lambda: 5)
+    assert "ran out of memory" in reason(9, 4)  # the OOM killer ran while the trainer did
+    assert "did not run" in reason(9, 5) and "memory" not in reason(9, 5).replace("out-of-memory killer", "")
+    assert "cannot be told" in reason(9, None)
+    assert reason(15, 5) == "the trainer was stopped by SIGTERM (signal 15)"
+    monkeypatch.setattr(jobs.process, "oom_kill_count", lambda: None)
+    assert "cannot be told" in reason(9, 4)
 
 
 def test_activate_and_restore(index: DatasetIndex) -> None:

@@ -24,11 +24,12 @@ import lggdemo
 from lggdemo.data import DatasetIndex
 from lggdemo.device import describe
 from lggdemo.evaluate import DEFINITIONS, Metric
+from lggdemo.modelcard import ModelCard
 from lggdemo.models import GradeConfig, GradeNet, SegConfig
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.distributed import card_entry
 from lggdemo.train.split import Split, same_split
-from lggdemo.weights import GRADE_FILE, SEG_FILE, WeightsError, read_card, save_model, write_card
+from lggdemo.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
 
 
 def data_fingerprint(index: DatasetIndex) -> dict[str, Any]:
@@ -67,22 +68,22 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
             grade_model: GradeNet | None, grade_cfg: GradeConfig | None, seconds: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
-    old_card: dict[str, Any] = {}
     try:
-        old_card = read_card(source)
+        old_card = load_card(source)
     except WeightsError:
-        pass
+        old_card = ModelCard()
     for name, model, mcfg, key in ((SEG_FILE, seg_model, seg_cfg, "segmentation"), (GRADE_FILE, grade_model, grade_cfg, "grade")):
         if key in card and model is not None and mcfg is not None:
             files[name] = {"sha256": save_model(out / name, model, mcfg), "dtype": "float16"}
-        elif (source / name).is_file() and key in old_card:
+        elif (source / name).is_file() and old_card.has_model(key):
             if source.resolve() != out.resolve():
                 tmp = out / f".{name}.copy"
                 shutil.copyfile(source / name, tmp)
                 os.replace(tmp, out / name)
-            files[name] = old_card.get("files", {}).get(name)
-            card[key] = {**old_card[key], **card.get(key, {}), "trained_in_this_run": False, "copied_from": str(source)}
-            if not same_split(old_card, split) or "held_out_metrics" in old_card[key]:
+            files[name] = old_card.file_entry(name)
+            card[key] = {**old_card.model(key).data, **card.get(key, {}), "trained_in_this_run": False,
+                         "copied_from": str(source)}
+            if not same_split(old_card, split) or not old_card.model(key).held_out:
                 # Its numbers were measured on another split's validation patients, some of which are this
                 # split's training patients: no held-out claim about this card's split can be made for it.
                 for k in ("metrics", "per_patient_dice", "per_patient_p_g3", "labels", "validation_masks"):

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from lggdemo.train.config import TrainConfig, TrainError
+from lggdemo.train.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from lggdemo.train.progress import Cancelled, Progress
 
 TIMEOUT_ENV = "LGG_DIST_TIMEOUT_S"
@@ -45,7 +46,6 @@ DEFAULT_TIMEOUT_S = 600.0
 OUTCOME_KEY = "lggdemo/outcome"
 READ_KEY = "lggdemo/outcome-read"
 ACK_WAIT_S = 30.0
-EXIT_CANCELLED = 130
 
 
 @dataclass(frozen=True)
@@ -187,21 +187,21 @@ def finish(code: int) -> int:
         store = dist.distributed_c10d._get_default_store()
         if ctx.is_main:
             store.set(OUTCOME_KEY, str(code))
-            if code == 0:  # where rank 0 hosts the store (launchers other than torchrun), it must outlive their reads
+            if code == EXIT_OK:  # where rank 0 hosts the store (launchers other than torchrun), it must outlive their reads
                 deadline = time.monotonic() + ACK_WAIT_S
                 while store.add(READ_KEY, 0) < ctx.world_size - 1 and time.monotonic() < deadline:
                     time.sleep(0.05)
-        elif code == 0:
+        elif code == EXIT_OK:
             try:
                 store.wait([OUTCOME_KEY], dt.timedelta(seconds=timeout_s()))
                 main_code = int(store.get(OUTCOME_KEY))
                 store.add(READ_KEY, 1)
             except Exception as exc:
                 print(f"error: rank {ctx.rank}: no outcome from rank 0 ({exc})", file=sys.stderr)
-                return 1
-            if main_code not in (0, EXIT_CANCELLED):
+                return EXIT_FAILED
+            if main_code not in (EXIT_OK, EXIT_CANCELLED):
                 print(f"error: rank 0 failed (exit {main_code}); its log says why", file=sys.stderr)
-                return 1
+                return EXIT_FAILED
             code = main_code
     finally:
         try:

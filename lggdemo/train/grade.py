@@ -25,6 +25,7 @@ from lggdemo.train.augmentation import augment
 from lggdemo.train.card import metrics_dict
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
+from lggdemo.train.events import CV_VARIANTS, INFO, Fit, cv_fit, final_fit
 from lggdemo.train.loop import autocast, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
@@ -63,7 +64,7 @@ def grade_data(prep: Prepared, patients: Sequence[str], size: int, scale: AgeSca
 
 
 def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: torch.device, progress: Progress,
-              label: str, seg_model: torch.nn.Module | None = None,
+              fit: Fit, seg_model: torch.nn.Module | None = None,
               history: list[dict[str, Any]] | None = None) -> tuple[GradeNet, dict[str, Any]]:
     """Train one grade model; sampling gives each class, and each patient within it, equal weight."""
     torch.manual_seed(cfg.seed)
@@ -85,7 +86,7 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-3), w, batch_loss,
                       name="grade", epochs=cfg.grade_epochs, samples=cfg.grade_samples, cfg=cfg, gen=gen,
-                      progress=progress, phase=label, history=history)
+                      progress=progress, fit=fit, history=history)
     return model.eval(), {**info, "encoder_tensors_from_segmentation": copied}
 
 
@@ -112,30 +113,31 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
     data = grade_data(prep, prep.split.train, cfg.grade_image_size, scale)
     report: dict[str, Any] = {}
     started = time.monotonic()
+    folds_run = 0  # the folds cross-validation actually ran with (it is skipped when a grade has too few patients)
 
     # k-fold CV over the training patients: more patients behind the numbers than the held-out split.
     if cfg.folds >= 2:
         patients = sorted(set(data.patients.tolist()))
         labels = [int(float(data.labels[data.patients == p][0])) for p in patients]
         if min(labels.count(0), labels.count(1)) < cfg.folds:
-            progress.emit("info", message=f"cross-validation skipped: fewer than {cfg.folds} patients of a grade")
+            progress.emit(INFO, message=f"cross-validation skipped: fewer than {cfg.folds} patients of a grade")
         else:
-            variants = {"fusion": grade_cfg, "clinical_only": dataclasses.replace(grade_cfg, use_image=False),
-                        "image_only": dataclasses.replace(grade_cfg, use_clinical=False)}
+            variants = dict(zip(CV_VARIANTS, (grade_cfg, dataclasses.replace(grade_cfg, use_image=False),
+                                              dataclasses.replace(grade_cfg, use_clinical=False))))
             cv: dict[str, Any] = {"folds": cfg.folds, "seed": cfg.seed, "masks": "ground truth", "variants": {}}
             for name, vcfg in variants.items():
                 oof: dict[str, float] = {}
                 for i, (tr, te) in enumerate(kfold(patients, labels, cfg.folds, cfg.seed)):
                     sel = np.isin(data.patients, tr)
                     sub = GradeData(data.crops[sel], data.clinical[sel], data.labels[sel], data.patients[sel])
-                    m, _ = fit_grade(cfg, vcfg, sub, dev, progress, f"cv {name} fold {i + 1}/{cfg.folds}", seg_model)
+                    m, _ = fit_grade(cfg, vcfg, sub, dev, progress, cv_fit(name, i, cfg.folds), seg_model)
                     if is_main():  # scoring is rank 0's: DDP keeps the fold's model the same on every rank
                         oof.update(_patient_probs(m, data, te, dev))
                 if not is_main():
                     continue
                 y = [labels[patients.index(p)] for p in oof]
                 cv["variants"][name] = {k: v.to_dict() for k, v in grade_metrics(y, list(oof.values()), cfg.seed).items()}
-                progress.emit("info", message=f"grade CV {name}: AUC {cv['variants'][name]['auc']['value']:.3f}")
+                progress.emit(INFO, message=f"grade CV {name}: AUC {cv['variants'][name]['auc']['value']:.3f}")
             if is_main():  # the other ranks only trained the folds' models
                 ages = [prep.index.clinical_for(p).age for p in patients]
                 # Age-only baseline under the same folds, so it sits beside the CV numbers honestly.
@@ -148,8 +150,9 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
                 cv["age_baseline_auc"] = Metric(roc_auc(yb, list(base.values())), bootstrap_ci(roc_auc, yb, list(base.values())),
                                                 len(yb), DEFINITIONS["age_baseline_auc"]).to_dict()
                 report["cross_validation"] = cv
+            folds_run = cfg.folds
 
-    model, info = fit_grade(cfg, grade_cfg, data, dev, progress, "final", seg_model, prep.history["grade"])
+    model, info = fit_grade(cfg, grade_cfg, data, dev, progress, final_fit(folds_run), seg_model, prep.history["grade"])
     info["training_seconds"] = time.monotonic() - started
     report.update(info)
     return model, grade_cfg, report

@@ -16,6 +16,7 @@ import torch
 
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.distributed import check_together, world_size
+from lggdemo.train.events import EPOCH, STEP, Fit
 from lggdemo.train.progress import Progress
 
 
@@ -64,17 +65,18 @@ def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, scaler: torch
 
 def train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torch.Tensor,
                batch_loss: Callable[[torch.Tensor], torch.Tensor], *, name: str, epochs: int, samples: int,
-               cfg: TrainConfig, gen: torch.Generator, progress: Progress, phase: str | None = None,
+               cfg: TrainConfig, gen: torch.Generator, progress: Progress, fit: Fit = Fit(),
                validate: Callable[[], dict[str, float]] | None = None,
                history: list[dict[str, Any]] | None = None) -> dict[str, float]:
     """Weighted sampling, cosine LR, progress events and stop checks around ``batch_loss``.
 
-    ``batch_loss(indices)`` prepares and augments that batch and returns its loss.
+    ``batch_loss(indices)`` prepares and augments that batch and returns its loss; ``fit`` says which of the
+    model's fits this is (see :mod:`lggdemo.train.events`), so the job's reader can place it in the run.
     """
     batch = cfg.batch_size
     steps_per_epoch = max(1, samples // (batch * world_size()))  # each rank draws its share of the epoch
     total = steps_per_epoch * epochs
-    tags = {"model": name, **({"phase": phase} if phase else {})}
+    tags = {"model": name, **fit.tags()}
     started, step = time.monotonic(), 0
     scaler = grad_scaler(next(model.parameters()).device)
     for epoch in range(1, epochs + 1):
@@ -89,11 +91,11 @@ def train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torc
             losses.append(loss.item())
             step += 1
             eta = (time.monotonic() - started) / step * (total - step)
-            progress.emit("step", **tags, epoch=epoch, epochs=epochs, step=s + 1, steps=steps_per_epoch,
+            progress.emit(STEP, **tags, epoch=epoch, epochs=epochs, step=s + 1, steps=steps_per_epoch,
                           loss=float(np.mean(losses[-20:])), eta_s=eta)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val": validate() if validate else {}}
         if history is not None:
             history.append(record)
-        progress.emit("epoch", **tags, epochs=epochs, eta_s=(time.monotonic() - started) / step * (total - step), **record)
+        progress.emit(EPOCH, **tags, epochs=epochs, eta_s=(time.monotonic() - started) / step * (total - step), **record)
     seconds = time.monotonic() - started
     return {"training_seconds": seconds, "images_per_second": step * batch * world_size() / seconds}

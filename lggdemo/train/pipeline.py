@@ -19,12 +19,13 @@ from lggdemo.models import GradeConfig, GradeNet, SegConfig
 from lggdemo.train.card import metrics_dict, publish, signals_deferred
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.distributed import is_main
+from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
 from lggdemo.train.progress import Progress, ProgressCallback
 from lggdemo.train.segmentation import train_segmentation
 from lggdemo.train.split import same_split
-from lggdemo.weights import CARD_FILE, WeightsError, active_dir, load_grade, load_segmentation, read_card
+from lggdemo.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
 
 
 def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: threading.Event | None = None) -> Path:
@@ -37,9 +38,10 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
     split = choose_split(cfg, index)
     out = Path(cfg.out)
     source = Path(cfg.complete_from or cfg.init_from or (out if (out / CARD_FILE).is_file() else active_dir()))
-    want_seg, want_grade = cfg.task in ("seg", "all"), cfg.task in ("grade", "all")
-    progress.emit("start", task=cfg.task, preset=cfg.preset, device=str(device), device_name=describe(device),
-                  models=[m for m, w in (("segmentation", want_seg), ("grade", want_grade)) if w],
+    models = TASK_MODELS[cfg.task]
+    want_seg, want_grade = "segmentation" in models, "grade" in models
+    progress.emit(START, task=cfg.task, preset=cfg.preset, device=str(device), device_name=describe(device),
+                  models=list(models),
                   epochs={"segmentation": cfg.seg_epochs, "grade": cfg.grade_epochs},
                   patients={"train": len(split.train), "val": len(split.val)}, data=str(index.root))
     prep = prepare(index, split, device)
@@ -53,7 +55,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         try:
             seg_model, seg_cfg = load_segmentation(source, device)
         except WeightsError:
-            progress.emit("info", message=f"no segmentation model in {source}: grade validation uses true masks")
+            progress.emit(INFO, message=f"no segmentation model in {source}: grade validation uses true masks")
     if not is_main():  # under torchrun the other ranks train alongside rank 0; measuring and publishing are its
         if want_grade:
             train_grade(cfg, prep, progress, seg_model, seg_cfg)
@@ -85,8 +87,8 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         # (only on the split it was trained for: otherwise its "validation" patients include its training ones).
         try:
             kept, kept_cfg = load_grade(source, device)
-            source_card = read_card(source)
-            comparable = same_split(source_card, split) and "held_out_metrics" not in source_card.get("grade", {})
+            source_card = load_card(source)
+            comparable = same_split(source_card, split) and source_card.grade.held_out
         except WeightsError:
             comparable = False
         if comparable:
@@ -98,6 +100,6 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
     with signals_deferred():
         publish(cfg, out, source, card, index, split, device, seg_model, seg_cfg, grade_model, grade_cfg,
                  time.monotonic() - started)
-    progress.emit("done", out=str(out), seconds=time.monotonic() - started,
+    progress.emit(DONE, out=str(out), seconds=time.monotonic() - started,
                   metrics={m: card[m]["metrics"] for m in ("segmentation", "grade") if "metrics" in card.get(m, {})})
     return out

@@ -20,7 +20,7 @@ from lggdemo.train.loop import autocast, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.split import Split, same_split
-from lggdemo.weights import SEG_FILE, WeightsError, load_segmentation, read_card
+from lggdemo.weights import SEG_FILE, WeightsError, load_card, load_segmentation
 
 
 def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:
@@ -92,18 +92,18 @@ def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dic
     """
     src = Path(str(cfg.init_from))
     try:
-        card = read_card(src)
+        card = load_card(src)
         parent, parent_cfg = load_segmentation(src, "cpu")
     except WeightsError as exc:
         raise TrainError(f"--init-from {src}: {exc}") from exc
     if not same_split(card, split):
         raise TrainError(f"--init-from {src} was trained on a different patient split (seed "
-                         f"{card.get('split', {}).get('seed')}); continuing from it would leak validation patients "
+                         f"{card.split.seed}); continuing from it would leak validation patients "
                          "into training.")
     if parent_cfg.encoder != cfg.encoder:
         raise TrainError(f"--init-from {src} has a {parent_cfg.encoder} encoder, this run a {cfg.encoder} one.")
     model.load_state_dict(parent.state_dict())
-    seg = card.get("segmentation", {})
-    return {"folder": str(src), "version": card.get("version"), "sha256": card.get("files", {}).get(SEG_FILE, {}).get("sha256"),
-            "train_config": card.get("train_config"), "config": seg.get("config"),
-            "training_seconds": seg.get("training_seconds"), "initialised_from": seg.get("initialised_from")}
+    seg = card.segmentation
+    return {"folder": str(src), "version": card.version, "sha256": card.file_sha256(SEG_FILE),
+            "train_config": card.train_config or None, "config": seg.config or None,
+            "training_seconds": seg.training_seconds, "initialised_from": seg.initialised_from}

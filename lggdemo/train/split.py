@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from lggdemo.data import DatasetIndex
+from lggdemo.modelcard import ModelCard
 from lggdemo.train.config import TrainError
 
 
@@ -69,7 +69,6 @@ def kfold(patients: Sequence[str], labels: Sequence[int | str], k: int, seed: in
     return [([p for j, f in enumerate(folds) if j != i for p in f], folds[i]) for i in range(k)]
 
 
-def same_split(card: dict[str, Any], split: Split) -> bool:
+def same_split(card: ModelCard, split: Split) -> bool:
     """Whether a card's models were trained on exactly this split's training patients."""
-    theirs = card.get("split", {})
-    return list(theirs.get("train", [])) == list(split.train) and list(theirs.get("val", [])) == list(split.val)
+    return card.split.same_patients(split.train, split.val)

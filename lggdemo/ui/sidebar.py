@@ -14,7 +14,7 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import DatasetError
 from lggdemo.sources import allowed_root, path_input_allowed
 from lggdemo.ui.dataset import PATH_KEY, PATH_WIDGET_KEY, active_dataset, describe_choice, rescan, source_line
-from lggdemo.ui.training import render_training_sidebar
+from lggdemo.ui.retraining import render_training_sidebar
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,4 +1,4 @@
-"""Retraining in the UI: the sidebar control every page shows, and the pieces of the Train page.
+"""Retraining in the UI: the Train page's pieces, and the words and buttons it shares with the sidebar control.
 
 The state of a run lives on disk (:mod:`lggdemo.jobs`), never in ``st.session_state``: a closed tab does
 not stop the trainer, and any tab -- or the same one reopened -- shows the run. While a run is in
@@ -17,19 +17,13 @@ import pandas as pd
 import streamlit as st
 
 from lggdemo import jobs, weights
-from lggdemo.data import DatasetError
+from lggdemo.modelcard import ModelCard
+from lggdemo.ui.access import can_manage, locked_hint
 
-#: Seconds between refreshes of the live status (sidebar) and of the Train page's curves and log.
-SIDEBAR_REFRESH_S = 1.5
+#: Seconds between refreshes of the Train page's curves and log.
 PAGE_REFRESH_S = 2.0
 #: After Cancel, how long to wait before offering to kill the trainer outright.
 FORCE_AFTER_S = 20.0
-DEVICE_LABELS = {"auto": "Auto (best available)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
-PRESET_HELP = {
-    "quick": "quick: a few minutes on a CPU, enough to watch the loss fall.",
-    "full": ("full: stage 1 of the bundled weights (much longer; cross-validates the grade model). Their second "
-             "stage, refine, runs from the command line: see weights/README.md."),
-}
 _FLASH = "lgg_train_flash_"
 
 
@@ -79,22 +73,27 @@ def outcome_text(run: jobs.RunInfo) -> str:
     return f"Run {run.name}: {run.message}"
 
 
-def _flash(kind: str, text: str, where: str = "page") -> None:
+def flash(kind: str, text: str, where: str = "page") -> None:
     """A message that survives the ``st.rerun`` an action triggers (it is about this tab only)."""
     st.session_state[_FLASH + where] = (kind, text)
 
 
-def _show_flash(where: str = "page") -> None:
+def show_flash(where: str = "page") -> None:
     kind, text = st.session_state.pop(_FLASH + where, (None, None))
     if kind:
         getattr(st, kind)(text)
 
 
-# --- sidebar -----------------------------------------------------------------------------------------
+# --- shared by the sidebar and the Train page -------------------------------------------------------
 
 
-def _cancel_buttons(run: jobs.RunInfo, key: str) -> jobs.RunInfo:
-    """Cancel (SIGTERM), and later Force stop (SIGKILL); returns the run as it is after the click."""
+def cancel_buttons(run: jobs.RunInfo, key: str) -> jobs.RunInfo:
+    """Cancel (SIGTERM), and later Force stop (SIGKILL); returns the run as it is after the click.
+
+    Only for whoever may manage runs (see :mod:`lggdemo.access`): visitors of a read-only server see none.
+    """
+    if not can_manage():
+        return run
     if run.cancel_requested is None:
         if st.button("Cancel training", key=f"lgg_cancel_{key}", help="Stops after the current step."):
             try:
@@ -108,113 +107,6 @@ def _cancel_buttons(run: jobs.RunInfo, key: str) -> jobs.RunInfo:
             except jobs.JobError as exc:
                 st.warning(str(exc))
     return run
-
-
-def _live_sidebar_status() -> None:
-    run = jobs.current()
-    if run is None:
-        st.rerun(scope="app")  # it just ended: redraw everything once (outcome, new active weights)
-        return
-    status = st.container()
-    run = _cancel_buttons(run, "sidebar")
-    with status:
-        st.markdown(f"**Training run {run.name}**")
-        st.progress(run.progress.fraction, text=f"{run.progress.fraction:.0%}")
-        st.caption(describe_progress(run))
-
-
-def _show_outcome(run: jobs.RunInfo) -> None:
-    text = outcome_text(run)
-    if run.state == "succeeded" and run.activated:
-        st.success(text)
-    elif run.state == "cancelled":
-        st.info(text)
-    elif run.state == "succeeded":
-        st.warning(text)
-    else:
-        st.error(text)
-        tail = jobs.log_tail(run, lines=6)
-        if tail:
-            st.code(tail, language=None)
-    if st.button("Dismiss", key=f"lgg_dismiss_{run.name}"):
-        try:
-            jobs.dismiss(run.name)
-        except jobs.JobError as exc:
-            st.warning(str(exc))
-        else:
-            st.rerun()
-
-
-def _dataset() -> tuple[Any, Any, str | None]:
-    from lggdemo.ui.dataset import active_dataset, describe_choice
-
-    try:
-        choice, index = active_dataset()
-    except DatasetError as exc:
-        return None, None, str(exc)
-    return choice, index, describe_choice(choice, index)
-
-
-def render_training_sidebar() -> None:
-    """Retraining on every page: live progress and Cancel while a run is on, the settings form otherwise."""
-    st.subheader("Retraining")
-    _show_flash("sidebar")
-    run = jobs.current()
-    if run is not None:
-        st.fragment(run_every=SIDEBAR_REFRESH_S)(_live_sidebar_status)()
-    else:
-        last = jobs.latest_run()
-        if last is not None and not last.dismissed and last.finished is not None:
-            _show_outcome(last)
-    with st.expander("Retrain models", expanded=False):
-        _settings_form(running=run is not None)
-
-
-def _settings_form(*, running: bool) -> None:
-    choice, index, described = _dataset()
-    from lggdemo.device import available_devices
-
-    devices = ["auto", "cpu", "cuda"] + (["mps"] if "mps" in available_devices() else [])
-    with st.form("lgg_train_form", border=False):
-        task = st.radio("Models", list(jobs.TASKS), format_func=jobs.TASKS.__getitem__, horizontal=True,
-                        key="lgg_train_task")  # fmt: skip
-        preset = st.radio("Preset", list(jobs.PRESETS), horizontal=True, key="lgg_train_preset",
-                          help=" ".join(PRESET_HELP.values()))  # fmt: skip
-        epochs = st.number_input("Epochs", value=None, step=1, placeholder="preset default", key="lgg_train_epochs",
-                                 help="Epochs for each model; empty: the preset's.")  # fmt: skip
-        size = st.number_input("Image size (px)", value=None, step=32, placeholder="preset default",
-                               key="lgg_train_size",
-                               help="The U-Net's input side: a multiple of 32, at most 256.")  # fmt: skip
-        device = st.selectbox("Device", devices, format_func=DEVICE_LABELS.__getitem__, key="lgg_train_device")
-        where = f" — `{choice.root}`" if choice is not None and not choice.synthetic else ""
-        st.caption(f"Dataset: {described}{where}" if described else "Dataset: none")
-        submitted = st.form_submit_button("Start training", type="primary", disabled=running)
-    if running:
-        st.caption("A run is in progress: cancel it or wait for it to finish before starting another.")
-    if not submitted:
-        return
-    settings = jobs.TrainSettings(
-        task=task, preset=preset, epochs=None if epochs is None else int(epochs),
-        image_size=None if size is None else int(size), device=device,
-    )  # fmt: skip
-    if index is None:
-        st.error(f"No dataset to train on: {described or 'choose a kaggle_3m folder above.'}")
-        return
-    try:
-        with st.spinner("Checking the settings…"):
-            run = jobs.start(settings, index.root, index=index)
-    except jobs.SettingsError as exc:
-        for problem in exc.problems:
-            st.error(problem)
-        return
-    except jobs.JobError as exc:
-        st.error(str(exc))
-        return
-    if choice is not None and choice.synthetic:
-        _flash("info", f"Run {run.name} started on the synthetic phantoms (not patient data).", "sidebar")
-    else:
-        _flash("info", f"Run {run.name} started.", "sidebar")
-    st.rerun()
 
 
 # --- Train page pieces -------------------------------------------------------------------------------
@@ -278,7 +170,7 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
     rows = []
     for run in runs:
         card = run.card() if run.state != "running" else None
-        cfg = (card or {}).get("train_config", {})
+        cfg = card.train_config if card else {}
         s = {**{k: cfg.get(k) for k in ("task", "preset", "device")}, **{k: v for k, v in run.settings.items() if v}}
         rows.append({
             "run": run.name,
@@ -288,7 +180,7 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
             "preset": s.get("preset") or "—",
             "epochs": str(s.get("epochs") or cfg.get("seg_epochs") or "—"),
             "image size": str(s.get("image_size") or cfg.get("image_size") or "—"),
-            "device": (card or {}).get("device") or s.get("device") or "—",
+            "device": (card.device if card else None) or s.get("device") or "—",
             "duration": duration(run.seconds) if run.seconds else "",
             "activatable": run.complete,
             **flat_metrics(run.metrics),
@@ -296,13 +188,12 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def processes_text(card: dict[str, Any]) -> str | None:
+def processes_text(card: ModelCard) -> str | None:
     """How many processes trained a card's models, when torchrun ran several (a plain run says nothing)."""
-    d = card.get("distributed") or {}
-    world = int(d.get("world_size") or 1)
-    if world <= 1:
+    if card.world_size <= 1:
         return None
-    return (f"Trained by {world} processes (torchrun, {d.get('backend') or '?'} backend; "
+    d = card.distributed
+    return (f"Trained by {card.world_size} processes (torchrun, {d.get('backend') or '?'} backend; "
             f"{d.get('per_rank_batch_size', '?')} slices per process per step).")
 
 
@@ -311,31 +202,31 @@ def render_active_weights() -> None:
     active = weights.active_weights()
     bundled = active.directory.resolve() == weights.BUNDLED_DIR.resolve()
     try:
-        card = weights.read_card(active.directory)
+        card = weights.load_card(active.directory)
     except weights.WeightsError:
         card = None
     where = "the bundled weights (`weights/`)" if bundled else f"run **{active.directory.name}**"
-    st.markdown(f"**Active weights:** {where}" + (f" — version `{card.get('version')}`" if card else ""))
+    st.markdown(f"**Active weights:** {where}" + (f" — version `{card.version}`" if card else ""))
     if card is None:
         st.warning("No usable model card in the active weights folder: Predict cannot run until weights are trained "
                    "or restored.")  # fmt: skip
     else:
         if text := processes_text(card):
             st.caption(text)
-        values = flat_metrics({k: (card.get(k) or {}).get("metrics", {}) for k in ("segmentation", "grade")})
+        values = flat_metrics(card.metrics())
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))
-    if st.button("Restore bundled weights", disabled=bundled, key="lgg_restore_bundled",
-                 help="Point the app back at the weights shipped in weights/."):  # fmt: skip
+    if st.button("Restore bundled weights", disabled=bundled or not can_manage(), key="lgg_restore_bundled",
+                 help="Point the app back at the weights shipped in weights/.") and can_manage():  # fmt: skip
         try:
             jobs.restore_bundled()
         except jobs.JobError as exc:
             st.error(str(exc))
         else:
             if not weights.is_complete(weights.BUNDLED_DIR):
-                _flash("warning", "Restored the bundled weights, but weights/ is missing or incomplete.")
+                flash("warning", "Restored the bundled weights, but weights/ is missing or incomplete.")
             else:
-                _flash("success", "The bundled weights are active again.")
+                flash("success", "The bundled weights are active again.")
             st.rerun()
 
 
@@ -343,7 +234,7 @@ def render_run_panel(run: jobs.RunInfo, *, live: bool) -> None:
     """Progress, curves and the log tail of one run (refreshed by the caller's fragment while it runs)."""
     if live:
         status = st.container()
-        run = _cancel_buttons(run, "page")
+        run = cancel_buttons(run, "page")
         status.progress(run.progress.fraction, text=f"{run.progress.fraction:.0%} — {describe_progress(run)}")
     else:
         _outcome_banner(run)
@@ -393,7 +284,7 @@ def render_current_run() -> None:
         return
     last = jobs.latest_run()
     if last is None:
-        st.info("No run yet. Open **Retrain models** in the sidebar to start one.")
+        st.info("No run yet." + (" Open **Retrain models** in the sidebar to start one." if can_manage() else ""))
         return
     st.subheader(f"Latest run: {last.name}")
     render_run_panel(last, live=False)
@@ -409,33 +300,35 @@ def render_history() -> None:
     picked = st.selectbox("Run details", names, key="lgg_run_pick")
     run = next(r for r in runs if r.name == picked)
     c1, c2 = st.columns([1, 1])
-    can_activate = run.complete and not run.active and not run.running
+    manage = can_manage()
+    can_activate = run.complete and not run.active and not run.running and manage
     if c1.button("Activate this run", disabled=not can_activate, key="lgg_activate",
                  help="Use this run's weights on Predict." if run.complete else
-                 "Only a complete run (both models and a matching model card) can be activated."):  # fmt: skip
+                 "Only a complete run (both models and a matching model card) can be activated.") and manage:  # fmt: skip
         try:
             jobs.activate(run.name)
         except jobs.JobError as exc:
             st.error(str(exc))
         else:
-            _flash("success", f"Run {run.name} is now active.")
+            flash("success", f"Run {run.name} is now active.")
             st.rerun()
     with c2:
-        confirm = st.checkbox("Confirm deletion", key=f"lgg_delete_ok_{run.name}", disabled=run.active or run.running)
-        if st.button("Delete this run", disabled=not confirm, key="lgg_delete"):
+        confirm = st.checkbox("Confirm deletion", key=f"lgg_delete_ok_{run.name}",
+                              disabled=run.active or run.running or not manage)
+        if st.button("Delete this run", disabled=not (confirm and manage), key="lgg_delete") and manage:
             try:
                 jobs.delete_run(run.name)
             except jobs.JobError as exc:
                 st.error(str(exc))
             else:
-                _flash("success", f"Run {run.name} was deleted.")
+                flash("success", f"Run {run.name} was deleted.")
                 st.rerun()
     if not run.complete and run.state != "running":
         st.caption("This run's folder is not a complete weights folder, so it cannot be activated.")
     card = run.card()
     with st.expander("Model card", expanded=False):
         if card:
-            st.json(card, expanded=1)
+            st.json(card.to_dict(), expanded=1)
         else:
             st.caption("No model card (the run did not finish).")
     with st.expander("Log", expanded=False):
@@ -444,7 +337,9 @@ def render_history() -> None:
 
 def render_train_page() -> None:
     """Everything below the Train page's title (pages/train.py stays a few lines)."""
-    _show_flash()
+    show_flash()
+    if not can_manage():
+        st.info(locked_hint())
     render_active_weights()
     st.divider()
     render_current_run()

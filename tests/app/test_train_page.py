@@ -26,7 +26,7 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: P
     monkeypatch.setenv("LGG_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
     monkeypatch.delenv("FAKE_TRAINER_MODE", raising=False)
-    monkeypatch.setattr(jobs, "trainer_command", fake_command)
+    monkeypatch.setattr(jobs.settings, "trainer_command", fake_command)
     yield
     if jobs.current() is not None:
         jobs.cancel(force=True)
@@ -54,7 +54,7 @@ def test_progress_line_and_durations(tmp_path: Path) -> None:
 def _sidebar_script() -> None:
     import streamlit as st
 
-    from lggdemo.ui.training import render_training_sidebar
+    from lggdemo.ui.retraining import render_training_sidebar
 
     with st.sidebar:
         render_training_sidebar()
@@ -233,3 +233,103 @@ def test_train_page_history_activate_and_restore(synthetic_root: Path) -> None:
     at.run()
     assert weights.active_dir() == weights.BUNDLED_DIR and not weights.pointer_path().exists()
     assert any("bundled weights (`weights/`)" in m.value for m in at.markdown)
+
+
+def test_a_second_sessions_start_is_refused_with_a_visible_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, defect 4: two tabs show an enabled Start; the second click must say why nothing started."""
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.3")
+    first, second = _sidebar(), _sidebar()
+    assert not _button(second, "Start training").disabled
+    _start(first)
+    run = jobs.current()
+    assert run is not None
+    _start(second)
+    shown = _texts(second)
+    assert f"run {run.name}" in shown.lower() and "already in progress" in shown, shown
+    assert [r.name for r in jobs.list_runs()] == [run.name]  # nothing else was started
+    assert _button(second, "Start training").disabled  # and the form now says why it is off
+
+
+# --- a shared server: visitors look, the operator acts (issue 11, defect 3) -------------------------
+
+
+def _labels(at: AppTest) -> dict[str, bool]:
+    """Every button's label -> whether it can be clicked."""
+    return {b.label: not b.disabled for b in at.button}
+
+
+def test_read_only_visitors_cannot_start_cancel_activate_delete_or_restore(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path
+) -> None:
+    first = _fake_run(synthetic_root)
+    second = _fake_run(synthetic_root)  # active now (made before the server went read-only)
+    monkeypatch.setenv("LGG_READ_ONLY", "1")
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.3")
+    index = scan_dataset(synthetic_root)
+    running = jobs.start(jobs.TrainSettings(epochs=2, image_size=64, device="cpu"), index.root, index=index)
+
+    side = _sidebar()
+    assert "Start training" not in _labels(side) and "Cancel training" not in _labels(side)
+    assert "Read-only for visitors" in _texts(side) and "LGG_READ_ONLY" in _texts(side)
+    assert "Operator password" not in [t.label for t in side.text_input]  # no password set: off for everyone
+
+    page = _page()
+    buttons = _labels(page)
+    assert buttons.get("Cancel training") is None and buttons.get("Restore bundled weights") is False
+    assert any("Read-only for visitors" in i.value for i in page.info)
+    page.selectbox(key="lgg_run_pick").set_value(first.name)
+    page.run()
+    assert _labels(page)["Activate this run"] is False and _labels(page)["Delete this run"] is False
+    assert page.checkbox(key=f"lgg_delete_ok_{first.name}").disabled
+
+    assert jobs.current() is not None and jobs.current().name == running.name  # still running, not cancelled
+    assert weights.active_dir() == second.path.resolve()  # nothing activated or restored
+    assert {r.name for r in jobs.list_runs()} == {first.name, second.name, running.name}  # nothing deleted
+
+
+def test_a_finished_run_is_not_activated_by_itself_on_a_shared_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGG_OPERATOR_PASSWORD", "s3cret")
+    at = _sidebar()
+    at.session_state["lgg_operator_unlocked"] = True
+    at.run()
+    _start(at)
+    run = jobs.wait(timeout=30)
+    assert run is not None and run.state == "succeeded" and not run.activated
+    assert weights.active_dir() == weights.BUNDLED_DIR and "operator activates it" in run.message
+
+
+def test_the_operator_unlocks_with_the_password_and_may_act(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path) -> None:
+    first = _fake_run(synthetic_root)
+    monkeypatch.setenv("LGG_OPERATOR_PASSWORD", "s3cret")
+    monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.3")
+    at = _sidebar()
+    assert "Start training" not in _labels(at)
+    at.text_input(key="lgg_operator_password").set_value("wrong")
+    _button(at, "Unlock").click()
+    at.run()
+    assert any("Wrong operator password" in e.value for e in at.sidebar.error)
+    assert "Start training" not in _labels(at)
+    at.text_input(key="lgg_operator_password").set_value("s3cret")
+    _button(at, "Unlock").click()
+    at.run()
+    assert "Operator mode" in _texts(at) and _labels(at)["Start training"]
+    assert "Operator password" not in [t.label for t in at.text_input]
+    _start(at)
+    run = jobs.current()
+    assert run is not None
+    _button(at, "Cancel training").click()
+    at.run()
+    assert jobs.wait(timeout=30).state == "cancelled"
+
+    page = AppTest.from_file(PAGE, default_timeout=60)
+    page.session_state["lgg_operator_unlocked"] = True  # the same unlock, in the Train page's session
+    page.run()
+    assert weights.active_dir() == first.path.resolve()
+    _button(page, "Restore bundled weights").click()
+    page.run()
+    assert weights.active_dir() == weights.BUNDLED_DIR
+    page.selectbox(key="lgg_run_pick").set_value(first.name)
+    page.run()
+    _button(page, "Activate this run").click()
+    page.run()
+    assert weights.active_dir() == first.path.resolve()
