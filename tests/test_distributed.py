@@ -175,8 +175,9 @@ def test_one_process_torchrun_gives_the_plain_runs_weights(synthetic_root: Path,
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_process_group_stops_every_rank_and_leaves_active_weights(
-        synthetic_root: Path, tiny_weights: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_to_torchrun_stops_every_rank_and_leaves_active_weights(
+        sig: signal.Signals, synthetic_root: Path, tiny_weights: Path, tmp_path: Path) -> None:
     active = tmp_path / "active"
     shutil.copytree(tiny_weights, active)
     set_active(active)
@@ -188,7 +189,7 @@ def test_sigterm_to_the_process_group_stops_every_rank_and_leaves_active_weights
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         ranks = start_ranks(proc, log, progress)
-        os.killpg(proc.pid, signal.SIGTERM)  # what a shell's kill -TERM -PGID does; torchrun passes it to its workers
+        os.killpg(proc.pid, sig)  # kill -TERM -PGID, or Ctrl-C in its terminal; torchrun passes it on to its workers
         try:
             proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
