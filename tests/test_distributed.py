@@ -226,6 +226,8 @@ def test_a_killed_rank_fails_the_run_with_a_clear_error(synthetic_root: Path, ti
     assert code != 0 and time.monotonic() - started < 120
     text = log.read_text()
     assert "lggdemo.train FAILED" in text and "SIGKILL" in text, text[-3000:]  # torchrun names the dead rank
+    last = json.loads(progress.read_text().splitlines()[-1])  # rank 0's own report, for the job manager
+    assert last["event"] == "error" and "lost its peers" in last["message"], last
     assert wait_gone([ranks[0]]), "rank 0 outlived the run"
     assert not out.exists() and files_of(active) == before
 
@@ -238,3 +240,12 @@ def test_card_of_a_distributed_context_says_how_batch_norm_was_treated(monkeypat
     monkeypatch.setattr(distributed, "_context", distributed.DistContext(rank=0, world_size=4, backend="nccl"))
     assert "SyncBatchNorm" in distributed.card_entry(cfg)["batch_norm"]
     assert np.isfinite(distributed.timeout_s())
+
+
+def test_a_lost_peer_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    gloo = RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer.\nmore")
+    assert distributed.describe_failure(gloo).startswith("RuntimeError: [gloo")  # a plain process: the error as is
+    monkeypatch.setattr(distributed, "_context", distributed.DistContext(rank=0, world_size=2, backend="gloo"))
+    text = distributed.describe_failure(gloo)
+    assert text.startswith("rank 0 of 2 lost its peers") and "Connection reset by peer" in text and "more" not in text
+    assert distributed.describe_failure(ValueError("bad")) == "ValueError: bad"

@@ -12,7 +12,7 @@ from typing import Any
 
 import lggdemo.train as package
 from lggdemo.train.config import OPTIONS, TrainConfig, TrainError, config_from_options
-from lggdemo.train.distributed import env_is_main
+from lggdemo.train.distributed import describe_failure, env_is_main
 from lggdemo.train.events import CANCELLED, ERROR, EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from lggdemo.train.pipeline import run
 from lggdemo.train.progress import Cancelled, JsonlWriter, ProgressCallback, TqdmReporter
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        emit(ERROR, message=f"{exc.__class__.__name__}: {exc}")
+        emit(ERROR, message=describe_failure(exc))
         return EXIT_FAILED
     finally:
         if writer:

@@ -174,6 +174,17 @@ def check_together(progress: Progress) -> None:
         raise Cancelled()
 
 
+def describe_failure(exc: BaseException) -> str:
+    """What a failed run reports: a lost peer said as such (gloo's or NCCL's first line follows), else the error."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    lost = ("connection", "closed by peer", "reset by peer", "timed out", "timeout", "nccl", "gloo")
+    if _context.distributed and isinstance(exc, RuntimeError) and any(w in text.lower() for w in lost):
+        return (f"rank {_context.rank} of {_context.world_size} lost its peers mid-run (a rank died or did not answer "
+                f"within {timeout_s():.0f} s; torchrun's summary names it): {first}")
+    return f"{exc.__class__.__name__}: {exc}"
+
+
 def finish(code: int) -> int:
     """End this rank's part: rank 0 posts its exit code, the others wait for it and exit with it; then leave the group.
 
