@@ -79,7 +79,7 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
     gen = torch.Generator().manual_seed(rank_seed(cfg.seed + 1))
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        xb, _ = augment(data.crops[idx].to(dev, non_blocking=True), None, gen)
+        xb, _ = augment(data.crops[idx].to(dev), None, gen)
         with autocast(dev):
             logits = net(xb, data.clinical[idx].to(dev))
         return F.binary_cross_entropy_with_logits(logits.float()[:, 0], data.labels[idx].to(dev))
@@ -111,8 +111,6 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
     scale = AgeScale(float(np.mean(known)) if known else 45.0, float(np.std(known)) if len(known) > 1 else 13.0)
     grade_cfg = GradeConfig(image_size=cfg.grade_image_size, age_scale=scale)
     data = grade_data(prep, prep.split.train, cfg.grade_image_size, scale)
-    if dev.type == "cuda":  # page-locked, so batches copy to the GPU asynchronously
-        data = GradeData(data.crops.pin_memory(), data.clinical.pin_memory(), data.labels.pin_memory(), data.patients)
     report: dict[str, Any] = {}
     started = time.monotonic()
     folds_run = 0  # the folds cross-validation actually ran with (it is skipped when a grade has too few patients)
