@@ -6,7 +6,9 @@ on CUDA where present. It uses the active weights when they are installed, else 
 built from the configs given on the command line (speed does not depend on the weights' values),
 so the encoder and input sizes can be compared before anything is trained.
 
-``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way.
+``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way; with
+``--world-size N`` it also times N DistributedDataParallel processes on this machine and reports
+their throughput ratio against one process (``lggdemo.train.benchmark_distributed``).
 
 ``--load N`` drives N browser-less Predict sessions at once (``lggdemo.loadtest``: N threads, each doing what
 "Try an example" makes the server do, on one shared Predictor) and reports p50/p95 latency against the
@@ -332,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seg-size", type=int, help="U-Net input side for untrained models")
     parser.add_argument("--grade-size", type=int, help="grade crop side for untrained models")
     parser.add_argument("--image-size", type=int, help="--train: image side (default: the full preset's)")
+    parser.add_argument("--world-size", type=int, default=1,
+                        help="--train: also time this many DDP processes on this machine and report the ratio to one")
     args = parser.parse_args(argv)
 
     from lggdemo.device import DeviceError
@@ -364,14 +368,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 res = bench_teach(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
                                   weights_dir=args.weights, data=args.data)
             else:
-                from lggdemo.train import benchmark_training  # the trainer owns what a training step is
+                from lggdemo.train import benchmark_distributed, benchmark_training  # the trainer owns a training step
 
-                res = benchmark_training(device=device, image_size=args.image_size)
+                res = benchmark_training(device=device, image_size=args.image_size) if args.world_size <= 1 else \
+                    benchmark_distributed(args.world_size, device=device, image_size=args.image_size)
             report[device] = res
             kind = "inference" if args.infer else "teaching" if args.teach else "training"
             print(format_table(_flatten(res), f"{kind} on {device}"))
             print()
-    except DeviceError as exc:
+    except (DeviceError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU, a world size of 1)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _write_json(args.json, report)

@@ -148,6 +148,17 @@ class ModelCard:
         return str(v) if v is not None else None
 
     @property
+    def distributed(self) -> dict[str, Any]:
+        """The processes that trained (``world_size``, ``backend``, ``per_rank_batch_size``...); empty on older cards."""
+        return _dict(self.data.get("distributed"))
+
+    @property
+    def world_size(self) -> int:
+        """1 for a plain run and for cards written before torchrun training existed."""
+        v = self.distributed.get("world_size")
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else 1
+
+    @property
     def train_config(self) -> dict[str, Any]:
         return _dict(self.data.get("train_config"))
 

@@ -47,6 +47,35 @@ def test_train_prints_the_trainers_numbers(tmp_path: Path, monkeypatch: pytest.M
     assert "segmentation.images_per_s  12.5" in capsys.readouterr().out
 
 
+def test_train_world_size_reports_the_distributed_ratio(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import lggdemo.train as train
+
+    seen = {}
+
+    def fake(world_size: int = 2, device: str = "auto", image_size: int | None = None) -> dict[str, object]:
+        seen.update(world_size=world_size, device=device, image_size=image_size)
+        return {"world_size": world_size, "segmentation": {"ratio": 0.8}}
+
+    monkeypatch.setattr(train, "benchmark_distributed", fake)
+    monkeypatch.setattr(train, "benchmark_training", lambda **kw: pytest.fail("one process only was asked for"))
+    assert bench.main(["--train", "--device", "cpu", "--world-size", "2", "--image-size", "64"]) == 0
+    assert seen == {"world_size": 2, "device": "cpu", "image_size": 64}
+    assert "segmentation.ratio  0.8" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_distributed_benchmark_times_two_gloo_processes() -> None:
+    from lggdemo.train import benchmark_distributed
+
+    res = benchmark_distributed(2, device="cpu", image_size=32, steps=1)
+    assert res["world_size"] == 2 and res["backend"] == "gloo" and res["threads_per_rank"] >= 1
+    for name in ("segmentation", "grade"):
+        r = res[name]
+        assert r["images_per_second_2_processes"] > 0 and r["images_per_second_1_process"] > 0
+        assert r["ratio"] == pytest.approx(r["images_per_second_2_processes"] / r["images_per_second_1_process"])
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_missing_device_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--infer", "--device", "cuda"]) == 2

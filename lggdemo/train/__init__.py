@@ -23,7 +23,7 @@ Why it is shaped this way:
 #   loop          the optimisation loop and its seams            segmentation  the U-Net's training
 #   grade         the grade model's data, fit and CV             card        the model card and publishing
 #   pipeline      one run end to end (``run``)                   benchmark   training throughput
-#   cli           ``python -m lggdemo.train``
+#   cli           ``python -m lggdemo.train``                    distributed torchrun + DDP (process group, shards)
 #
 # Names are re-exported lazily (PEP 562): ``from lggdemo.train import TrainConfig`` must not import
 # torch, because the job manager and the sidebar read the config and the contract without it.
@@ -43,20 +43,20 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("GradeData", "fit_grade", "grade_data", "train_grade"), "grade"),
     **dict.fromkeys(("data_fingerprint", "library_versions"), "card"),
     **dict.fromkeys(("run",), "pipeline"),
-    **dict.fromkeys(("benchmark_training",), "benchmark"),
+    **dict.fromkeys(("benchmark_distributed", "benchmark_training"), "benchmark"),
     **dict.fromkeys(("build_parser", "config_from_args", "main"), "cli"),
 }
 __all__ = [
     "Cancelled", "Event", "GradeData", "JsonlWriter", "PRESETS", "Prepared", "Progress", "ProgressCallback", "Split",
-    "TASKS", "TqdmReporter", "TrainConfig", "TrainError", "augment", "benchmark_training", "build_parser",
-    "config_from_args", "continue_from", "data_fingerprint", "fit_grade", "fold_split", "grade_data", "kfold",
+    "TASKS", "TqdmReporter", "TrainConfig", "TrainError", "augment", "benchmark_distributed", "benchmark_training",
+    "build_parser", "config_from_args", "continue_from", "data_fingerprint", "fit_grade", "fold_split", "grade_data", "kfold",
     "library_versions", "main", "patient_split", "run", "same_split", "slice_dice_loss", "train_grade",
     "train_segmentation",
 ]
 
 if TYPE_CHECKING:
     from lggdemo.train.augmentation import augment
-    from lggdemo.train.benchmark import benchmark_training
+    from lggdemo.train.benchmark import benchmark_distributed, benchmark_training
     from lggdemo.train.card import data_fingerprint, library_versions
     from lggdemo.train.cli import build_parser, config_from_args, main
     from lggdemo.train.config import PRESETS, TASKS, TrainConfig, TrainError

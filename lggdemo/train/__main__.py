@@ -1,5 +1,6 @@
-"""``python -m lggdemo.train``."""
+"""``python -m lggdemo.train`` (also as torchrun's ``-m lggdemo.train``: each rank ends with rank 0's outcome)."""
 
 from lggdemo.train.cli import main
+from lggdemo.train.distributed import finish
 
-raise SystemExit(main())
+raise SystemExit(finish(main()))

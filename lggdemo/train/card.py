@@ -27,6 +27,7 @@ from lggdemo.evaluate import DEFINITIONS, Metric
 from lggdemo.modelcard import ModelCard
 from lggdemo.models import GradeConfig, GradeNet, SegConfig
 from lggdemo.train.config import TrainConfig
+from lggdemo.train.distributed import card_entry
 from lggdemo.train.split import Split, same_split
 from lggdemo.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
 
@@ -111,6 +112,7 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
         **{k: card[k] for k in ("segmentation", "grade") if k in card},
         "metric_definitions": DEFINITIONS,
         "device": describe(device),
+        "distributed": card_entry(cfg),
         "library_versions": library_versions(),
         "training_seconds": seconds,
     }

@@ -12,6 +12,7 @@ from typing import Any
 
 import lggdemo.train as package
 from lggdemo.train.config import OPTIONS, TrainConfig, TrainError, config_from_options
+from lggdemo.train.distributed import describe_failure, env_is_main
 from lggdemo.train.events import CANCELLED, ERROR, EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from lggdemo.train.pipeline import run
 from lggdemo.train.progress import Cancelled, JsonlWriter, ProgressCallback, TqdmReporter
@@ -39,10 +40,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     listeners: list[ProgressCallback] = []
-    writer = JsonlWriter(args.progress_file) if args.progress_file else None
+    main_rank = env_is_main()  # under torchrun only rank 0 reports (the others train alongside it)
+    writer = JsonlWriter(args.progress_file) if args.progress_file and main_rank else None
     if writer:
         listeners.append(writer)
-    if not args.no_bar:
+    if not args.no_bar and main_rank:
         listeners.append(TqdmReporter())
     stop = threading.Event()
 
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        emit(ERROR, message=f"{exc.__class__.__name__}: {exc}")
+        emit(ERROR, message=describe_failure(exc))
         return EXIT_FAILED
     finally:
         if writer:

@@ -25,6 +25,7 @@ from lggdemo.preprocess import AgeScale, crop_tumour, encode_clinical, normalize
 from lggdemo.train.augmentation import augment
 from lggdemo.train.card import metrics_dict
 from lggdemo.train.config import TrainConfig, TrainError
+from lggdemo.train.distributed import distribute, is_main, rank_seed
 from lggdemo.train.events import CV_VARIANTS, INFO, Fit, cv_fit, final_fit
 from lggdemo.train.loop import autocast, train_loop
 from lggdemo.train.prepare import Prepared
@@ -72,15 +73,16 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
     transfer = seg_model is not None and cfg.grade_init == "segmentation"
     copied = init_grade_from_segmentation(model, seg_model) if transfer else 0  # type: ignore[arg-type]
     model = model.to(dev)
+    net = distribute(model, dev, find_unused=not (grade_cfg.use_image and grade_cfg.use_clinical))
     counts = {p: int((data.patients == p).sum()) for p in set(data.patients.tolist())}
     n_pat = {c: len({p for p in counts if float(data.labels[data.patients == p][0]) == c}) for c in (0.0, 1.0)}
     w = torch.tensor([1.0 / counts[p] / max(1, n_pat[float(y)]) for p, y in zip(data.patients, data.labels.tolist())])
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    gen = torch.Generator().manual_seed(rank_seed(cfg.seed + 1))
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         xb, _ = augment(data.crops[idx].to(dev), None, gen)
         with autocast(dev):
-            logits = model(xb, data.clinical[idx].to(dev))
+            logits = net(xb, data.clinical[idx].to(dev))
         return F.binary_cross_entropy_with_logits(logits.float()[:, 0], data.labels[idx].to(dev))
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-3), w, batch_loss,
@@ -130,21 +132,25 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
                     sel = np.isin(data.patients, tr)
                     sub = GradeData(data.crops[sel], data.clinical[sel], data.labels[sel], data.patients[sel])
                     m, _ = fit_grade(cfg, vcfg, sub, dev, progress, cv_fit(name, i, cfg.folds), seg_model)
-                    oof.update(_patient_probs(m, data, te, dev))
+                    if is_main():  # scoring is rank 0's: DDP keeps the fold's model the same on every rank
+                        oof.update(_patient_probs(m, data, te, dev))
+                if not is_main():
+                    continue
                 y = [labels[patients.index(p)] for p in oof]
                 cv["variants"][name] = {k: v.to_dict() for k, v in grade_metrics(y, list(oof.values()), cfg.seed).items()}
                 progress.emit(INFO, message=f"grade CV {name}: AUC {cv['variants'][name]['auc']['value']:.3f}")
-            ages = [prep.index.clinical_for(p).age for p in patients]
-            # Age-only baseline under the same folds, so it sits beside the CV numbers honestly.
-            base: dict[str, float] = {}
-            for tr, te in kfold(patients, labels, cfg.folds, cfg.seed):
-                probs = age_baseline_probs([ages[patients.index(p)] for p in tr], [labels[patients.index(p)] for p in tr],
-                                           [ages[patients.index(p)] for p in te])
-                base.update(dict(zip(te, probs)))
-            yb = [labels[patients.index(p)] for p in base]
-            cv["age_baseline_auc"] = Metric(roc_auc(yb, list(base.values())), bootstrap_ci(roc_auc, yb, list(base.values())),
-                                            len(yb), DEFINITIONS["age_baseline_auc"]).to_dict()
-            report["cross_validation"] = cv
+            if is_main():  # the other ranks only trained the folds' models
+                ages = [prep.index.clinical_for(p).age for p in patients]
+                # Age-only baseline under the same folds, so it sits beside the CV numbers honestly.
+                base: dict[str, float] = {}
+                for tr, te in kfold(patients, labels, cfg.folds, cfg.seed):
+                    probs = age_baseline_probs([ages[patients.index(p)] for p in tr], [labels[patients.index(p)] for p in tr],
+                                               [ages[patients.index(p)] for p in te])
+                    base.update(dict(zip(te, probs)))
+                yb = [labels[patients.index(p)] for p in base]
+                cv["age_baseline_auc"] = Metric(roc_auc(yb, list(base.values())), bootstrap_ci(roc_auc, yb, list(base.values())),
+                                                len(yb), DEFINITIONS["age_baseline_auc"]).to_dict()
+                report["cross_validation"] = cv
             folds_run = cfg.folds
 
     model, info = fit_grade(cfg, grade_cfg, data, dev, progress, final_fit(folds_run), seg_model, prep.history["grade"])

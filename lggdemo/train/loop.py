@@ -15,13 +15,29 @@ import numpy as np
 import torch
 
 from lggdemo.train.config import TrainConfig
+from lggdemo.train.distributed import check_together, world_size
 from lggdemo.train.events import EPOCH, STEP, Fit
 from lggdemo.train.progress import Progress
 
 
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA: bfloat16 where the GPU has it, else float16 (with loss scaling); none elsewhere.
+
+    CPU bfloat16 is slower than float32 here.
+    """
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def autocast(device: torch.device) -> Any:
-    """bfloat16 autocast on CUDA; a no-op elsewhere (CPU bfloat16 is slower than float32 here)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    dtype = amp_dtype(device)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for float16 (its gradients underflow); disabled -- a pass-through -- otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
 
 
 def cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int, warmup: int) -> None:
@@ -39,11 +55,12 @@ def sample_order(weights: torch.Tensor, count: int, gen: torch.Generator) -> tor
     return torch.multinomial(weights, count, replacement=True, generator=gen)
 
 
-def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """Backward and update for one batch."""
+def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, scaler: torch.amp.GradScaler) -> None:
+    """Backward (DDP averages the ranks' gradients during it) and update for one batch."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
 
 
 def train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torch.Tensor,
@@ -57,19 +74,20 @@ def train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torc
     model's fits this is (see :mod:`lggdemo.train.events`), so the job's reader can place it in the run.
     """
     batch = cfg.batch_size
-    steps_per_epoch = samples // batch
+    steps_per_epoch = max(1, samples // (batch * world_size()))  # each rank draws its share of the epoch
     total = steps_per_epoch * epochs
     tags = {"model": name, **fit.tags()}
     started, step = time.monotonic(), 0
+    scaler = grad_scaler(next(model.parameters()).device)
     for epoch in range(1, epochs + 1):
         model.train()
         order = sample_order(weights, steps_per_epoch * batch, gen)
         losses = []
         for s in range(steps_per_epoch):
-            progress.check()
+            check_together(progress)
             cosine_lr(opt, cfg.lr, step, total, warmup=max(1, total // 20))
             loss = batch_loss(order[s * batch : (s + 1) * batch])
-            optimiser_step(opt, loss)
+            optimiser_step(opt, loss, scaler)
             losses.append(loss.item())
             step += 1
             eta = (time.monotonic() - started) / step * (total - step)
@@ -80,4 +98,4 @@ def train_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, weights: torc
             history.append(record)
         progress.emit(EPOCH, **tags, epochs=epochs, eta_s=(time.monotonic() - started) / step * (total - step), **record)
     seconds = time.monotonic() - started
-    return {"training_seconds": seconds, "images_per_second": step * batch / seconds}
+    return {"training_seconds": seconds, "images_per_second": step * batch * world_size() / seconds}

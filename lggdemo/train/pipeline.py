@@ -19,6 +19,7 @@ from lggdemo.models import GradeConfig, GradeNet, SegConfig
 from lggdemo.postprocess import patient_rule_text
 from lggdemo.train.card import metrics_dict, publish, signals_deferred
 from lggdemo.train.config import TrainConfig
+from lggdemo.train.distributed import is_main
 from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
@@ -56,6 +57,10 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             seg_model, seg_cfg = load_segmentation(source, device)
         except WeightsError:
             progress.emit(INFO, message=f"no segmentation model in {source}: grade validation uses true masks")
+    if not is_main():  # under torchrun the other ranks train alongside rank 0; measuring and publishing are its
+        if want_grade:
+            train_grade(cfg, prep, progress, seg_model, seg_cfg)
+        return out
 
     val_sel = np.isin(prep.arrays_256.patient_ids, split.val)
     val_pred = None

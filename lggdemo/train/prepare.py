@@ -14,6 +14,7 @@ import torch
 
 from lggdemo.data import DatasetError, DatasetIndex, SliceArrays, scan_dataset, slice_arrays
 from lggdemo.device import DeviceError, choose_device
+from lggdemo.train import distributed
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.split import Split, fold_split, patient_split
 
@@ -30,13 +31,16 @@ class Prepared:
 
 
 def training_device(cfg: TrainConfig) -> torch.device:
-    """The device ``cfg.device`` names (a missing one is a :class:`TrainError`), with the CPU thread count set."""
+    """The device ``cfg.device`` names (a missing one is a :class:`TrainError`), with the CPU thread count set.
+
+    Under torchrun this rank joins the process group and takes its own GPU or its share of the cores.
+    """
     try:
         device = choose_device(cfg.device)
     except DeviceError as exc:
         raise TrainError(str(exc)) from exc
     torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
-    return device
+    return distributed.join(device, cfg.threads)
 
 
 def load_index(cfg: TrainConfig) -> DatasetIndex:

@@ -15,6 +15,7 @@ from lggdemo.models import SegConfig, build_segmentation
 from lggdemo.preprocess import normalize_images
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
+from lggdemo.train.distributed import distribute, is_main, rank_seed
 from lggdemo.train.loop import autocast, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
@@ -32,6 +33,7 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     model = build_segmentation(seg_cfg)
     lineage = continue_from(cfg, prep.split, model) if cfg.init_from else None
     model = model.to(dev)
+    net = distribute(model, dev)  # DDP on several ranks; `model` is what is validated and saved
     arrays = slice_arrays(prep.index, cfg.image_size)
     train_sel = np.isin(arrays.patient_ids, prep.split.train)
     x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
@@ -39,12 +41,12 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     if dev.type == "cuda":
         x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(rank_seed(cfg.seed))
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         xb, yb = augment(x_all[idx].to(dev, non_blocking=True), y_all[idx].to(dev, non_blocking=True), gen)
         with autocast(dev):
-            logits = model(xb)
+            logits = net(xb)
         logits = logits.float()
         loss = dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
         return loss + slice_dice_loss(logits, yb) if cfg.slice_dice else loss
@@ -61,7 +63,7 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
                       torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0),  # tumour slices 3x as likely
                       batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
-                      gen=gen, progress=progress, validate=validate if cfg.epoch_validation else None,
+                      gen=gen, progress=progress, validate=validate if cfg.epoch_validation and is_main() else None,
                       history=prep.history["segmentation"])
     if lineage:
         info["initialised_from"] = lineage

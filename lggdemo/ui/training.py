@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from lggdemo import jobs, weights
+from lggdemo.modelcard import ModelCard
 from lggdemo.ui.access import can_manage, locked_hint
 
 #: Seconds between refreshes of the Train page's curves and log.
@@ -187,6 +188,15 @@ def history_table(runs: list[jobs.RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def processes_text(card: ModelCard) -> str | None:
+    """How many processes trained a card's models, when torchrun ran several (a plain run says nothing)."""
+    if card.world_size <= 1:
+        return None
+    d = card.distributed
+    return (f"Trained by {card.world_size} processes (torchrun, {d.get('backend') or '?'} backend; "
+            f"{d.get('per_rank_batch_size', '?')} slices per process per step).")
+
+
 def render_active_weights() -> None:
     """Which weights the app uses now, and the button that always brings the bundled ones back."""
     active = weights.active_weights()
@@ -201,6 +211,8 @@ def render_active_weights() -> None:
         st.warning("No usable model card in the active weights folder: Predict cannot run until weights are trained "
                    "or restored.")  # fmt: skip
     else:
+        if text := processes_text(card):
+            st.caption(text)
         values = flat_metrics(card.metrics())
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))

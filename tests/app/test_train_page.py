@@ -163,6 +163,22 @@ def test_failed_run_shows_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     assert weights.active_dir() == weights.BUNDLED_DIR
 
 
+def test_active_weights_of_a_distributed_run_show_its_world_size(tiny_weights: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "ddp-run"
+    shutil.copytree(tiny_weights, folder)
+    card = weights.read_card(folder)
+    card["distributed"] = {"world_size": 4, "backend": "nccl", "per_rank_batch_size": 16, "global_batch_size": 64}
+    (folder / weights.CARD_FILE).write_text(json.dumps(card))
+    weights.set_active(folder)
+    at = _page()
+    assert any("Trained by 4 processes (torchrun, nccl backend; 16 slices" in c.value for c in at.caption)
+    weights.set_active(None)
+    assert not any("processes (torchrun" in c.value for c in _page().caption)  # a plain run's card says nothing
+
+
 def _page() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
