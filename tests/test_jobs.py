@@ -433,3 +433,19 @@ def test_pointer_write_is_atomic(index: DatasetIndex, monkeypatch: pytest.Monkey
             jobs.activate(second.name)
     assert weights.pointer_path().read_bytes() == before  # old pointer intact, no half-written file
     assert [p.name for p in weights.runs_dir().iterdir() if p.name.startswith(".active")] == []
+
+
+def test_the_sidebar_trainer_never_inherits_torchrun_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app started inside a torchrun job must still launch a one-process trainer: the distributed trainer
+    joins a process group whenever RANK and WORLD_SIZE are set."""
+    from lggdemo.jobs.process import trainer_env
+    from lggdemo.train.distributed import launched
+
+    base = {"PATH": "/usr/bin", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1",
+            "TORCHELASTIC_RUN_ID": "x", "LGG_CACHE_DIR": "/c"}
+    env = trainer_env(base)
+    assert env["PATH"] == "/usr/bin" and env["LGG_CACHE_DIR"] == "/c"
+    assert env["PYTHONUNBUFFERED"] == "1" and env["HF_HUB_OFFLINE"] == "1"
+    assert not {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"} & set(env)
+    monkeypatch.setattr(os, "environ", env)
+    assert not launched()  # what the trainer decides by: it would run as one plain process

@@ -30,6 +30,7 @@ from lggdemo.jobs.process import (
     release_lock,
     running_name,
     signal_reason,
+    trainer_env,
 )
 from lggdemo.jobs.progress import read_progress
 from lggdemo.jobs.runs import RunInfo, log_tail, run_info
@@ -89,7 +90,7 @@ def start(
                    "complete_from": str(complete_from) if complete_from else None, "command": argv,
                    "oom_kills_at_start": oom_kill_count()}  # fmt: skip
             files.write_json(run_dir / JOB_FILE, job)
-            env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+            env = trainer_env(os.environ)
             with open(run_dir / LOG_FILE, "ab") as log:
                 proc = subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ from lggdemo.train.config import OPTIONS
 
 #: A lock still without a trainer pid is being written by ``start``; older than this it is debris.
 STARTING_GRACE_S = 60.0
+
+
+#: What torchrun puts in a worker's environment. The sidebar's trainer is always one process, so none of it
+#: may reach it, even when the app itself was started from inside a torchrun job.
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+                "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+
+
+def trainer_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment a sidebar trainer runs in: ``base`` without torchrun's variables, unbuffered and offline."""
+    env = {k: v for k, v in base.items() if k not in TORCHRUN_ENV and not k.startswith("TORCHELASTIC_")}
+    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    return env
 
 
 def process_state(pid: int) -> tuple[bool, str | None]:

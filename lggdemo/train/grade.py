@@ -27,7 +27,7 @@ from lggdemo.train.card import metrics_dict
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
 from lggdemo.train.events import CV_VARIANTS, INFO, Fit, cv_fit, final_fit
-from lggdemo.train.loop import autocast, train_loop
+from lggdemo.train.loop import autocast, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.split import Split, kfold
@@ -80,9 +80,9 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
     gen = torch.Generator().manual_seed(rank_seed(cfg.seed + 1))
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        xb, _ = augment(data.crops[idx].to(dev), None, gen)
+        xb, _ = augment(gather_batch(data.crops, idx, dev), None, gen)
         with autocast(dev):
-            logits = net(xb, data.clinical[idx].to(dev))
+            logits = net(xb, gather_batch(data.clinical, idx, dev))
         return F.binary_cross_entropy_with_logits(logits.float()[:, 0], data.labels[idx].to(dev))
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-3), w, batch_loss,

@@ -35,6 +35,20 @@ def autocast(device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+def gather_batch(source: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``source[idx]`` on ``device``. On CUDA the rows are gathered straight into page-locked (pinned) host
+    memory and copied without blocking, so the copy overlaps the GPU's work: pinning ``source`` itself does
+    not help, because indexing a pinned tensor returns an ordinary one. Elsewhere it is plain indexing
+    (the CPU path stays bit-identical). PyTorch's pinned-memory allocator keeps a buffer alive until its
+    copy has finished, so a fresh buffer per batch is safe and cheap.
+    """
+    if device.type != "cuda":
+        return source[idx].to(device)
+    buffer = torch.empty((len(idx), *source.shape[1:]), dtype=source.dtype, pin_memory=True)
+    torch.index_select(source, 0, idx, out=buffer)
+    return buffer.to(device, non_blocking=True)
+
+
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     """Loss scaling for float16 (its gradients underflow); disabled -- a pass-through -- otherwise."""
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)

@@ -16,7 +16,7 @@ from lggdemo.preprocess import normalize_images
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
-from lggdemo.train.loop import autocast, train_loop
+from lggdemo.train.loop import autocast, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.split import Split, same_split
@@ -38,13 +38,11 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     train_sel = np.isin(arrays.patient_ids, prep.split.train)
     x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
     y_all = torch.from_numpy(arrays.masks[train_sel]).float()[:, None]
-    if dev.type == "cuda":
-        x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
     gen = torch.Generator().manual_seed(rank_seed(cfg.seed))
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        xb, yb = augment(x_all[idx].to(dev, non_blocking=True), y_all[idx].to(dev, non_blocking=True), gen)
+        xb, yb = augment(gather_batch(x_all, idx, dev), gather_batch(y_all, idx, dev), gen)
         with autocast(dev):
             logits = net(xb)
         logits = logits.float()
