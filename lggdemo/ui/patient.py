@@ -31,9 +31,8 @@ from lggdemo.ui.predict import (
     SEX_OPTIONS,
     active_card,
     current_clinical,
-    grade_figure,
+    render_grade_value,
     render_mask_quality,
-    render_withheld_grade,
 )
 from lggdemo.ui.teach import REMOVED_COLOUR, render_slice_lesson
 from lggdemo.view3d import figure_3d
@@ -184,12 +183,7 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
     if result.patient_grade_prob is None:
         st.warning(result.grade_note or "No grade.")
     else:
-        if result.grade_withheld:
-            render_withheld_grade(result.grade_withheld, result.patient_grade_prob)
-        else:
-            st.plotly_chart(grade_figure(result.patient_grade_prob), key="patient_grade_chart")
-        if result.grade_note:
-            st.info(result.grade_note)
+        render_grade_value(result.patient_grade_prob, result.grade_withheld, result.grade_note, "patient_grade_chart")
         auc = card_metric(predictor.card, "grade", "auc")
         base = card_metric(predictor.card, "grade", "age_baseline_auc")
         st.caption(f"Grade AUC on the card's validation patients: {auc.text() if auc else 'n/a'}; age-only baseline: "

@@ -233,6 +233,16 @@ def render_withheld_grade(sentence: str, raw: float) -> None:
                     "ranked grade III no better than chance.")
 
 
+def render_grade_value(p_g3: float, withheld: str | None, note: str | None, chart_key: str) -> None:
+    """The patient's grade as both Predict modes show it: the bar, or the sentence that withholds it; then the note."""
+    if withheld:
+        render_withheld_grade(withheld, p_g3)
+    else:
+        st.plotly_chart(grade_figure(p_g3), key=chart_key)
+    if note:
+        st.info(note)
+
+
 def render_grade(result: PredictionResult, predictor: Predictor) -> None:
     st.subheader("Grade")
     if result.patient_grade_prob is None:
@@ -240,12 +250,7 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
         return
     col_fig, col_card = st.columns([3, 2])
     with col_fig:
-        if result.grade_withheld:
-            render_withheld_grade(result.grade_withheld, result.patient_grade_prob)
-        else:
-            st.plotly_chart(grade_figure(result.patient_grade_prob), key="predict_grade_chart")
-        if result.grade_note:
-            st.info(result.grade_note)
+        render_grade_value(result.patient_grade_prob, result.grade_withheld, result.grade_note, "predict_grade_chart")
     with col_card:
         auc = card_metric(predictor.card, "grade", "auc")
         base = card_metric(predictor.card, "grade", "age_baseline_auc")

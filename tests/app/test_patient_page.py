@@ -15,23 +15,13 @@ from lggdemo.data import scan_dataset
 from lggdemo.gradeinfo import RAW_SCORE_LABEL
 from lggdemo.infer import SEEN_NEITHER, SEEN_VALIDATION
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
-TIMEOUT = 180
-
 
 @pytest.fixture()
-def app(tmp_path: Path, tiny_weights: Path, synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(weights, "BUNDLED_DIR", empty)
-    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
-    weights.set_active(tiny_weights)
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    at.radio(key="predict_input_mode").set_value("Whole patient").run()
-    assert not at.exception, at.exception
-    return at
+def app(predict_app: AppTest) -> AppTest:
+    """The Predict page switched to whole-patient mode."""
+    predict_app.radio(key="predict_input_mode").set_value("Whole patient").run()
+    assert not predict_app.exception, predict_app.exception
+    return predict_app
 
 
 def texts(at: AppTest) -> str:

@@ -21,22 +21,8 @@ TIMEOUT = 180
 
 
 @pytest.fixture()
-def no_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Whatever is in the project's weights/, these tests see an empty bundled folder."""
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(weights, "BUNDLED_DIR", empty)
-    return empty
-
-
-@pytest.fixture()
-def app(no_bundled: Path, tiny_weights: Path, synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
-    weights.set_active(tiny_weights)
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+def app(predict_app: AppTest) -> AppTest:
+    return predict_app
 
 
 def texts(at: AppTest) -> str:

@@ -17,7 +17,6 @@ from lggdemo.data import scan_dataset
 from lggdemo.ui.teach import NEEDS_TRUTH, STEP_TITLES, UNCERTAINTY_HOW_TO_READ
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "pages" / "predict.py")
 APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 180
 THRESHOLD = "predict_teach_threshold"
@@ -33,17 +32,9 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
-def app(runs: Path, tmp_path: Path, tiny_weights: Path, synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    """Predict on the phantoms with the tiny weights active and an empty bundled folder."""
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(weights, "BUNDLED_DIR", empty)
-    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
-    weights.set_active(tiny_weights)
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+def app(runs: Path, predict_app: AppTest) -> AppTest:
+    """Predict on the phantoms (tests/app/conftest.py), with this test's own runs folder set up first."""
+    return predict_app
 
 
 def texts(at: AppTest) -> str:
