@@ -28,8 +28,8 @@ from lggdemo.weights import WeightsError, load_card, read_card, write_card
 
 # What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not.
 RECIPE_KEYS = ("preset", "encoder", "image_size", "seg_epochs", "seg_samples", "batch_size", "lr", "slice_dice",
-               "min_component_px", "flip_tta")
-_DEFAULTS = {"slice_dice": False}  # keys that older cards predate
+               "min_component_px", "flip_tta", "precision", "small_tumour_boost")
+_DEFAULTS = {"slice_dice": False, "precision": "auto", "small_tumour_boost": 1}  # keys that older cards predate
 
 
 class CrossValError(ValueError):

@@ -20,7 +20,7 @@ from lggdemo.models import GradeConfig, SegConfig, build_grade, build_segmentati
 from lggdemo.train import distributed
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
-from lggdemo.train.loop import autocast
+from lggdemo.train.loop import autocast, channels_last
 
 MODELS = ("segmentation", "grade")
 
@@ -140,7 +140,7 @@ def _rank_main(rank: int, world_size: int, port: int, device: str, image_size: i
     gen = torch.Generator().manual_seed(distributed.rank_seed(0))
     medians: dict[str, Any] = {"backend": distributed.context().backend, "threads": torch.get_num_threads()}
     for name, (model, size) in _models(cfg, dev).items():
-        net = distributed.distribute(model, dev)
+        net = distributed.distribute(model, dev, channels_last=channels_last(dev))
         medians[name] = float(np.median(_step_seconds(name, net, cfg.batch_size, size, dev, gen, steps)))
     if rank == 0:
         queue.put(medians)

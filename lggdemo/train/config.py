@@ -32,6 +32,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    grade_image_size=64, grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
 }
 TASKS: tuple[str, ...] = tuple(TASK_NAMES)
+#: Training precision (see ``lggdemo.train.loop.amp_dtype``): auto = mixed on CUDA, float32 elsewhere.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 #: Presets that need an option the preset cannot supply, and the message when it is missing.
 PRESET_REQUIRES: dict[str, tuple[str, str]] = {
     "refine": ("init_from", "the refine preset continues a trained U-Net: give the weights folder with --init-from."),
@@ -134,6 +136,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = _set(0, option="seed", type=int)
     device: str = _set("auto", option="device", label="Device", choices=DEVICES)
+    precision: str = _set("auto", option="precision", label="Precision", choices=PRECISIONS,
+                          help="autocast dtype: auto (mixed on CUDA, fp32 on CPU), fp32, or bf16 on any device "
+                               "(with channels-last; about 3x faster on a CPU with AVX-512 BF16)")
     min_component_px: int = 64
     flip_tta: bool = True
     grade_init: str = "segmentation"  # "segmentation" (when the U-Net encoder is a resnet50) | "scratch"
@@ -146,6 +151,9 @@ class TrainConfig:
     init_from: str | None = _set(None, option="init_from", help="weights folder whose U-Net this run continues (the "
                                  "refine preset); same patient split required")
     slice_dice: bool = False  # add a Dice term per tumour slice to the batch Dice (see slice_dice_loss)
+    small_tumour_boost: int = _set(1, option="small_tumour_boost", type=int, minimum=1, maximum=20,
+                                   help="draw tumour slices whose true area is under 256 px (at 256x256) this many "
+                                        "times as often as other tumour slices (1 = no boost)")
     # score the U-Net on the validation patients after every epoch (a curve only)
     epoch_validation: bool = _set(True, option="no_epoch_validation", negate=True,
                                   help="skip the per-epoch validation curve (saves time; the weights are the same)")

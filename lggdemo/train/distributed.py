@@ -143,15 +143,16 @@ def rank_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, _context.rank]).generate_state(1)[0])
 
 
-def distribute(model: torch.nn.Module, device: torch.device, *, find_unused: bool = False) -> torch.nn.Module:
+def distribute(model: torch.nn.Module, device: torch.device, *, find_unused: bool = False,
+               channels_last: bool = False) -> torch.nn.Module:
     """The module to run the training forward pass through: DDP around ``model`` when there are several ranks.
 
     ``model`` itself stays the one to validate and save (DDP shares its parameters). Batch norm is
     synchronised on CUDA only (see the module docstring); ``find_unused`` is for models with a branch
     switched off (the grade ablations), whose parameters get no gradient.
     """
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)  # faster convolutions under autocast on tensor cores
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # faster convolutions under autocast (tensor cores, oneDNN bf16)
     if _context.world_size == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel

@@ -27,7 +27,7 @@ from lggdemo.train.card import metrics_dict
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
 from lggdemo.train.events import CV_VARIANTS, INFO, Fit, cv_fit, final_fit
-from lggdemo.train.loop import autocast, gather_batch, train_loop
+from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.split import Split, kfold
@@ -73,7 +73,8 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
     transfer = seg_model is not None and cfg.grade_init == "segmentation"
     copied = init_grade_from_segmentation(model, seg_model) if transfer else 0  # type: ignore[arg-type]
     model = model.to(dev)
-    net = distribute(model, dev, find_unused=not (grade_cfg.use_image and grade_cfg.use_clinical))
+    net = distribute(model, dev, find_unused=not (grade_cfg.use_image and grade_cfg.use_clinical),
+                     channels_last=channels_last(dev, cfg.precision))
     counts = {p: int((data.patients == p).sum()) for p in set(data.patients.tolist())}
     n_pat = {c: len({p for p in counts if float(data.labels[data.patients == p][0]) == c}) for c in (0.0, 1.0)}
     w = torch.tensor([1.0 / counts[p] / max(1, n_pat[float(y)]) for p, y in zip(data.patients, data.labels.tolist())])
@@ -81,7 +82,7 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         xb, _ = augment(gather_batch(data.crops, idx, dev), None, gen)
-        with autocast(dev):
+        with autocast(dev, cfg.precision):
             logits = net(xb, gather_batch(data.clinical, idx, dev))
         return F.binary_cross_entropy_with_logits(logits.float()[:, 0], data.labels[idx].to(dev))
 

@@ -14,7 +14,7 @@ import torch
 
 from lggdemo.data import SliceArrays
 from lggdemo.device import describe
-from lggdemo.evaluate import evaluate_segmentation, predict_patient_masks
+from lggdemo.evaluate import evaluate_segmentation, predict_patient_masks, tumour_slice_dice_by_area
 from lggdemo.models import GradeConfig, GradeNet, SegConfig
 from lggdemo.postprocess import patient_rule_text
 from lggdemo.train.card import metrics_dict, publish, signals_deferred
@@ -68,8 +68,10 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         val_pred = predict_patient_masks(seg_model, seg_cfg, prep.arrays_256.images[val_sel],
                                          prep.arrays_256.patient_ids[val_sel], device)
     if want_seg and seg_cfg is not None and val_pred is not None:
-        ev = evaluate_segmentation(val_pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
-        card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
+        val_truth = prep.arrays_256.masks[val_sel]
+        ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
+        card["segmentation"] = {"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
+                                "config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
                                 "postprocess": patient_rule_text(seg_cfg.min_component_px),
                                 "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient,
                                 "history": prep.history["segmentation"], **seg_info}

@@ -16,7 +16,7 @@ from lggdemo.preprocess import normalize_images
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
-from lggdemo.train.loop import autocast, gather_batch, train_loop
+from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.split import Split, same_split
@@ -33,7 +33,8 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
     model = build_segmentation(seg_cfg)
     lineage = continue_from(cfg, prep.split, model) if cfg.init_from else None
     model = model.to(dev)
-    net = distribute(model, dev)  # DDP on several ranks; `model` is what is validated and saved
+    # DDP on several ranks; `model` is what is validated and saved
+    net = distribute(model, dev, channels_last=channels_last(dev, cfg.precision))
     arrays = slice_arrays(prep.index, cfg.image_size)
     train_sel = np.isin(arrays.patient_ids, prep.split.train)
     x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
@@ -43,7 +44,7 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         xb, yb = augment(gather_batch(x_all, idx, dev), gather_batch(y_all, idx, dev), gen)
-        with autocast(dev):
+        with autocast(dev, cfg.precision):
             logits = net(xb)
         logits = logits.float()
         loss = dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
@@ -59,13 +60,28 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
         return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
-                      torch.where(y_all.flatten(1).amax(1) > 0, 3.0, 1.0),  # tumour slices 3x as likely
+                      sampling_weights(y_all, cfg.small_tumour_boost),
                       batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
                       gen=gen, progress=progress, validate=validate if cfg.epoch_validation and is_main() else None,
                       history=prep.history["segmentation"])
     if lineage:
         info["initialised_from"] = lineage
     return model.eval(), seg_cfg, info
+
+
+SMALL_TUMOUR_PX = 256  # true tumour pixels per 256x256 slice below which a tumour counts as small (evaluate.AREA_BINS)
+
+
+def sampling_weights(masks: torch.Tensor, small_tumour_boost: int = 1) -> torch.Tensor:
+    """Each slice's chance of being drawn: 1 without tumour, 3 with, ``3 * boost`` with a small one.
+
+    Tumour slices are a third of the data and what the metrics score; small tumours are where the
+    U-Net is weakest, and the boost is a lever cross-validation decides on (docs/experiments).
+    ``masks``: (N, 1, s, s) at the U-Net's input side ``s``; areas are scaled back to 256x256.
+    """
+    area = masks.flatten(1).sum(1) * (256 / masks.shape[-1]) ** 2
+    weights = torch.where(area > 0, 3.0, 1.0)
+    return torch.where((area > 0) & (area < SMALL_TUMOUR_PX), 3.0 * small_tumour_boost, weights)
 
 
 def slice_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
