@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lggdemo.data import Clinical, DatasetIndex, SliceArrays
+from lggdemo.engine import Engine, as_engine
 from lggdemo.models import GradeConfig, GradeNet, SegConfig, masks_from_logits, patient_logit, seg_logits
 from lggdemo.postprocess import keep_main_components_by_patient, patient_rule_text
 from lggdemo.preprocess import crop_tumour, encode_clinical, normalize_images
@@ -183,25 +184,26 @@ def age_baseline_probs(train_ages: Sequence[float | None], train_labels: Sequenc
 
 
 @torch.no_grad()
-def segment_logits(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray,
-                   device: torch.device) -> torch.Tensor:
-    """(N, 256, 256, 3) uint8 -> (N, 1, s, s) float32 tumour logits at the U-Net's input side ``s``.
+def segment_logits(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """(N, 256, 256, 3) uint8 -> (N, 1, s, s) float32 CPU tumour logits at the U-Net's input side ``s``.
 
     The forward half of :func:`segment_slices`, on its own so that a caller needing the logits
     themselves (the teaching view's threshold slider) gets exactly the numbers the masks come from.
+    ``model`` is an engine (:mod:`lggdemo.engine`) or a bare U-Net (run on the ``torch`` engine); the test-time
+    flip is :func:`lggdemo.models.seg_logits`'s, whichever engine runs the network.
     """
     from lggdemo.preprocess import prepare_images
 
-    model.eval()
-    x = prepare_images(images_256, config.image_size).to(device)
-    with torch.autocast(device.type, enabled=device.type == "cuda"):
-        logits = seg_logits(model, config, x)
-    return logits.float()
+    engine = as_engine(model, device)
+    x = prepare_images(images_256, config.image_size)
+    return seg_logits(lambda t: torch.from_numpy(engine.segment(t.numpy())), config, x).float()
 
 
 @torch.no_grad()
-def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
-                   batch_size: int = 32, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def segment_slices(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                   device: torch.device | None = None, batch_size: int = 32, *,
+                   probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
 
     The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
@@ -209,8 +211,9 @@ def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.nda
     """
     size = images_256.shape[1]
     masks, probs = [], []
+    engine = as_engine(model, device)
     for i in range(0, len(images_256), batch_size):
-        logits = segment_logits(model, config, images_256[i : i + batch_size], device)
+        logits = segment_logits(engine, config, images_256[i : i + batch_size])
         masks.append(masks_from_logits(logits, config, size))
         if probabilities:
             if logits.shape[-1] != size:
@@ -221,8 +224,8 @@ def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.nda
             (np.concatenate(probs) if probs else empty.astype(np.float32)) if probabilities else None)
 
 
-def predict_patient_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray,
-                          patient_ids: Sequence[str], device: torch.device, batch_size: int = 32) -> np.ndarray:
+def predict_patient_masks(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                          patient_ids: Sequence[str], device: torch.device | None = None, batch_size: int = 32) -> np.ndarray:
     """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows.
 
     The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
@@ -254,17 +257,19 @@ def evaluate_segmentation(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequ
 
 
 @torch.no_grad()
-def grade_slice_logits(model: GradeNet, config: GradeConfig, images_256: np.ndarray, masks_256: np.ndarray,
-                       clinical: Clinical, device: torch.device, batch_size: int = 64) -> np.ndarray:
-    """Per-slice G3 logits for one patient: tumour crops from normalised slices + the clinical vector."""
-    model.eval()
-    clin = torch.from_numpy(encode_clinical(clinical, config.age_scale))
+def grade_slice_logits(model: GradeNet | Engine, config: GradeConfig, images_256: np.ndarray, masks_256: np.ndarray,
+                       clinical: Clinical, device: torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+    """Per-slice G3 logits for one patient: tumour crops from normalised slices + the clinical vector.
+
+    ``model``: an engine or a bare grade network (run on the ``torch`` engine).
+    """
+    engine = as_engine(model, device)
+    clin = encode_clinical(clinical, config.age_scale)
     logits = []
     for i in range(0, len(images_256), batch_size):
         full = torch.from_numpy(normalize_images(images_256[i : i + batch_size]))
-        crops = crop_tumour(full, masks_256[i : i + batch_size], config.image_size).to(device)
-        c = clin[None].expand(len(crops), -1).to(device)
-        logits.append(model(crops, c)[:, 0].float().cpu().numpy())
+        crops = crop_tumour(full, masks_256[i : i + batch_size], config.image_size).numpy()
+        logits.append(np.asarray(engine.grade(crops, np.repeat(clin[None], len(crops), axis=0)), np.float32))
     return np.concatenate(logits) if logits else np.zeros(0, np.float32)
 
 
@@ -275,10 +280,12 @@ class GradeEvaluation:
     metrics: dict[str, Metric] = field(default_factory=dict)
 
 
-def evaluate_grade(model: GradeNet, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
-                   index: DatasetIndex, patients: Sequence[str], device: torch.device, seed: int = 0) -> GradeEvaluation:
+def evaluate_grade(model: GradeNet | Engine, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
+                   index: DatasetIndex, patients: Sequence[str], device: torch.device | None = None,
+                   seed: int = 0) -> GradeEvaluation:
     """Patient-level P(G3) for every patient with a recorded grade, and the metrics over them."""
     probs, labels = {}, {}
+    model = as_engine(model, device)
     for pid in patients:
         c = index.clinical_for(pid)
         if c.grade is None:
@@ -299,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import lggdemo  # noqa: F401  (torchvision guard)
     from lggdemo.data import DatasetError, scan_dataset, slice_arrays
     from lggdemo.device import DeviceError, choose_device
-    from lggdemo.weights import WeightsError, active_dir, load_card, load_grade, load_segmentation
+    from lggdemo.engine import CHOICES as ENGINES
+    from lggdemo.engine import ENV_VAR, EngineError, choose_engine, load_engine
+    from lggdemo.models import grade_config_from_dict, seg_config_from_dict
+    from lggdemo.weights import GRADE_FILE, SEG_FILE, WeightsError, active_dir, load_card, read_config
 
     ap = argparse.ArgumentParser(prog="python -m lggdemo.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -310,16 +320,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--split", choices=["train", "val"], default=None,
                        help="score the patients the weights' card lists on that side of its split")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--engine", choices=ENGINES, default=None,
+                    help=f"what runs the networks (default: ${ENV_VAR}, else auto: ONNX Runtime on a CPU, PyTorch on a GPU)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     try:
         device = choose_device(args.device)
+        choice = choose_engine(args.engine, device)
         index = scan_dataset(args.data)
         wdir = Path(args.weights) if args.weights else active_dir()
-        seg, seg_cfg = load_segmentation(wdir, device)
-    except (DatasetError, DeviceError, WeightsError) as exc:
+        seg_cfg = seg_config_from_dict(read_config(wdir / SEG_FILE))
+        seg = load_engine(wdir, device, choice, models=("segmentation",))
+    except (DatasetError, DeviceError, WeightsError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if seg.note:
+        print(f"note: {seg.note}", file=sys.stderr)
     for p in index.problems:
         print(f"warning: {p}", file=sys.stderr)
     chosen = args.patients.split(",") if args.patients else None
@@ -339,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
     by_area = tumour_slice_dice_by_area(pred, arrays.masks)
     result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
+                                 "engine": seg.description,
                                  "segmentation": {"postprocess": patient_rule_text(seg_cfg.min_component_px),
                                                   "per_patient_dice": seg_eval.per_patient,
                                                   "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
@@ -353,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for area, b in by_area.items():
         print(f"tumour-slice Dice, true tumour {area}: {b['dice']:.3f}  n={b['n']}")
     try:
-        grade, grade_cfg = load_grade(wdir, device)
+        grade_cfg = grade_config_from_dict(read_config(wdir / GRADE_FILE))
+        grade = load_engine(wdir, device, choice, models=("grade",))
     except WeightsError as exc:
         print(f"grade model not evaluated: {exc}", file=sys.stderr)
     else:

@@ -39,11 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-grade", action="store_true", help="masks and volumes only")
     ap.add_argument("--weights", type=Path, help="weights folder (default: the active weights)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--engine", choices=("auto", "torch", "onnx"), default=None,
+                    help="what runs the networks (default: $LGG_ENGINE, else auto: ONNX Runtime on a CPU, PyTorch on a GPU)")
     args = ap.parse_args(argv)
 
     from tqdm import tqdm
 
     from lggdemo.device import DeviceError
+    from lggdemo.engine import EngineError
     from lggdemo.infer import Predictor
     from lggdemo.readers import open_path
     from lggdemo.weights import WeightsError, active_dir
@@ -55,10 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lggdemo.preprocess import validate_clinical
 
             validate_clinical(clinical)
-        predictor = Predictor.from_directory(args.weights or active_dir(), args.device)
-    except (WeightsError, DeviceError, ClinicalInputError) as exc:
+        predictor = Predictor.from_directory(args.weights or active_dir(), args.device, engine=args.engine)
+    except (WeightsError, DeviceError, ClinicalInputError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if predictor.engine_note:
+        print(f"note: {predictor.engine_note}", file=sys.stderr)
     if clinical is not None and not predictor.grade_verdict.informative:
         print(f"note: {predictor.grade_verdict.sentence} The report's p_g3 is null; raw_score is the model's "
               "uncalibrated output.", file=sys.stderr)

@@ -24,7 +24,8 @@ import torch
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data import Clinical, DatasetError
 from lggdemo.device import DeviceError, choose_device
-from lggdemo.explain import CamResult, grade_cam, segmentation_cam
+from lggdemo.engine import EngineChoice, EngineError, choose_engine
+from lggdemo.explain import CamResult, slice_cams
 from lggdemo.gradeinfo import RAW_SCORE_LABEL
 from lggdemo.imageio import UploadBatch, read_uploads
 from lggdemo.infer import (
@@ -63,15 +64,21 @@ class LoadedModels:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the models…")
-def _load_predictor(version: str, directory: str, device: str) -> Predictor:
-    """One Predictor per weights version; two kept: the active one and the one the lesson's Compare shows
-    next to it (older ones are dropped when a run is activated)."""
+def _load_predictor(version: str, directory: str, device: str, engine: EngineChoice | None = None) -> Predictor:
+    """One Predictor per weights version and engine; two kept: the active one and the one the lesson's Compare
+    shows next to it (older ones are dropped when a run is activated). ``engine`` (resolved by
+    :func:`engine_choice`) is part of the key, so a fallback to PyTorch is never served from an ONNX entry."""
     from pathlib import Path
 
     if not is_complete(Path(directory)):
         raise WeightsError(f"{directory} is incomplete: the model card does not list both models with matching "
                            "SHA-256 hashes (a run stopped while saving, or files were replaced).")
-    return Predictor.from_directory(Path(directory), torch.device(device))
+    return Predictor.from_directory(Path(directory), torch.device(device), engine=engine)
+
+
+def engine_choice(device: torch.device) -> EngineChoice:
+    """``$LGG_ENGINE`` (default auto) resolved for this device: ONNX Runtime on a CPU when it is installed."""
+    return choose_engine(None, device)
 
 
 def load_models() -> LoadedModels:
@@ -82,8 +89,9 @@ def load_models() -> LoadedModels:
                                   + HOW_TO_GET_WEIGHTS)
     try:
         device = choose_device("auto")
-        return LoadedModels(_load_predictor(active.version, str(active.directory), str(device)), None)
-    except (WeightsError, DeviceError) as exc:
+        predictor = _load_predictor(active.version, str(active.directory), str(device), engine_choice(device))
+        return LoadedModels(predictor, None)
+    except (WeightsError, DeviceError, EngineError) as exc:
         return LoadedModels(None, f"The weights in `{active.directory}` cannot be used: {exc} " + HOW_TO_GET_WEIGHTS)
 
 
@@ -267,21 +275,23 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
         st.warning("This is **not a diagnosis**. " + NOT_FOR_DIAGNOSIS)
 
 
-def _cam(kind: str, predictor: Predictor, result: PredictionResult, idx: int, image: np.ndarray) -> CamResult | str:
-    key = ("predict_cam", kind, st.session_state.get("predict_token"), predictor.version, idx, result.clinical)
+def _cams(predictor: Predictor, result: PredictionResult, idx: int, image: np.ndarray) -> dict[str, CamResult | str]:
+    """Both Grad-CAMs of a slice ("grade", "seg"), computed together in one turn of the model lock and kept per
+    input; a map that cannot be computed is the message to show instead."""
+    key = ("predict_cam", st.session_state.get("predict_token"), predictor.version, idx, result.clinical)
     cache = st.session_state.setdefault("predict_cams", {})
     if key not in cache:
-        sl = result.slices[idx]
         try:
-            if kind == "grade":
-                if result.clinical is None:
-                    return "Grade Grad-CAM needs accepted clinical fields."
-                cache[key] = grade_cam(predictor.grade_model, predictor.grade_config, image, sl.mask, result.clinical)
-            else:
-                cache[key] = segmentation_cam(predictor.seg_model, predictor.seg_config, image, sl.mask)
-        except (ValueError, RuntimeError) as exc:
-            return f"Grad-CAM could not be computed: {exc}"
-        if len(cache) > 16:
+            grade, seg = slice_cams(predictor.grade_model, predictor.grade_config, predictor.seg_model,
+                                    predictor.seg_config, image, result.slices[idx].mask, result.clinical)
+        except WeightsError as exc:  # the PyTorch modules are loaded on the first heatmap
+            return {k: f"Grad-CAM could not be computed: {exc}" for k in ("grade", "seg")}
+        cache[key] = {
+            "grade": "Grade Grad-CAM needs accepted clinical fields." if grade is None else
+            f"Grad-CAM could not be computed: {grade}" if isinstance(grade, Exception) else grade,
+            "seg": f"Grad-CAM could not be computed: {seg}" if isinstance(seg, Exception) else seg,
+        }
+        if len(cache) > 8:
             cache.pop(next(iter(cache)))
     return cache[key]
 
@@ -361,9 +371,10 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
     st.caption("Where the gradient of each model's output is large at one layer: a rough picture of what the network "
                "responds to, not a proof of what it used, and no sign that the prediction is right.")
     g_col, s_col = st.columns(2)
+    cams = _cams(predictor, result, idx, src.image)
     for col, kind, title in ((g_col, "grade", "Grade model"), (s_col, "seg", "Segmentation model")):
         with col:
-            cam = _cam(kind, predictor, result, idx, src.image)
+            cam = cams[kind]
             if isinstance(cam, str):
                 st.warning(cam)
                 continue
@@ -412,6 +423,8 @@ def render_page() -> None:
     st.caption(f"Models: card `{predictor.version}` · running on {predictor.device_text} · "
                f"segmentation {predictor.seg_config.encoder} U-Net at {predictor.seg_config.image_size} px, "
                f"grade ResNet50 on {predictor.grade_config.image_size} px tumour crops")
+    if predictor.engine_note:
+        st.info(predictor.engine_note)
     if mode == INPUT_MODES[1]:
         from lggdemo.ui.patient import render_patient_mode  # imports this module: loaded on demand
 

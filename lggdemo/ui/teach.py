@@ -22,6 +22,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from lggdemo import jobs, weights
 from lggdemo.device import DeviceError, choose_device
+from lggdemo.engine import EngineError
 from lggdemo.imageio import SLICE_SIZE, encode_png, resize_mask
 from lggdemo.infer import Predictor
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
@@ -78,12 +79,12 @@ def _cached(kind: str, predictor: Predictor, image: np.ndarray, compute: Callabl
 
 def cached_view(predictor: Predictor, image: np.ndarray) -> ModelView:
     return _cached("view", predictor, image,
-                   lambda: model_view(predictor.seg_model, predictor.seg_config, image, predictor.device))
+                   lambda: model_view(predictor.engine, predictor.seg_config, image))
 
 
 def cached_uncertainty(predictor: Predictor, image: np.ndarray) -> Uncertainty:
     return _cached("uncertainty", predictor, image,
-                   lambda: tta_uncertainty(predictor.seg_model, predictor.seg_config, image, predictor.device))
+                   lambda: tta_uncertainty(predictor.engine, predictor.seg_config, image))
 
 
 @dataclass(frozen=True)
@@ -242,11 +243,12 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
 
 def _load(directory: Path) -> Predictor | str:
     """A folder's Predictor through the page's own cached loader (so the active one is not loaded twice)."""
-    from lggdemo.ui.predict import _load_predictor  # here, not at the top: ui.predict imports this module
+    from lggdemo.ui.predict import _load_predictor, engine_choice  # here, not at the top: ui.predict imports this module
 
     try:
-        return _load_predictor(weights.weights_version(directory), str(directory), str(choose_device("auto")))
-    except (weights.WeightsError, DeviceError) as exc:
+        device = choose_device("auto")
+        return _load_predictor(weights.weights_version(directory), str(directory), str(device), engine_choice(device))
+    except (weights.WeightsError, DeviceError, EngineError) as exc:
         return f"The weights in `{directory}` cannot be used: {exc}"
 
 
