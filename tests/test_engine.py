@@ -356,3 +356,37 @@ def test_the_model_lock_serves_waiters_in_arrival_order() -> None:
     assert order == [0, 1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="does not hold"):
         lock.release()
+
+
+# --- the command lines ----------------------------------------------------------------------------
+
+
+def test_command_lines_take_engine(tiny_weights: Path, synthetic_root: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--engine`` on predict, evaluate and bench; bench times both engines side by side with their ratio."""
+    import functools
+
+    from lggdemo import bench, evaluate, predict
+
+    monkeypatch.setattr(bench, "bench_whole_patient", functools.partial(bench.bench_whole_patient, n_slices=6))
+
+    patient = synthetic_root / scan_dataset(synthetic_root).patient_ids[0]
+    assert predict.main([str(patient), "--out", str(tmp_path / "p"), "--weights", str(tiny_weights), "--device", "cpu",
+                         "--no-grade", "--engine", "torch"]) == 0
+    row = json.loads((tmp_path / "p" / "report.json").read_text())["patients"][0]
+    assert row["device"].startswith("CPU, PyTorch")
+    assert evaluate.main(["--data", str(synthetic_root), "--weights", str(tiny_weights), "--patients",
+                          patient.name, "--device", "cpu", "--engine", "onnx", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["engine"].startswith("CPU, ONNX Runtime")
+    out = tmp_path / "b.json"
+    assert bench.main(["--infer", "--device", "cpu", "--engine", "torch,onnx", "--data", str(synthetic_root),
+                       "--seg-encoder", "resnet18", "--seg-size", "64", "--grade-size", "32", "--repeats", "1",
+                       "--warmup", "0", "--slices", "2", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["cpu/torch"]["engine"] == "torch" and doc["cpu/onnx"]["engine"] == "onnx"
+    ratios = doc["cpu/onnx_vs_torch"]
+    assert ratios["mask_and_grade_1_slice_ratio"] > 0
+    assert ratios["whole_patient_6_slices_mask_grade_3d_ratio_vs_target"].split()[0] in ("meets", "misses")
+    assert "ONNX Runtime / PyTorch on cpu" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--infer", "--engine", "tensorrt"])
