@@ -38,6 +38,14 @@ SEG_INPUTS, SEG_OUTPUTS = ("image",), ("logits",)
 GRADE_INPUTS, GRADE_OUTPUTS = ("image", "clinical"), ("logit",)
 #: Cache entries kept per network kind (the active weights, the lesson's comparison, a few recent runs).
 KEEP_PER_KIND = 4
+#: How the ONNX files are made, as the model card and weights/README.md say it.
+DERIVED_FILES_NOTE = (
+    "ONNX graphs for the ONNX Runtime engine are derived, never stored in a weights folder: each is exported on "
+    "first use from the safetensors file listed here (torch.onnx.export, TorchScript exporter, opset 17, only the "
+    "batch axis dynamic, nothing downloaded), cached in $LGG_CACHE_DIR/onnx under a name keyed by that file's "
+    "SHA-256 and the torch, onnx and onnxruntime versions, written temp-then-rename with a manifest of its own "
+    "SHA-256, and rebuilt when missing, stale or damaged. Their outputs match PyTorch's to about 1e-5."
+)
 
 
 def library_versions() -> dict[str, str]:

@@ -23,6 +23,7 @@ import torch
 import lggdemo
 from lggdemo.data import DatasetIndex
 from lggdemo.device import describe
+from lggdemo.engine.export import DERIVED_FILES_NOTE
 from lggdemo.evaluate import DEFINITIONS, Metric
 from lggdemo.modelcard import ModelCard
 from lggdemo.models import GradeConfig, GradeNet, SegConfig
@@ -103,6 +104,7 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
                                  "resized to the grade model's input size, plus age (standardised), sex and "
                                  "missing-value indicators"},
         "storage": "safetensors, float16; upcast to float32 when loaded",
+        "derived_files": DERIVED_FILES_NOTE,
         "files": files,
         "data": {"root": str(index.root), **data_fingerprint(index)},
         "split": {**({"method": "patient-level, stratified by grade", "val_fraction": cfg.val_fraction} if not cfg.fold
