@@ -36,6 +36,7 @@ from lggdemo.engine import (  # noqa: F401  (MODEL_LOCK: re-exported)
     engine_from_modules,
     load_engine,
 )
+from lggdemo.engine.onnx_engine import return_freed_memory
 from lggdemo.evaluate import dice, grade_slice_logits, segment_slices
 from lggdemo.gradeinfo import GradeVerdict, grade_verdict
 from lggdemo.imageio import SLICE_SIZE, UploadBatch, UploadedSlice, encode_png, resize_image, resize_mask
@@ -198,6 +199,7 @@ class Predictor:
                                        "reload the page to use the new weights.")
                 loader = load_segmentation if file == SEG_FILE else load_grade
                 setattr(self, attr, loader(self.weights_dir, self.device)[0])
+                return_freed_memory()  # the float16 copies the float32 module was made from
         return getattr(self, attr)
 
     @property

@@ -11,6 +11,8 @@ thread-safe, so no lock is taken around a prediction. Options, and why:
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,29 @@ def session_options(threads: int) -> Any:
     return so
 
 
+def return_freed_memory() -> None:
+    """Hand memory that was freed back to the operating system (glibc only; elsewhere nothing happens).
+
+    Building a session parses the whole graph and, while optimising it, keeps a second copy of the weights
+    (about 150 MB for the two networks); glibc keeps that freed memory in the process, where later large
+    allocations (PyTorch's, made with mmap) cannot reuse it. Measured: +243 MB resident for the grade session
+    before, +94 MB (its weights) after.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # musl or another libc: nothing to trim with
+            pass
+
+
 def open_session(source: Path | bytes, threads: int) -> Any:
     """An InferenceSession on the CPU provider from a file or from bytes; raises whatever ORT raises on a bad model."""
     import onnxruntime as ort
 
     model = str(source) if isinstance(source, Path) else source
-    return ort.InferenceSession(model, session_options(threads), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, session_options(threads), providers=["CPUExecutionProvider"])
+    return_freed_memory()
+    return session
 
 
 class OnnxEngine:
