@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from lggdemo import access, weights
-from lggdemo.data import DatasetError, DatasetIndex, scan_dataset
+from lggdemo import access
+from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
 from lggdemo.jobs import files
 from lggdemo.jobs import settings as settings_module
 from lggdemo.jobs.errors import JobBusy, JobError, SettingsError
@@ -35,6 +35,7 @@ from lggdemo.jobs.process import (
 from lggdemo.jobs.progress import read_progress
 from lggdemo.jobs.runs import RunInfo, log_tail, run_info
 from lggdemo.jobs.settings import EXIT_CANCELLED, CommandBuilder, TrainSettings, validate_settings
+from lggdemo.models import weights
 
 
 def start(

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lggdemo import weights
-from lggdemo.data import atomic_write_bytes
+from lggdemo._fs import atomic_write_bytes
+from lggdemo.models import weights
 
 LOCK_FILE = "job.lock"
 JOB_FILE = "job.json"

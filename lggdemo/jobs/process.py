@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lggdemo import weights
 from lggdemo.jobs.errors import JobError
 from lggdemo.jobs.files import LOCK_FILE, read_json
+from lggdemo.models import weights
 from lggdemo.train.config import OPTIONS
 
 #: A lock still without a trainer pid is being written by ``start``; older than this it is debris.

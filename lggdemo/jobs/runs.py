@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lggdemo import weights
 from lggdemo.jobs.errors import JobError
 from lggdemo.jobs.files import (
     CANCEL_FILE,
@@ -23,7 +22,8 @@ from lggdemo.jobs.files import (
 )
 from lggdemo.jobs.process import running_name
 from lggdemo.jobs.progress import Progress, read_progress
-from lggdemo.modelcard import ModelCard
+from lggdemo.models import weights
+from lggdemo.models.card import ModelCard
 
 State = str  # "running" | "succeeded" | "failed" | "cancelled"
 

@@ -22,10 +22,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lggdemo import eda
-from lggdemo.data import DatasetError, DatasetIndex, patient_table, scan_dataset, slice_table
-from lggdemo.sources import DatasetChoice, choose_dataset, path_input_allowed
-from lggdemo.synthetic import default_root, is_phantom
+from lggdemo.data.arrays import patient_table, slice_table
+from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
+from lggdemo.data.sources import DatasetChoice, choose_dataset, path_input_allowed
+from lggdemo.data.synthetic import default_root, is_phantom
+from lggdemo.viz import eda
 
 #: ``st.session_state`` key of the typed dataset path. A plain key, not the widget's: Streamlit forgets a
 #: widget's state on any run that does not draw it, and the path must outlive page switches.

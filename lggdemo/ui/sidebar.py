@@ -11,10 +11,10 @@ import os
 import streamlit as st
 
 from lggdemo import NOT_FOR_DIAGNOSIS
-from lggdemo.data import DatasetError
-from lggdemo.sources import allowed_root, path_input_allowed
+from lggdemo.data.kaggle import DatasetError
+from lggdemo.data.sources import allowed_root, path_input_allowed
 from lggdemo.ui.dataset import PATH_KEY, PATH_WIDGET_KEY, active_dataset, describe_choice, rescan, source_line
-from lggdemo.ui.retraining import render_training_sidebar
+from lggdemo.ui.train.sidebar import render_training_sidebar
 
 
 @st.cache_resource(show_spinner=False)

@@ -15,8 +15,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import lggdemo.ui.dataset as ui_dataset
-from lggdemo import sources
-from lggdemo.data import scan_dataset
+from lggdemo.data import sources
+from lggdemo.data.kaggle import scan_dataset
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lggdemo import weights
-from lggdemo.data import load_mask, scan_dataset
-from lggdemo.gradeinfo import RAW_SCORE_LABEL
+from lggdemo.data.kaggle import load_mask, scan_dataset
+from lggdemo.inference.grade import RAW_SCORE_LABEL
+from lggdemo.models import weights
 
 
 def _slice_and_clinical(request: pytest.FixtureRequest, synthetic_root: Path) -> tuple[Path, float | None, str | None]:
