@@ -1,4 +1,4 @@
-"""Files the app writes and shares: the cache folder, a lock across threads and processes, atomic writes.
+"""Files the app writes and shares: the project, runs and cache folders, a lock across threads and processes, atomic writes.
 
 Every package that writes (caches, weights, runs, exports, corrections) goes through these three, so a
 reader never sees half a file and two processes sharing a cache never trip over each other.
@@ -17,6 +17,15 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt  # type: ignore[no-redef]
+
+
+#: The checkout (weights/, runs/ and the CLIs' working folder live under it).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def runs_dir() -> Path:
+    """Where sidebar retraining writes its runs (never over the bundled ``weights/``)."""
+    return Path(os.environ.get("LGG_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
 def cache_dir() -> Path:

@@ -169,7 +169,8 @@ def fake_prediction(volume: Volume, mask: np.ndarray) -> VolumePrediction:
         name=volume.name, mask=mask.astype(np.uint8), probability=mask.astype(np.float16), tumour_voxels=voxels,
         tumour_ml=None if volume.voxel_ml is None else voxels * volume.voxel_ml,
         tumour_slices=tuple(int(i) + 1 for i in np.flatnonzero(mask.reshape(len(mask), -1).any(1))),
-        removed_voxels=0, dice=None, truth_voxels=None, grade=PatientGrade(float(np.log(0.3 / 0.7))), clinical=None, model_version="test-version", device="cpu", spacing=volume.spacing,
+        removed_voxels=0, dice=None, truth_voxels=None, grade=PatientGrade(float(np.log(0.3 / 0.7))), clinical=None,
+        model_version="test-version", device="cpu", spacing=volume.spacing,
         brain_voxels=0)
 
 

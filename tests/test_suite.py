@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lggdemo._fs import cache_dir
+from lggdemo._fs import cache_dir, runs_dir
 from lggdemo.data.arrays import slice_arrays
 from lggdemo.data.kaggle import scan_dataset
-from lggdemo.models.weights import runs_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lggdemo.data.kaggle import allowed_root, looks_like_dataset, resolve_root
 from lggdemo.data.synthetic import default_root
-from lggdemo.models.weights import PROJECT_ROOT
+from lggdemo._fs import PROJECT_ROOT
 
 PROJECT_DATA = PROJECT_ROOT / "data" / "kaggle_3m"
 
@@ -29,7 +29,13 @@ class DatasetChoice:
 
 
 def path_input_allowed() -> bool:
+    """Whether anyone may type a dataset path (``LGG_ALLOW_PATH_INPUT=0`` turns it off for everyone)."""
     return os.environ.get("LGG_ALLOW_PATH_INPUT", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def path_input_explicitly_allowed() -> bool:
+    """Whether the operator set ``LGG_ALLOW_PATH_INPUT=1`` on purpose (visitors of a locked server may type paths)."""
+    return os.environ.get("LGG_ALLOW_PATH_INPUT", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def check_user_path(path: str) -> Path:

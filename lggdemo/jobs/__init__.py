@@ -2,7 +2,7 @@
 
 Why on disk and not in ``st.session_state``: a Streamlit session is one browser tab. Closing the tab
 must not kill a twenty-minute run, and reopening the app (or another tab) must show it. So every
-page asks this module, which reads files under :func:`lggdemo.weights.runs_dir`::
+page asks this module, which reads files under :func:`lggdemo._fs.runs_dir`::
 
     runs/
       job.lock                 exists while a run is in progress: {"run", "pid", ...} (one job at a time)

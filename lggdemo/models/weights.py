@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from lggdemo._fs import atomic_write_bytes
+from lggdemo._fs import PROJECT_ROOT, atomic_write_bytes, runs_dir
 from lggdemo.models.card import CardError, ModelCard
 from lggdemo.models.networks import (
     GradeConfig,
@@ -30,7 +30,6 @@ from lggdemo.models.networks import (
     seg_config_from_dict,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DIR = PROJECT_ROOT / "weights"
 SEG_FILE = "segmentation.safetensors"
 GRADE_FILE = "grade.safetensors"
@@ -40,11 +39,6 @@ POINTER_FILE = "active.json"
 
 class WeightsError(RuntimeError):
     """Weights that cannot be used: missing, incomplete, corrupt or from an incompatible config."""
-
-
-def runs_dir() -> Path:
-    """Where sidebar retraining writes its runs (never over the bundled ``weights/``)."""
-    return Path(os.environ.get("LGG_RUNS_DIR") or PROJECT_ROOT / "runs")
 
 
 _HASHES: dict[tuple[str, int, int, int], str] = {}

@@ -24,8 +24,9 @@ import streamlit as st
 
 from lggdemo.data.arrays import patient_table, slice_table
 from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
-from lggdemo.data.sources import DatasetChoice, choose_dataset, path_input_allowed
+from lggdemo.data.sources import DatasetChoice, choose_dataset, path_input_allowed, path_input_explicitly_allowed
 from lggdemo.data.synthetic import default_root, is_phantom
+from lggdemo.ui.access import can_manage
 from lggdemo.viz import eda
 
 #: ``st.session_state`` key of the typed dataset path. A plain key, not the widget's: Streamlit forgets a
@@ -47,9 +48,21 @@ class DatasetTables:
     patients: pd.DataFrame  # data.patient_table: clinical fields, slice counts, tumour volume
 
 
-def sidebar_path() -> str | None:
-    """The path typed in the sidebar, or None when empty or when path input is disabled."""
+def path_box_allowed() -> bool:
+    """Whether this session gets the sidebar's Dataset folder box, which opens folders on the server.
+
+    Never with ``LGG_ALLOW_PATH_INPUT=0``. On a locked server (``LGG_OPERATOR_PASSWORD`` or ``LGG_READ_ONLY``)
+    only the operator, after unlocking, unless the operator set ``LGG_ALLOW_PATH_INPUT=1`` explicitly: a visitor
+    typing server paths is exactly what locking the server means to stop.
+    """
     if not path_input_allowed():
+        return False
+    return path_input_explicitly_allowed() or can_manage()
+
+
+def sidebar_path() -> str | None:
+    """The path typed in the sidebar, or None when empty or when this session may not type one."""
+    if not path_box_allowed():
         return None
     value = st.session_state.get(PATH_KEY) or ""
     return value.strip() or None

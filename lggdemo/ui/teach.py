@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from lggdemo import jobs
+from lggdemo import _fs, jobs
 from lggdemo.data.imageio import SLICE_SIZE, encode_png, resize_mask
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.inference.predictor import Predictor
@@ -233,7 +233,7 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
             continue
         if directory == weights.BUNDLED_DIR:
             name = "Bundled weights"
-        elif directory.parent.resolve() == weights.runs_dir().resolve():
+        elif directory.parent.resolve() == _fs.runs_dir().resolve():
             name = f"Run {directory.name}"
         else:
             name = f"Weights in {directory.name}"

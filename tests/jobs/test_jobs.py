@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lggdemo import jobs
+from lggdemo import _fs, jobs
 from lggdemo.data.kaggle import DatasetIndex, scan_dataset
 from lggdemo.data.synthetic import PhantomConfig, generate
 from lggdemo.models import weights
@@ -111,7 +111,7 @@ def test_dataset_problems(tmp_path: Path, index: DatasetIndex) -> None:
     assert "too small: Only 2 patients" in jobs.validate_settings(QUICK, tiny)[0]
     with pytest.raises(jobs.SettingsError, match="at least 4"):
         jobs.start(QUICK, tiny.root, command=fake_command)  # scans the folder itself
-    assert not (weights.runs_dir() / jobs.LOCK_FILE).exists()
+    assert not (_fs.runs_dir() / jobs.LOCK_FILE).exists()
 
 
 def test_start_refuses_bad_settings_before_launching(index: DatasetIndex) -> None:
@@ -433,7 +433,7 @@ def test_pointer_write_is_atomic(index: DatasetIndex, monkeypatch: pytest.Monkey
         with pytest.raises(jobs.JobError, match="disk is full"):
             jobs.activate(second.name)
     assert weights.pointer_path().read_bytes() == before  # old pointer intact, no half-written file
-    assert [p.name for p in weights.runs_dir().iterdir() if p.name.startswith(".active")] == []
+    assert [p.name for p in _fs.runs_dir().iterdir() if p.name.startswith(".active")] == []
 
 
 def test_the_sidebar_trainer_never_inherits_torchrun_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,14 +1,19 @@
-"""Metric functions against cases computed by hand."""
+"""Pure metrics (numpy + sklearn, no torch): hand-checked values (``lggdemo.metrics``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from lggdemo import evaluate
 from lggdemo.metrics.bootstrap import bootstrap_ci
-from lggdemo.metrics.grade import accuracy, balanced_accuracy, roc_auc
+from lggdemo.metrics.grade import (
+    accuracy,
+    balanced_accuracy,
+    brier,
+    log_loss_g3,
+    reliability_bins,
+    roc_auc,
+)
 from lggdemo.metrics.segmentation import (
     dice,
     evaluate_segmentation,
@@ -16,7 +21,6 @@ from lggdemo.metrics.segmentation import (
     tumour_slice_dice,
     tumour_slice_dice_by_area,
 )
-from lggdemo.models.forward import predict_patient_masks
 
 
 def test_dice_hand_cases() -> None:
@@ -78,23 +82,19 @@ def test_tumour_slice_dice_by_area_splits_slices_by_true_size() -> None:
     assert np.mean([b["dice"] for b in bins.values()]) == pytest.approx(tumour_slice_dice(pred, truth))
 
 
-def test_patient_masks_are_the_2d_masks_with_the_whole_patient_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every patient-level score goes through predict_patient_masks: a speck away from a patient's tumour is
-    gone from what is scored, per patient (another patient's smaller tumour stays)."""
-    two_d = np.zeros((4, 16, 16), np.uint8)
-    two_d[0:2, 2:8, 2:8] = 1  # patient A's tumour, 72 voxels
-    two_d[1, 13:15, 13:15] = 1  # a 4-voxel speck in A
-    two_d[3, 5:7, 5:7] = 1  # patient B's small tumour
-    seen = {}
+def test_brier_and_log_loss_hand_cases() -> None:
+    assert brier([0, 1], [0.5, 0.5]) == pytest.approx(0.25)
+    assert brier([0, 1, 1], [0.0, 1.0, 0.5]) == pytest.approx(0.25 / 3)
+    assert log_loss_g3([0, 1], [0.5, 0.5]) == pytest.approx(np.log(2))
+    assert log_loss_g3([1], [1.0]) == pytest.approx(0.0, abs=1e-5)  # clipped, never infinite
+    assert np.isfinite(log_loss_g3([0], [1.0]))
 
-    def fake_segment(model, config, images, device, batch_size=32, **kw):  # noqa: ANN001, ANN003, ANN202
-        seen["n"] = len(images)
-        return two_d.copy(), None
 
-    monkeypatch.setattr(evaluate, "segment_slices", fake_segment)
-    images = np.zeros((4, 16, 16, 3), np.uint8)
-    out = predict_patient_masks(torch.nn.Identity(), None, images, ["A", "A", "B", "B"], torch.device("cpu"))  # type: ignore[arg-type]
-    assert seen["n"] == 4
-    expected = two_d.copy()
-    expected[1, 13:15, 13:15] = 0
-    assert np.array_equal(out, expected)
+def test_reliability_bins_count_every_patient_in_sklearn_bins() -> None:
+    y = [0, 0, 1, 1, 1, 0]
+    p = [0.1, 0.4, 0.4, 0.65, 0.9, 0.95]  # 0.4 sits on an edge: counted where calibration_curve puts it
+    bins = reliability_bins(y, p, n_bins=5)
+    assert sum(b["n"] for b in bins) == len(y)
+    edge = next(b for b in bins if b["predicted"] == pytest.approx(0.4))
+    assert edge["n"] == 2 and edge["observed"] == pytest.approx(0.5)
+    assert [b["predicted"] for b in bins] == sorted(b["predicted"] for b in bins)
