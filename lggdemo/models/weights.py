@@ -127,7 +127,7 @@ def read_card(directory: Path) -> dict[str, Any]:
 
 
 def load_card(directory: Path) -> ModelCard:
-    """The card of a weights folder as a :class:`~lggdemo.modelcard.ModelCard`; :class:`WeightsError` if unusable."""
+    """The card of a weights folder as a :class:`~lggdemo.models.card.ModelCard`; :class:`WeightsError` if unusable."""
     try:
         return ModelCard.from_dict(read_card(directory))
     except CardError as exc:

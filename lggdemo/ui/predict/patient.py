@@ -1,6 +1,6 @@
 """The Predict page's whole-patient mode: upload a patient, assign its sequences, see masks, 3D view, volume, grade.
 
-Only widgets live here: reading (``lggdemo.readers``), inference (``wholepatient.predict_volume``), the 3D
+Only widgets live here: reading (``lggdemo.patient.readers``), inference (``wholepatient.predict_volume``), the 3D
 figure (``view3d``) and every download (``exporters``) are library calls, the same ones
 ``python -m lggdemo.predict`` makes. State is kept in ``st.session_state`` under ``patient_*`` keys, with a
 token that changes whenever the input does, so inference runs once per input, assignment, clinical fields and
@@ -180,7 +180,7 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
                    "of the 256×256 slices, not in mL.")
     if result.removed_voxels:
         st.caption(f"3D post-processing kept the largest tumour component and removed {result.removed_voxels} voxels "
-                   "in separate components (a genuine second focus would be removed too; see `lggdemo.postprocess`).")
+                   "in separate components (a genuine second focus would be removed too; see `lggdemo.models.postprocess`).")
     render_mask_quality(predictor)
     st.subheader("Grade (one per patient)")
     if result.grade.raw_score is None:

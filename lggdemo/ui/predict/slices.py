@@ -1,7 +1,7 @@
 """The Predict page's widgets: inputs (uploads, clinical fields, example), the cached models and the results.
 
 Everything that can go wrong with a file or a field becomes a message on the page; only the library
-(``imageio.read_uploads``, ``infer.Predictor``, ``explain``) does the work, so what the page shows is
+(``data.imageio.read_uploads``, ``inference.predictor.Predictor``, ``inference.gradcam``) does the work, so what the page shows is
 what a script calling the library would get.
 
 State lives in ``st.session_state`` under ``predict_*`` keys: the current input batch with a token that
