@@ -49,16 +49,60 @@ def mask_nifti(volume: Volume, prediction: VolumePrediction) -> bytes:
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
-def mask_dicom_seg(volume: Volume, prediction: VolumePrediction) -> bytes:
-    """A binary DICOM SEG referencing the source (FLAIR) series; ExportError for non-DICOM input."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
+#: Type 2 attributes (present, may be empty) that highdicom copies from the source into the SEG. Anonymisers
+#: routinely drop or blank them; the SEG's copy of the source gets them empty, the source is left as it is.
+SEG_TYPE2_FROM_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                         "ReferringPhysicianName", "StudyDate", "StudyTime")
 
+
+def seg_source_copies(sources: Sequence[Any]) -> list[Any]:
+    """Copies of the source instances for highdicom: without pixel data (a SEG needs only their geometry and
+    identifiers), with missing Type 2 attributes present and empty. The originals are not changed."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+
+    def empty(keyword: str) -> DataElement:  # a new element: setting a value in place would reach the source
+        tag = tag_for_keyword(keyword)
+        return DataElement(tag, dictionary_VR(tag), "")
+
+    out = []
+    for ds in sources:
+        copy = Dataset()
+        copy.file_meta = getattr(ds, "file_meta", Dataset())
+        for element in ds:
+            if element.keyword != "PixelData":
+                copy.add(element)  # the element objects are shared and never modified
+        for keyword in SEG_TYPE2_FROM_SOURCE:
+            if keyword not in copy:
+                copy.add(empty(keyword))
+        if str(copy.get("PatientSex") or "") not in ("M", "F", "O", ""):  # highdicom accepts only these
+            copy.add(empty("PatientSex"))
+        out.append(copy)
+    return out
+
+
+def mask_dicom_seg(volume: Volume, prediction: VolumePrediction) -> bytes:
+    """A binary DICOM SEG referencing the source (FLAIR) series; ExportError for non-DICOM input or any source
+    that highdicom cannot build a SEG from (the message says what it lacked)."""
     sources = volume.extra.get("dicom_sources")
     if volume.provenance.kind != "dicom" or not sources:
         raise ExportError(f"{volume.name}: a DICOM SEG needs DICOM input (this one is {volume.provenance.kind}); "
                           "use the NIfTI mask instead.")
+    try:
+        return _seg_bytes(volume, prediction, seg_source_copies(sources))  # type: ignore[arg-type]
+    except (VolumeError, ExportError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- highdicom validates with many kinds (AttributeError for a missing one)
+        raise ExportError(f"{volume.name}: the DICOM SEG cannot be made from this series ({type(exc).__name__}: "
+                          f"{exc}); the NIfTI mask is still available.") from exc
+
+
+def _seg_bytes(volume: Volume, prediction: VolumePrediction, sources: Sequence[Any]) -> bytes:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
     grid = volume.mask_on_source_grid(prediction.mask)  # (columns, rows, slices) in the sources' order
     frames = np.ascontiguousarray(np.transpose(grid, (2, 1, 0))).astype(bool)
     algorithm = hd.AlgorithmIdentificationSequence(

@@ -64,10 +64,43 @@ def _is_image(ds: object) -> bool:
                                         "PixelSpacing", "Rows", "Columns"))
 
 
+def has_dicom_prefix(data: bytes) -> bool:
+    """The Part 10 preamble's ``DICM`` marker: the file claims to be DICOM."""
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def damaged_image(ds: object) -> str | None:
+    """Why an instance that parsed is still damaged, or None: pydicom stops quietly at the end of a cut file.
+
+    An image SOP class without pixel data was cut before it; uncompressed pixel data shorter than Rows x
+    Columns x samples x frames says was cut inside it. Compressed data is checked when it is decoded.
+    """
+    from pydicom.uid import UID
+
+    sop = str(getattr(ds, "SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    if not sop:  # Type 1 in every object and in the file meta: only a file cut inside its first bytes lacks it
+        return "no SOP Class UID anywhere (the file is cut short)."
+    is_image_class = "Image Storage" in UID(sop).name
+    if "PixelData" not in ds:  # type: ignore[operator]
+        return "an image without its pixel data (the file is cut short)." if is_image_class else None
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or UID(str(syntax)).is_compressed:
+        return None
+    try:
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        need = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1)) * frames  # type: ignore[attr-defined]
+        need = need * int(ds.BitsAllocated) // 8  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return None  # not enough header to tell; decoding will say
+    held = len(ds.PixelData)  # type: ignore[attr-defined]
+    if held < need:
+        return f"{held} bytes of pixel data where its header says {need} (the file is cut short)."
+    return None
+
+
 def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStudy:
     """Parse every member that is DICOM; group image instances by series. VolumeError when none is an image."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     series: dict[str, list[object]] = {}
     skipped = 0
@@ -77,9 +110,15 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
             continue
         try:
             ds = pydicom.dcmread(io.BytesIO(data))
-        except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError, KeyError, TypeError):
+        except Exception as exc:  # noqa: BLE001 -- pydicom raises many kinds (struct.error too) for a damaged file
+            if has_dicom_prefix(data):  # it says it is DICOM: damaged, and a series missing it would be wrong
+                raise VolumeError(f"{name}: {member} is a damaged DICOM file ({type(exc).__name__}: {exc}).") from exc
             skipped += 1
             continue
+        ds.filename = member  # so that a later error (pixel data) can name the file
+        damage = damaged_image(ds)
+        if damage:
+            raise VolumeError(f"{name}: {member} is a damaged DICOM file: {damage}")
         if not _is_image(ds) or "SeriesInstanceUID" not in ds:
             other += 1
             continue
@@ -178,7 +217,10 @@ def _pixels(geom: _Geometry, what: str) -> np.ndarray:
         try:
             arr = apply_modality_lut(ds.pixel_array, ds)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 -- pydicom raises many kinds for compressed/corrupt data
-            raise VolumeError(f"{what}: pixel data of image {k + 1} cannot be decoded ({exc}).") from exc
+            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            how = f" ({syntax.name})" if syntax is not None else ""
+            member = getattr(ds, "filename", None) or f"image {k + 1}"
+            raise VolumeError(f"{what}: the pixel data of {member}{how} cannot be decoded ({exc}).") from exc
         if arr.ndim != 2:
             raise VolumeError(f"{what}: multi-frame or colour images are not taken (image shape {arr.shape}).")
         out[:, :, k] = arr.T

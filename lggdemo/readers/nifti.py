@@ -64,6 +64,9 @@ def _gunzip(raw: bytes, name: str) -> bytes:
         raise VolumeError(f"{name}: the gzip stream is corrupt ({exc}).") from exc
     if inflater.unconsumed_tail:
         raise VolumeError(f"{name}: decompresses to more than {MAX_VOXEL_BYTES / 2**20:.0f} MiB; refused.")
+    if not inflater.eof:  # zlib returns what it could inflate and stays silent about the missing end
+        raise VolumeError(f"{name}: the gzip stream stops before its end: the file is cut short (an interrupted "
+                          "copy or download?).")
     return out
 
 
@@ -103,6 +106,10 @@ def load_nifti(source: bytes | Path, name: str | None = None) -> NiftiInput:
     if len(shape) == 4 and shape[3] not in (1, 3) or len(shape) > 4:
         raise VolumeError(f"{label}: shape {shape}: a 4D file must hold 3 channels (pre-contrast, FLAIR, "
                           "post-contrast) in its last dimension; time series are not taken.")
+    held = len(raw) - int(image.header.get_data_offset())
+    if held < nbytes:  # checked here, so that a cut file is named before any voxel is read
+        raise VolumeError(f"{label}: holds {max(held, 0)} bytes of voxel data but its header says {nbytes}: the file "
+                          "is cut short or damaged (an interrupted copy?).")
     return NiftiInput(label, image)
 
 
@@ -126,7 +133,10 @@ def guess_roles(names: Sequence[str]) -> dict[str, int | None]:
 
 
 def _data(inp: NiftiInput) -> np.ndarray:
-    arr = np.asanyarray(inp.image.dataobj)  # type: ignore[attr-defined]
+    try:
+        arr = np.asanyarray(inp.image.dataobj)  # type: ignore[attr-defined]
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # what nibabel raises for damaged voxel data
+        raise VolumeError(f"{inp.name}: the voxel data cannot be read ({exc}).") from exc
     return arr.reshape(arr.shape[:3]) if arr.ndim == 4 and arr.shape[3] == 1 else arr
 
 
