@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import random
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,61 @@ def voxel_lps(affine_ras: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray
 def structure_voxels(affine_ras: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Voxels of a grid whose centres lie inside the structure: where it must land."""
     return np.linalg.norm(voxel_lps(affine_ras, shape) - np.asarray(STRUCTURE_LPS), axis=-1) < STRUCTURE_RADIUS
+
+
+FLAIR = {"shape": (40, 256, 256), "spacing": (0.9, 0.9, 0.9)}  # (slices, rows, columns)
+T1_COARSE = {"shape": (20, 128, 128), "spacing": (1.8, 1.8, 1.8)}
+T1_THICK = {"shape": (7, 256, 256), "spacing": (6.0, 0.9, 0.9)}
+CENTRE = (0.0, 0.0, 9.0)  # LPS mm: the structure's height, so every grid holds it
+
+
+@dataclass(frozen=True)
+class Study:
+    files: list[tuple[str, bytes]]
+    flair_affine: np.ndarray  # RAS+ affine the reader must find for FLAIR's (column, row, slice) array
+    flair_shape: tuple[int, int, int]
+
+
+def make_study(flair_orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0), t1: dict | None = None,
+               t1_centre: tuple[float, float, float] = CENTRE, t1_orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+               drop: tuple[str, ...] = ()) -> Study:
+    from pydicom.uid import generate_uid
+
+    study, frame = generate_uid(), generate_uid()
+    files = world_series("FLAIR", **FLAIR, orientation=flair_orientation, centre=CENTRE, study_uid=study,
+                         for_uid=frame, drop=drop)
+    if t1 is not None:
+        for description in ("T1 pre", "T1 post contrast"):
+            files += world_series(description, **t1, orientation=t1_orientation, centre=t1_centre, study_uid=study,
+                                  for_uid=frame, drop=drop, seed=1)
+    n, rows, cols = FLAIR["shape"]
+    ds_, dr, dc = FLAIR["spacing"]
+    origin, _ = series_grid(FLAIR["shape"], FLAIR["spacing"], flair_orientation, CENTRE)
+    row_cos, col_cos = np.asarray(flair_orientation[:3], float), np.asarray(flair_orientation[3:], float)
+    normal = np.cross(row_cos, col_cos)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row_cos * dc, col_cos * dr, normal * ds_
+    lps[:3, 3] = origin - (n - 1) * ds_ * normal  # the reader starts at the lowest position along the normal
+    return Study(files, LPS_TO_RAS @ lps, (cols, rows, n))
+
+
+def channel_structure(vol: Volume, channel: int) -> np.ndarray:
+    """The bright structure of one channel, on the source (FLAIR) grid: voxels nearer the structure's level than
+    the head's (both levels read from the channel itself, so the per-volume window does not matter)."""
+    expected = structure_voxels(vol.grid.affine, vol.grid.shape)
+    display = vol.slices[..., channel].astype(float)
+    inside = display[vol_display(vol, expected)]
+    head = display[vol_display(vol, ~expected) & (display > 0)]
+    threshold = (np.median(inside) + np.median(head)) / 2
+    return vol.mask_on_source_grid((display > threshold).astype(np.uint8)).astype(bool)
+
+
+def vol_display(vol: Volume, on_grid: np.ndarray) -> np.ndarray:
+    """A source-grid boolean array in the volume's display layout (FLAIR is 256² in-plane: no resize)."""
+    from lggdemo.volume import canonical_to_display, to_canonical
+
+    canon, _, _ = to_canonical(on_grid.astype(np.uint8), vol.grid.affine)
+    return canonical_to_display(canon).astype(bool)
 
 
 __all__ = ["ROLES", "SPACING"]
