@@ -2,9 +2,10 @@
 
 Masks go back onto the input's own grid (``Volume.mask_on_source_grid``): a NIfTI mask has the input's
 shape and affine and opens over it in 3D Slicer; for DICOM input, a DICOM SEG (highdicom) references the
-FLAIR series instance by instance, so OHIF and Slicer place it on the images. Every function returns
-bytes; :func:`write_outputs` is the one place that touches the disk (temp file then rename, inside the
-output folder only).
+FLAIR series instance by instance (frame by frame for an Enhanced MR object), so OHIF and Slicer place it on
+the images; sequences resampled onto FLAIR change nothing here, since FLAIR's grid is the volume's. Every
+function returns bytes; :func:`write_outputs` is the one place that touches the disk (temp file then rename,
+inside the output folder only).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from lggdemo import NOT_FOR_DIAGNOSIS, __version__
 from lggdemo.data import atomic_write_bytes
 from lggdemo.imageio import encode_png
+from lggdemo.readers.multiframe import frame_sources
 from lggdemo.volume import Volume, VolumeError
 from lggdemo.wholepatient import GRADE_CAVEAT, VolumePrediction
 
@@ -90,7 +92,15 @@ def mask_dicom_seg(volume: Volume, prediction: VolumePrediction) -> bytes:
         raise ExportError(f"{volume.name}: a DICOM SEG needs DICOM input (this one is {volume.provenance.kind}); "
                           "use the NIfTI mask instead.")
     try:
-        return _seg_bytes(volume, prediction, seg_source_copies(sources))  # type: ignore[arg-type]
+        grid = volume.mask_on_source_grid(prediction.mask)  # (columns, rows, slices) in the sources' order
+        frames = np.ascontiguousarray(np.transpose(grid, (2, 1, 0))).astype(bool)
+        multiframe = frame_sources(list(sources))  # type: ignore[arg-type]
+        if multiframe is not None:  # one Enhanced MR object: its frames in the object's order, not by position
+            parent, index = multiframe
+            in_order = np.zeros((int(parent.NumberOfFrames), *frames.shape[1:]), bool)
+            in_order[index] = frames
+            return _seg_bytes(prediction, seg_source_copies([parent]), in_order)
+        return _seg_bytes(prediction, seg_source_copies(sources), frames)  # type: ignore[arg-type]
     except (VolumeError, ExportError):
         raise
     except Exception as exc:  # noqa: BLE001 -- highdicom validates with many kinds (AttributeError for a missing one)
@@ -98,13 +108,12 @@ def mask_dicom_seg(volume: Volume, prediction: VolumePrediction) -> bytes:
                           f"{exc}); the NIfTI mask is still available.") from exc
 
 
-def _seg_bytes(volume: Volume, prediction: VolumePrediction, sources: Sequence[Any]) -> bytes:
+def _seg_bytes(prediction: VolumePrediction, sources: Sequence[Any], frames: np.ndarray) -> bytes:
+    """The SEG of ``frames`` (one per source instance, or per frame of one multi-frame source)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    grid = volume.mask_on_source_grid(prediction.mask)  # (columns, rows, slices) in the sources' order
-    frames = np.ascontiguousarray(np.transpose(grid, (2, 1, 0))).astype(bool)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="lggdemo U-Net (FLAIR abnormality)", family=codes.cid7162.ArtificialIntelligence,
         version=prediction.model_version, source="lggdemo")

@@ -312,4 +312,21 @@ def vol_display(vol: Volume, on_grid: np.ndarray) -> np.ndarray:
     return canonical_to_display(canon).astype(bool)
 
 
+def enhanced_object(files: list[tuple[str, bytes]], description: str, shuffle: bool = True) -> tuple[str, bytes]:
+    """The series ``description`` of ``files`` as one Legacy Converted Enhanced MR object (highdicom), its frames
+    in scrambled order so that the reader must place them by their per-frame positions."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    dss = [pydicom.dcmread(io.BytesIO(d)) for n, d in files if n.startswith(f"series_{description}/")]
+    if shuffle:
+        dss = dss[1::2] + dss[0::2]
+    obj = hd.legacy.LegacyConvertedEnhancedMRImage(dss, series_instance_uid=generate_uid(), series_number=7,
+                                                   sop_instance_uid=generate_uid(), instance_number=1)
+    buf = io.BytesIO()
+    obj.save_as(buf)
+    return f"enhanced_{description}.dcm", buf.getvalue()
+
+
 __all__ = ["ROLES", "SPACING"]

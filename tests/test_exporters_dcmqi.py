@@ -1,5 +1,6 @@
 """A real client reads our DICOM SEG: dcmqi's ``segimage2itkimage`` (the converter 3D Slicer uses) turns it back into
-a NIfTI whose voxels equal the project's NIfTI mask in world coordinates -- on a resampled study and an oblique one."""
+a NIfTI whose voxels equal the project's NIfTI mask in world coordinates -- on a resampled study, an oblique one and
+one whose FLAIR is an Enhanced (multi-frame) MR object."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from patient_files import T1_COARSE, channel_structure, fake_prediction, make_study, tilted_axial, vol_display
+from patient_files import (
+    T1_COARSE,
+    channel_structure,
+    enhanced_object,
+    fake_prediction,
+    make_study,
+    tilted_axial,
+    vol_display,
+)
 
 from lggdemo.exporters import mask_dicom_seg, mask_nifti
 from lggdemo.readers import open_files
@@ -34,12 +43,15 @@ def world_voxels(img: nib.Nifti1Image) -> np.ndarray:
     return ras[np.lexsort(np.round(ras, 2).T[::-1])]
 
 
-@pytest.mark.parametrize("kind", ["resampled", "oblique"])
+@pytest.mark.parametrize("kind", ["resampled", "oblique", "enhanced"])
 def test_dcmqi_reads_our_seg_as_our_nifti(kind: str, tmp_path: Path) -> None:
     tool = segimage2itkimage()
     study = make_study(t1=T1_COARSE) if kind == "resampled" else make_study(flair_orientation=tilted_axial(10.0),
                                                                              t1=T1_COARSE)
-    vol = open_files(study.files, kind).volume()
+    files = study.files
+    if kind == "enhanced":  # FLAIR as one multi-frame object: the SEG references its frames
+        files = [enhanced_object(files, "FLAIR"), *[(n, d) for n, d in files if not n.startswith("series_FLAIR/")]]
+    vol = open_files(files, kind).volume()
     mask = vol_display(vol, channel_structure(vol, 0)).astype(np.uint8)  # the structure as seen on resampled T1
     prediction = fake_prediction(vol, mask)
     seg = tmp_path / "seg.dcm"

@@ -12,7 +12,8 @@ head-foot axis (clinical axials are tilted a few degrees); sagittal and coronal 
 The other sequences may lie on any grid and in any orientation: they are resampled onto FLAIR's
 (:mod:`lggdemo.readers.resample`). Pixel data is decoded by pydicom's plugins (see requirements.txt for the
 compressed syntaxes), with the modality LUT (RescaleSlope/Intercept) applied and MONOCHROME1 inverted.
-Multi-frame objects (Enhanced MR) are refused with their SOP class named; damaged files are named.
+Multi-frame objects (Enhanced MR) are read frame by frame through their functional groups
+(:mod:`lggdemo.readers.multiframe`), or refused with their SOP class named; damaged files are named.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lggdemo.readers.assemble import assemble
+from lggdemo.readers.multiframe import frame_views, has_functional_groups, multiframe_kind
 from lggdemo.readers.resample import resample_onto, same_grid
 from lggdemo.volume import MAX_SLICES, MAX_VOXEL_BYTES, ROLES, Volume, VolumeError
 
@@ -106,31 +108,13 @@ def damaged_image(ds: object) -> str | None:
     return None
 
 
-def multiframe_kind(ds: object) -> str | None:
-    """The SOP class (name and UID) of a multi-frame image object, or None for a single-frame one.
-
-    Enhanced MR keeps each frame's position and orientation in its per-frame functional groups, not in the
-    top-level image-plane module this reader orders slices by; it is refused by name rather than misread.
-    """
-    from pydicom.uid import UID
-
-    frames = getattr(ds, "NumberOfFrames", None)
-    try:
-        many = frames is not None and int(frames) > 1
-    except (TypeError, ValueError):
-        many = False
-    if not many and "PerFrameFunctionalGroupsSequence" not in ds:  # type: ignore[operator]
-        return None
-    sop = UID(str(getattr(ds, "SOPClassUID", "")))
-    return f"{sop.name}, {sop}" if sop.name != str(sop) else f"SOP class {sop}"
-
-
 def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStudy:
     """Parse every member that is DICOM; group image instances by series. VolumeError when none is an image."""
     import pydicom
 
     series: dict[str, list[object]] = {}
-    multiframe: list[str] = []
+    multiframe: list[str] = []  # refused: no per-frame geometry
+    read_frames: list[str] = []  # read frame by frame from the functional groups
     skipped = 0
     other = 0
     for member, data in files:
@@ -148,6 +132,11 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
         if damage:
             raise VolumeError(f"{name}: {member} is a damaged DICOM file: {damage}")
         kind = multiframe_kind(ds)
+        if kind and has_functional_groups(ds) and "SeriesInstanceUID" in ds:
+            views = frame_views(ds, f"{name}: {member}")
+            series.setdefault(str(ds.SeriesInstanceUID), []).extend(views)
+            read_frames.append(f"{member} ({kind}, {len(views)} frames)")
+            continue
         if kind:
             multiframe.append(f"{member} ({kind})")
             continue
@@ -155,8 +144,9 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
             other += 1
             continue
         series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
-    refused = (f"multi-frame objects are not read: {', '.join(multiframe[:3])}{'…' if len(multiframe) > 3 else ''}. "
-               "Export the series as classic single-frame MR images (one file per slice) instead.")
+    refused = (f"multi-frame objects without per-frame functional groups (no position per frame) are not read: "
+               f"{', '.join(multiframe[:3])}{'…' if len(multiframe) > 3 else ''}. Export the series as Enhanced MR or "
+               "as classic single-frame MR images (one file per slice) instead.")
     if not series:
         raise VolumeError(f"{name}: no DICOM image series found ({len(files)} files: {skipped} not DICOM, {other} "
                           "DICOM without image geometry such as reports or SEG objects"
@@ -166,6 +156,8 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
         notes.append(f"{skipped} file(s) that are not DICOM were ignored.")
     if multiframe:
         notes.append(f"{len(multiframe)} file(s) ignored: {refused}")
+    notes += [f"Multi-frame {m}: read frame by frame (position, orientation, spacing and rescale from its "
+              "functional groups)." for m in read_frames]
     infos = []
     for uid, items in series.items():
         first = items[0]
