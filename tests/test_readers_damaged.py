@@ -1,5 +1,5 @@
-"""Damaged files, as an interrupted copy leaves them: every reader names the file in a VolumeError, the CLI reports
-it with exit 2 and still writes the other inputs, the page shows an error and stays."""
+"""Damaged files, as an interrupted copy leaves them: every reader names the file in a VolumeError, and the CLI reports
+it with exit 2 and still writes the other inputs (the page: test_readers_page.py)."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_zip_cut_in_half_is_named(patient) -> None:  # noqa: ANN001
         read_zip(_half(kaggle_zip(patient)), "p.zip")
 
 
-# --- the CLI and the page -------------------------------------------------------------------------
+# --- the CLI -------------------------------------------------------------------------
 
 
 def test_cli_reports_a_cut_file_and_writes_the_next_input(patient, tiny_weights: Path, tmp_path: Path,
@@ -188,23 +188,3 @@ def test_cli_export_failure_is_a_message_and_exit_2(patient, tiny_weights: Path,
     assert code == 2 and "Traceback" not in err
     assert "the DICOM SEG cannot be made from this series" in err and "StudyInstanceUID" in err
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
-
-
-def test_page_shows_a_cut_upload_as_an_error(patient, tiny_weights: Path, synthetic_root: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from streamlit.testing.v1 import AppTest
-
-    from lggdemo import weights
-
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(weights, "BUNDLED_DIR", empty)
-    monkeypatch.setenv("LGG_DATA_DIR", str(synthetic_root))
-    weights.set_active(tiny_weights)
-    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "predict.py"), default_timeout=180)
-    app.run()
-    app.radio(key="predict_input_mode").set_value("Whole patient").run()
-    data = _half(write_nifti_4d(tmp_path / "p.nii.gz", patient.slices).read_bytes())
-    app.file_uploader(key="patient_files").set_value([("p.nii.gz", data, "application/gzip")]).run()
-    assert not app.exception, app.exception
-    assert any("p.nii.gz: the gzip stream stops before its end" in e.value for e in app.error)
