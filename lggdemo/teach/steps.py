@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lggdemo.engine import Engine
-from lggdemo.evaluate import segment_logits
-from lggdemo.imageio import SLICE_SIZE
-from lggdemo.models import SegConfig, masks_from_logits
+from lggdemo.data.imageio import SLICE_SIZE
+from lggdemo.models.engine import Engine
+from lggdemo.models.forward import segment_logits
+from lggdemo.models.networks import SegConfig, masks_from_logits
+from lggdemo.models.preprocess import prepare_images
 from lggdemo.teach.errors import TeachInputError
 
 #: Normalised (z-scored) values shown from black to white: ±3 standard deviations of the head's pixels.
@@ -75,8 +76,6 @@ def model_view(model: torch.nn.Module | Engine, config: SegConfig, image_256: np
 
     ``model``: the Predictor's engine (``predictor.engine``, so the lesson shows the app's numbers) or a bare U-Net.
     """
-    from lggdemo.preprocess import prepare_images
-
     image = _check_image(image_256)
     logits = segment_logits(model, config, image[None], device)
     big = to_slice_size(logits.cpu())[0, 0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lggdemo.engine import Engine, engine_from_modules
+from lggdemo.models.engine import Engine, engine_from_modules
 from lggdemo.train.events import INFO
 from lggdemo.train.progress import Progress
 

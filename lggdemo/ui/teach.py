@@ -20,12 +20,12 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from lggdemo import jobs, weights
+from lggdemo import _fs, jobs
+from lggdemo.data.imageio import SLICE_SIZE, encode_png, resize_mask
 from lggdemo.device import DeviceError, choose_device
-from lggdemo.engine import EngineError
-from lggdemo.imageio import SLICE_SIZE, encode_png, resize_mask
-from lggdemo.infer import Predictor
-from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
+from lggdemo.inference.predictor import Predictor
+from lggdemo.models import weights
+from lggdemo.models.engine import EngineError
 from lggdemo.teach import (
     ERROR_MARKDOWN_COLOURS,
     ERROR_NAMES,
@@ -44,6 +44,8 @@ from lggdemo.teach import (
     model_view,
     tta_uncertainty,
 )
+from lggdemo.ui.predict.shared import engine_choice, load_predictor
+from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 
 CACHE_KEY = "teach_cache"
 #: Entries a session keeps: four per slice and weights (forward pass, uncertainty, two sets of encoded pictures),
@@ -232,7 +234,7 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
             continue
         if directory == weights.BUNDLED_DIR:
             name = "Bundled weights"
-        elif directory.parent.resolve() == weights.runs_dir().resolve():
+        elif directory.parent.resolve() == _fs.runs_dir().resolve():
             name = f"Run {directory.name}"
         else:
             name = f"Weights in {directory.name}"
@@ -243,11 +245,9 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
 
 def _load(directory: Path) -> Predictor | str:
     """A folder's Predictor through the page's own cached loader (so the active one is not loaded twice)."""
-    from lggdemo.ui.predict import _load_predictor, engine_choice  # here, not at the top: ui.predict imports this module
-
     try:
         device = choose_device("auto")
-        return _load_predictor(weights.weights_version(directory), str(directory), str(device), engine_choice(device))
+        return load_predictor(weights.weights_version(directory), str(directory), str(device), engine_choice(device))
     except (weights.WeightsError, DeviceError, EngineError) as exc:
         return f"The weights in `{directory}` cannot be used: {exc}"
 
