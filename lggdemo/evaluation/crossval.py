@@ -66,9 +66,9 @@ def seg_recipe(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
 def same_recipe(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> bool:
     """Whether two :func:`seg_recipe` chains train the same way: every stage's values equal, its preset name aside
     (``--preset bundled`` in one run is the same recipe as ``--preset full`` then ``--preset refine --init-from``
-    with the same values)."""
+    with the same values). A key an older record lacks counts as its default, as :func:`seg_recipe` reads it."""
     def values(chain: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in s.items() if k != "preset"} for s in chain]
+        return [{k: s.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS if k != "preset"} for s in chain]
 
     return values(a) == values(b)
 

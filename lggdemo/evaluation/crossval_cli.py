@@ -1,7 +1,7 @@
 """``python -m lggdemo.crossval``: pool fold runs, pool the grade's out-of-fold predictions, compare candidates.
 
     python -m lggdemo.crossval FOLD... [--name C1] [--json FILE] [--record-in WEIGHTS]
-    python -m lggdemo.crossval --grade FOLD... [--json FILE] [--record-in WEIGHTS]
+    python -m lggdemo.crossval --grade FOLD... [--json FILE] [--record-in WEIGHTS] [--n-boot 2000]
     python -m lggdemo.crossval --compare POOLED.json... [--baseline C0] [--json FILE]
 
 FOLD is a weights folder written by ``python -m lggdemo.train ... --fold I/K`` or its card file alone (the fold
@@ -14,6 +14,7 @@ estimate into a weights folder's card, refused unless its model was trained by t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline", default=None, help="with --compare: the baseline candidate (default: the first)")
     ap.add_argument("--record-in", default=None, help="weights folder whose card gets the estimate (same recipe only)")
     ap.add_argument("--json", default=None, help="also write the result as JSON here")
+    ap.add_argument("--n-boot", type=int, default=2000, help="with --grade: bootstrap resamples per AUC interval")
     args = ap.parse_args(argv)
     try:
         if args.compare:
@@ -91,11 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 write_json(args.json, {"baseline": selection.baseline, "winner": selection.winner,
                                        "ships": selection.ships, "max_slice_loss": selection.max_slice_loss,
-                                       "rows": [{**r.__dict__, "targets_shortfall": r.targets()} for r in selection.rows]})
+                                       "rows": [{**dataclasses.asdict(r), "targets_shortfall": r.targets()} for r in selection.rows]})
             return 0
         cards = [load_card(Path(d)) for d in args.inputs]
         if args.grade:
-            result = pool_grade_folds(cards, args.inputs)
+            result = pool_grade_folds(cards, args.inputs, n_boot=args.n_boot)
             if args.record_in:
                 record_grade(Path(args.record_in), result)
             print_grade(result)

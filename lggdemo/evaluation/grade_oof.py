@@ -71,8 +71,11 @@ def _fold(name: str, card: ModelCard) -> dict[str, Any]:
 
 
 def pool_grade_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str] | None = None,
-                     seed: int = 0) -> dict[str, Any]:
-    """Pool the folds' out-of-fold P(G3); fit the app's Platt on all of it, report cross-fitted numbers beside it."""
+                     seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+    """Pool the folds' out-of-fold P(G3); fit the app's Platt on all of it, report cross-fitted numbers beside it.
+
+    ``n_boot``: bootstrap resamples of each AUC interval (2,000 as everywhere; tests use fewer).
+    """
     names = list(names or [f"run {i + 1}" for i in range(len(cards))])
     cards = [as_card(c) for c in cards]
     folds: dict[int, dict[str, Any]] = {}
@@ -118,9 +121,9 @@ def pool_grade_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequenc
                   "fold's grade model, which never saw it, on the masks the fold's U-Net drew; age alone: a logistic "
                   "regression fitted on the fold's training patients",
         "n": int(len(y)), "n_g3": int(y.sum()), "folds": k,
-        "model": probability_report(y, p_model, seed),
-        "age_only": probability_report(y, p_age, seed),
-        "calibrated_cross_fitted": {**probability_report(y, calibrated, seed),
+        "model": probability_report(y, p_model, seed, n_boot=n_boot),
+        "age_only": probability_report(y, p_age, seed, n_boot=n_boot),
+        "calibrated_cross_fitted": {**probability_report(y, calibrated, seed, n_boot=n_boot),
                                     "method": f"{PLATT_METHOD}, each fold's fitted on the other folds' predictions"},
         "recipe": g0,
         "per_patient": {pid: {"fold": int(g), "g3": int(yy), "logit": float(zz), "p_g3": float(pm), "age_p_g3": float(pa),

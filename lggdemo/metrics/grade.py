@@ -117,10 +117,12 @@ def cross_fitted_platt(logits: Sequence[float], labels: Sequence[int], groups: S
     return out
 
 
-def probability_report(labels: Sequence[int], probs: Sequence[float], seed: int = 0, n_bins: int = 5) -> dict[str, Any]:
+def probability_report(labels: Sequence[int], probs: Sequence[float], seed: int = 0, n_bins: int = 5,
+                       n_boot: int = 2000) -> dict[str, Any]:
     """What a set of per-patient P(G3) is worth: AUC with its bootstrap CI, Brier, log loss, reliability bins."""
     n = len(labels)
-    auc = Metric(roc_auc(labels, probs), bootstrap_ci(roc_auc, labels, probs, seed=seed), n, DEFINITIONS["auc"])
+    auc = Metric(roc_auc(labels, probs), bootstrap_ci(roc_auc, labels, probs, n_boot=n_boot, seed=seed), n,
+                 DEFINITIONS["auc"])
     return {"auc": auc.to_dict(),
             "brier": Metric(brier(labels, probs), None, n, DEFINITIONS["brier"]).to_dict(),
             "log_loss": Metric(log_loss_g3(labels, probs), None, n, DEFINITIONS["log_loss"]).to_dict(),
