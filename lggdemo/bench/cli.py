@@ -10,7 +10,7 @@ so the encoder and input sizes can be compared before anything is trained.
 ``--world-size N`` it also times N DistributedDataParallel processes on this machine and reports
 their throughput ratio against one process (``lggdemo.train.benchmark_distributed``).
 
-``--load N`` drives N browser-less Predict sessions at once (``lggdemo.loadtest``: N threads, each doing what
+``--load N`` drives N browser-less Predict sessions at once (``lggdemo.bench.load``: N threads, each doing what
 "Try an example" makes the server do, on one shared Predictor) and reports p50/p95 latency against the
 single-user time, errors and peak memory. It uses the active weights (or ``--weights``) and the app's
 dataset (or ``--data``).

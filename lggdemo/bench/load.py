@@ -1,7 +1,7 @@
 """Several visitors at once on the Predict path, without a browser: ``python -m lggdemo.bench --load N``.
 
 Each simulated visitor is a thread doing what one press of "Try an example" makes the server do: read a
-patient's example slices from the dataset (``infer.example_case``), predict masks and grade with the one
+patient's example slices from the dataset (``inference.examples.example_case``), predict masks and grade with the one
 ``Predictor`` all sessions share (the app caches it process-wide), then both Grad-CAMs of the first slice,
 as the page shows them. Streamlit's page rendering, the network and the browser are not included.
 
@@ -54,7 +54,8 @@ class LoadReport:
     dataset: str = ""
     torch_threads: int = 0
     cpu_count: int = 0
-    serialised_by: str = "lggdemo.infer.MODEL_LOCK: one RLock around every forward pass and Grad-CAM, for all sessions"
+    serialised_by: str = ("lggdemo.inference.predictor.MODEL_LOCK: one RLock around every forward pass and Grad-CAM, "
+                          "for all sessions")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -91,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             selection = select_candidate(pooled, args.baseline or next(iter(pooled)))
             print(selection.table())
             if args.json:
+                rows = [{**dataclasses.asdict(r), "targets_shortfall": r.targets()} for r in selection.rows]
                 write_json(args.json, {"baseline": selection.baseline, "winner": selection.winner,
-                                       "ships": selection.ships, "max_slice_loss": selection.max_slice_loss,
-                                       "rows": [{**dataclasses.asdict(r), "targets_shortfall": r.targets()} for r in selection.rows]})
+                                       "ships": selection.ships, "max_slice_loss": selection.max_slice_loss, "rows": rows})
             return 0
         cards = [load_card(Path(d)) for d in args.inputs]
         if args.grade:

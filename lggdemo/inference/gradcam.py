@@ -4,7 +4,7 @@ Both maps are computed on exactly the tensors the prediction used (``preprocess`
 back onto the 256×256 slice: the grade model only ever saw a crop around the tumour, so its map lives
 in that box and is zero elsewhere. Every CAM object is used as a context manager so its hooks are
 removed even when a call fails -- otherwise each page rerun would stack another pair of hooks -- and
-holds ``infer.MODEL_LOCK``: hooks live on the shared, cached model, so another session's forward pass
+holds ``inference.predictor.MODEL_LOCK``: hooks live on the shared, cached model, so another session's forward pass
 must not run while they are attached.
 
 Grad-CAM shows where the gradient of one output is large at one layer. It is a rough picture of what

@@ -94,7 +94,7 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
         arr = np.asarray(im)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
             raise InputError(f"Slice {i}: expected an (H, W, 3) uint8 image, got {arr.dtype} {arr.shape} "
-                             "(decode files with lggdemo.imageio.decode_image).")
+                             "(decode files with lggdemo.data.imageio.decode_image).")
         out.append(arr)
     return out
 
@@ -195,7 +195,7 @@ class Predictor:
         return PredictionResult(tuple(slices), self.patient_grade(logits, areas), clinical, self.device_text, self.version)
 
     def predict_uploads(self, batch: UploadBatch, clinical: Clinical | None) -> PredictionResult:
-        """``predict`` on what :func:`lggdemo.imageio.read_uploads` accepted, keeping names, sizes and truths."""
+        """``predict`` on what :func:`lggdemo.data.imageio.read_uploads` accepted, keeping names, sizes and truths."""
         if not batch.slices:
             raise InputError("None of the uploaded files could be used.")
         return self.predict([s.image for s in batch.slices], clinical, names=[s.name for s in batch.slices],

@@ -1,8 +1,9 @@
 """The reports a prediction is saved as: one schema for slice and whole-patient results, as JSON and CSV.
 
 Both kinds carry the patient-level grade under the same names, from :class:`PatientGrade`:
-``p_g3`` (what the page shows: calibrated when the card records a calibration; null when the card withholds it), ``raw_score`` (the model's sigmoid output)
-and ``grade_note``; and the same ``dice``, ``model_version`` and ``device``. Every number is rounded here, once.
+``p_g3`` (what the page shows: calibrated when the card records a calibration; null when the card withholds it),
+``raw_score`` (the model's sigmoid output) and ``grade_note``; and the same ``dice``, ``model_version`` and
+``device``. Every number is rounded here, once.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Inference on a whole patient: a :class:`~lggdemo.volume.Volume` -> masks, tumour volume, one P(G3).
+"""Inference on a whole patient: a :class:`~lggdemo.patient.volume.Volume` -> masks, tumour volume, one P(G3).
 
 The steps are the Predictor's own (``Predictor.segment``, ``Predictor.grade``: the trainer's
 preprocessing and threshold), in slice batches so that a progress bar can follow, then the whole-patient
-rule of :mod:`lggdemo.postprocess` (the largest 3D connected component), then the grade from the cleaned masks with
+rule of :mod:`lggdemo.models.postprocess` (the largest 3D connected component), then the grade from the cleaned masks with
 the evaluator's patient-level aggregation (``models.patient_logit``: the tumour-area-weighted mean of the
 slice logits, the number the model card's AUC was measured on). The Predict page and
 ``python -m lggdemo.predict`` both call :func:`predict_volume`.

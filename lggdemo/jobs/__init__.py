@@ -6,7 +6,7 @@ page asks this module, which reads files under :func:`lggdemo._fs.runs_dir`::
 
     runs/
       job.lock                 exists while a run is in progress: {"run", "pid", ...} (one job at a time)
-      active.json              the active-weights pointer (owned by lggdemo.weights)
+      active.json              the active-weights pointer (owned by lggdemo.models.weights)
       20261125-181500/         one folder per run, never over the bundled weights/
         job.json               settings, dataset, the exact command
         progress.jsonl         the trainer's JSON events (start / step / epoch / done / error / cancelled)

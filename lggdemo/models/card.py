@@ -134,7 +134,7 @@ class ModelCard:
         return card
 
     def to_dict(self) -> dict[str, Any]:
-        """The card as JSON data, with ``schema_version`` (what :func:`lggdemo.weights.write_card` writes)."""
+        """The card as JSON data, with ``schema_version`` (what :func:`lggdemo.models.weights.write_card` writes)."""
         return {"schema_version": self.schema_version, **{k: v for k, v in self.data.items() if k != "schema_version"}}
 
     @property

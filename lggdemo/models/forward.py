@@ -60,7 +60,7 @@ def predict_patient_masks(model: torch.nn.Module, config: SegConfig, images_256:
     """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows.
 
     The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
-    (:func:`lggdemo.postprocess.keep_main_components_by_patient`). Every patient-level score goes through
+    (:func:`lggdemo.models.postprocess.keep_main_components_by_patient`). Every patient-level score goes through
     here -- this CLI, the trainer's validation (and so every card and cross-validation fold), the bundled
     weights' regression test -- so no caller can score masks the app would not show. ``patient_ids``
     names each slice's patient, slices of a patient in slice order.

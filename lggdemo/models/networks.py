@@ -147,7 +147,7 @@ def masks_from_logits(logits: torch.Tensor, config: SegConfig, out_size: int) ->
     """(N, 1, s, s) logits -> (N, out_size, out_size) uint8 0/1 masks, as evaluation and the app see them.
 
     Components smaller than ``config.min_component_px`` are dropped by the 2D rule of
-    :mod:`lggdemo.postprocess` (the one home for post-processing).
+    :mod:`lggdemo.models.postprocess` (the one home for post-processing).
     """
     if logits.shape[-1] != out_size:
         logits = torch.nn.functional.interpolate(logits.float(), size=(out_size, out_size), mode="bilinear",

@@ -131,7 +131,10 @@ def read_card(directory: Path) -> dict[str, Any]:
 
 
 def load_card(directory: Path) -> ModelCard:
-    """The card of a weights folder (or a card file) as a :class:`~lggdemo.modelcard.ModelCard`; :class:`WeightsError` if unusable."""
+    """The card of a weights folder (or a card file) as a :class:`~lggdemo.models.card.ModelCard`.
+
+    Raises :class:`WeightsError` if it is missing or unusable.
+    """
     try:
         return ModelCard.from_dict(read_card(directory))
     except CardError as exc:

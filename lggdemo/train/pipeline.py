@@ -29,7 +29,6 @@ from lggdemo.train.progress import Progress, ProgressCallback
 from lggdemo.train.segmentation import train_unet
 from lggdemo.train.split import same_split
 
-
 #: What a card says in place of held-out numbers when the run trained on every patient (the bundled preset).
 NO_VALIDATION = ("none: trained on every patient given; the cross-validation of the same recipe "
                  "(python -m lggdemo.crossval --record-in) is its estimate")

@@ -145,7 +145,7 @@ def dataset_tables(index: DatasetIndex) -> DatasetTables:
 
 
 def dataset_figures(index: DatasetIndex) -> dict[str, go.Figure]:
-    """The EDA charts (``lggdemo.eda.figures``), built once per dataset version and shared read-only."""
+    """The EDA charts (``lggdemo.viz.eda.figures``), built once per dataset version and shared read-only."""
     return _figures(str(index.root), dataset_fingerprint(index), index)
 
 

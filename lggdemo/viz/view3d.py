@@ -1,7 +1,7 @@
 """The 3D view of a whole patient: the tumour surface inside a translucent head, rotatable (plotly).
 
 Surfaces come from ``skimage.measure.marching_cubes`` at the voxel spacing, so a tumour looks as long as
-it is. The head is the same background rule as everywhere else (``infer.head_mask``: any channel brighter
+it is. The head is the same background rule as everywhere else (``inference.predictor.head_mask``: any channel brighter
 than the normalisation's background level), holes filled, downsampled in-plane and lightly smoothed:
 it is context, not anatomy, and must build in well under a second for an 88-slice patient (measured by
 ``python -m lggdemo.bench --infer``). The tumour is meshed at full resolution inside its bounding box.

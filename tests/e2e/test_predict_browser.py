@@ -53,7 +53,7 @@ def test_upload_overlay_grade_cam_and_mask_download(
         page.get_by_text("Age not given").wait_for(state="detached")
 
     page.get_by_text("Predicted tumour on FLAIR").wait_for()
-    # Both the bundled card and the tiny one have a grade AUC interval reaching 0.5 (lggdemo.gradeinfo): a plain
+    # Both the bundled card and the tiny one have a grade AUC interval reaching 0.5 (lggdemo.inference.grade): a plain
     # sentence replaces the bar, and the model's number waits in a collapsed expander.
     page.get_by_text("did no better than chance").first.wait_for()
     page.get_by_text(RAW_SCORE_LABEL).first.wait_for()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lggdemo.metrics.bootstrap import bootstrap_ci
+from lggdemo.metrics.calibration import Platt
 from lggdemo.metrics.grade import (
     accuracy,
     balanced_accuracy,
@@ -16,7 +17,6 @@ from lggdemo.metrics.grade import (
     reliability_bins,
     roc_auc,
 )
-from lggdemo.metrics.calibration import Platt
 from lggdemo.metrics.segmentation import (
     dice,
     evaluate_segmentation,

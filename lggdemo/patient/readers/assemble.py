@@ -1,4 +1,4 @@
-"""From source-grid arrays (one per sequence) to a :class:`~lggdemo.volume.Volume`: the step every
+"""From source-grid arrays (one per sequence) to a :class:`~lggdemo.patient.volume.Volume`: the step every
 NIfTI and DICOM reader shares, so both formats are reoriented, scaled and resized the same way.
 
 Steps: fill a missing sequence with FLAIR (as the kaggle_3m dataset does), reorient to the closest

@@ -1,6 +1,6 @@
 """The Predict page's whole-patient mode: upload a patient, assign its sequences, see masks, 3D view, volume, grade.
 
-Only widgets live here: reading (``lggdemo.readers``), inference (``wholepatient.predict_volume``), the 3D
+Only widgets live here: reading (``lggdemo.patient.readers``), inference (``wholepatient.predict_volume``), the 3D
 figure (``view3d``) and every download (``exporters``) are library calls, the same ones
 ``python -m lggdemo.predict`` makes. State is kept in ``st.session_state`` under ``patient_*`` keys, with a
 token that changes whenever the input does, so inference runs once per input, assignment, clinical fields and
@@ -180,7 +180,7 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
                    "of the 256×256 slices, not in mL.")
     if result.removed_voxels:
         st.caption(f"3D post-processing kept the largest tumour component and removed {result.removed_voxels} voxels "
-                   "in separate components (a genuine second focus would be removed too; see `lggdemo.postprocess`).")
+                   "in separate components (a genuine second focus would be removed too; see `lggdemo.models.postprocess`).")
     render_mask_quality(predictor)
     st.subheader("Grade (one per patient)")
     if result.grade.raw_score is None:
@@ -236,6 +236,7 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
     held = st.session_state.get("patient_downloads")
     if held is None or held[0] != key:
         files: list[tuple[str, str, bytes, str]] = []
+        failed: list[str] = []  # kept with the files: a rerun shows the error again, not a missing button
         formats = [("nifti", "Download mask (NIfTI)", "application/gzip"), ("png", "Download masks (PNG zip)", "application/zip")]
         if volume.provenance.kind == "dicom":
             formats.insert(1, ("dicom-seg", "Download mask (DICOM SEG)", "application/dicom"))
@@ -243,7 +244,7 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
             try:
                 name, data = mask_bytes(fmt, volume, result)
             except (ExportError, VolumeError, ValueError) as exc:
-                st.warning(f"{label}: not available ({exc})")
+                failed.append(f"{label}: could not be made ({exc})")
                 continue
             files.append((label, name, data, mime))
         rows = [patient_row(volume, result)]
@@ -251,9 +252,11 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
         files.append(("Download report (JSON)", f"{volume.name}_report.json", patient_report_json(rows, notes),
                       "application/json"))
         files.append(("Download report (CSV)", f"{volume.name}_report.csv", patient_report_csv(rows), "text/csv"))
-        held = (key, files)
+        held = (key, files, failed)
         st.session_state["patient_downloads"] = held
     st.subheader("Downloads")
+    for message in held[2]:
+        st.error(message)
     for col, (label, name, data, mime) in zip(itertools.cycle(st.columns(3)), held[1]):
         col.download_button(label, data, file_name=name, mime=mime, key=f"patient_dl_{label}", on_click="ignore")
 

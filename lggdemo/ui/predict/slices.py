@@ -1,7 +1,7 @@
 """The Predict page's widgets: inputs (uploads, clinical fields, example), the cached models and the results.
 
 Everything that can go wrong with a file or a field becomes a message on the page; only the library
-(``imageio.read_uploads``, ``infer.Predictor``, ``explain``) does the work, so what the page shows is
+(``data.imageio.read_uploads``, ``inference.predictor.Predictor``, ``inference.gradcam``) does the work, so what the page shows is
 what a script calling the library would get.
 
 State lives in ``st.session_state`` under ``predict_*`` keys: the current input batch with a token that
@@ -21,8 +21,8 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data.imageio import UploadBatch, read_uploads
 from lggdemo.data.kaggle import Clinical, DatasetError
 from lggdemo.inference.examples import example_case, seen_label_for_name
-from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.gradcam import CamResult, grade_cam, segmentation_cam
+from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import InputError, PredictionResult, Predictor
 from lggdemo.inference.reports import slice_report_csv, slice_report_json
 from lggdemo.models.card import card_metric
