@@ -9,12 +9,8 @@ problem is listed in ``index.problems`` and the good patients still load.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +23,10 @@ try:
 
     msvcrt = None
 except ImportError:  # Windows
-    import msvcrt  # type: ignore[no-redef]
 
     fcntl = None  # type: ignore[assignment]
 
-from lggdemo.data.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask, resize_image, resize_mask
+from lggdemo.data.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask
 
 GRADE_CODES = {1: "G2", 2: "G3"}
 SEX_CODES = {1: "female", 2: "male"}

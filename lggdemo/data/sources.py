@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lggdemo._fs import PROJECT_ROOT
 from lggdemo.data.kaggle import allowed_root, looks_like_dataset, resolve_root
 from lggdemo.data.synthetic import default_root
-from lggdemo._fs import PROJECT_ROOT
 
 PROJECT_DATA = PROJECT_ROOT / "data" / "kaggle_3m"
 

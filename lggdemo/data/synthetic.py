@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lggdemo.data.imageio import SLICE_SIZE
 from lggdemo._fs import cache_dir, exclusive_lock
+from lggdemo.data.imageio import SLICE_SIZE
 
 #: Bump when the generator's output changes, so cached copies are regenerated.
 GENERATOR_VERSION = 1

@@ -23,8 +23,8 @@ import numpy as np
 from lggdemo import __version__
 from lggdemo._fs import atomic_write_bytes
 from lggdemo.data.imageio import encode_png
+from lggdemo.patient.readers.multiframe import frame_sources
 from lggdemo.patient.volume import Volume, VolumeError
-from lggdemo.readers.multiframe import frame_sources
 
 FORMATS = ("nifti", "dicom-seg", "png")
 SEGMENT_LABEL = "Tumour (FLAIR abnormality)"

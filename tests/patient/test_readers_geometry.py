@@ -11,7 +11,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from lggdemo.readers.resample import resample_onto
 from patient_files import (
     CENTRE,
     STRUCTURE_LPS,
@@ -34,6 +33,7 @@ from patient_files import (
 from lggdemo.patient.exporters import mask_dicom_seg, mask_nifti
 from lggdemo.patient.readers import open_files
 from lggdemo.patient.readers.nifti import load_nifti, nifti_volume
+from lggdemo.patient.readers.resample import resample_onto
 from lggdemo.patient.volume import Volume, VolumeError
 
 

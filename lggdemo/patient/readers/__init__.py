@@ -7,7 +7,7 @@ Two steps, so that a page can ask which file is which sequence before anything h
     volume = source.volume({"FLAIR": 0, "pre-contrast": 1, "post-contrast": None})
 
 ``open_path`` does the same for a path (the CLI): a folder, a ``.zip``, a ``.nii``/``.nii.gz`` file. Every
-refusal is a :class:`~lggdemo.volume.VolumeError` whose message names the input.
+refusal is a :class:`~lggdemo.patient.volume.VolumeError` whose message names the input.
 """
 
 from __future__ import annotations

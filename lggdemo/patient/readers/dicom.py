@@ -10,10 +10,10 @@ spacing comes from those positions, the in-plane spacing from PixelSpacing; the 
 FLAIR is the reference grid and must be axial: its slice normal within ``AXIAL_MAX_TILT_DEG`` of the
 head-foot axis (clinical axials are tilted a few degrees); sagittal and coronal FLAIR series are refused.
 The other sequences may lie on any grid and in any orientation: they are resampled onto FLAIR's
-(:mod:`lggdemo.readers.resample`). Pixel data is decoded by pydicom's plugins (see requirements.txt for the
+(:mod:`lggdemo.patient.readers.resample`). Pixel data is decoded by pydicom's plugins (see requirements.txt for the
 compressed syntaxes), with the modality LUT (RescaleSlope/Intercept) applied and MONOCHROME1 inverted.
 Multi-frame objects (Enhanced MR) are read frame by frame through their functional groups
-(:mod:`lggdemo.readers.multiframe`), or refused with their SOP class named; damaged files are named.
+(:mod:`lggdemo.patient.readers.multiframe`), or refused with their SOP class named; damaged files are named.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lggdemo.patient.readers.assemble import assemble
+from lggdemo.patient.readers.multiframe import frame_views, has_functional_groups, multiframe_kind
+from lggdemo.patient.readers.resample import resample_onto, same_grid
 from lggdemo.patient.volume import MAX_SLICES, MAX_VOXEL_BYTES, ROLES, Volume, VolumeError
-from lggdemo.readers.multiframe import frame_views, has_functional_groups, multiframe_kind
-from lggdemo.readers.resample import resample_onto, same_grid
 
 #: The patient's axes in DICOM's LPS frame; index 2 (superior) must be the slice normal's main axis.
 _LPS_AXES = ("left-right (sagittal)", "anterior-posterior (coronal)", "superior-inferior (axial)")

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lggdemo.patient.readers.assemble import assemble, check_spatial_shape
+from lggdemo.patient.readers.resample import resample_onto, same_grid
 from lggdemo.patient.volume import MAX_SLICES, MAX_VOXEL_BYTES, ROLES, Volume, VolumeError
-from lggdemo.readers.resample import resample_onto, same_grid
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: A role with "mask" means a ground-truth mask file (optional, for the per-volume Dice).
