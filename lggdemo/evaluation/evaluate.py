@@ -105,6 +105,11 @@ def stated_grade_report(grades: dict[str, PatientGrade], labels: dict[str, int])
         for key in ("shown_p_g3", "raw_score"):
             probs = [rows[p][key] for p in stated]
             out[key] = {"brier": brier(y, probs), "log_loss": log_loss_g3(y, probs), "n": len(y)}
+        rates = {grades[p].base_rate for p in stated}
+        if len(rates) == 1 and None not in rates:  # the constant the app states when it withholds the number
+            rate = rates.pop()
+            out["base_rate"] = {"value": rate, "brier": brier(y, [rate] * len(y)),
+                                "log_loss": log_loss_g3(y, [rate] * len(y)), "n": len(y)}
     return out
 
 
@@ -185,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, m in g.metrics.items():
             ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
             print(f"grade {name}: {m.value:.3f}{ci}  n={m.n}")
-        for key, label in (("shown_p_g3", "what the app states"), ("raw_score", "the raw score")):
+        for key, label in (("shown_p_g3", "what the app states"), ("raw_score", "the raw score"),
+                           ("base_rate", "the base rate")):
             if key in stated:
                 print(f"grade, {label}: Brier {stated[key]['brier']:.4f}, log loss {stated[key]['log_loss']:.4f}  "
                       f"n={stated[key]['n']}")

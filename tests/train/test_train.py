@@ -289,6 +289,7 @@ def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Pat
         assert (row["shown_p_g3"], row["shown_as"]) == (card["grade"]["base_rate_g3"]["value"], "base rate")
         assert row["raw_score"] == pytest.approx(result["grade"]["per_patient_p_g3"][pid])
     assert shown["shown_p_g3"]["n"] == len(shown["per_patient"]) and "brier" in shown["raw_score"]
+    assert shown["base_rate"]["brier"] == pytest.approx(shown["shown_p_g3"]["brier"])  # withheld: it *is* the base rate
 
 
 def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(tiny_weights: Path, synthetic_root: Path,
