@@ -38,6 +38,9 @@ class TrainSettings:
     batch_size: int | None = None
     device: str = "auto"  # one of DEVICES
     seed: int = 0
+    init_from: str | None = None  # a weights folder whose U-Net this run continues (a fine-tune: the active one)
+    corrections: str | None = None  # a folder of corrected slices to fine-tune on (lggdemo.corrections)
+    corrections_weight: int | None = None
 
     def to_config(self) -> TrainConfig:
         """The trainer's config for these settings, built the way its command line builds it."""
@@ -64,6 +67,10 @@ def validate_settings(
     from lggdemo.train.config import TrainError
     from lggdemo.train.split import patient_split
 
+    if settings.corrections and not problems:
+        from lggdemo.train.corrections import fine_tune_problems
+
+        problems += fine_tune_problems(config, index)
     if dataset_error:
         problems.append(f"No usable dataset: {dataset_error}")
     elif index is None:
