@@ -5,6 +5,7 @@ Runs are started from the sidebar's **Retrain models** (on every page); this pag
 
 import streamlit as st
 
+from lggdemo.ui.corrections_list import render_corrections
 from lggdemo.ui.shell import require_shell
 from lggdemo.ui.training import render_train_page
 
@@ -17,3 +18,5 @@ st.markdown(
     "Cancelled or failed runs leave the active weights exactly as they were."
 )
 render_train_page()
+st.divider()
+render_corrections()

@@ -27,6 +27,7 @@ from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
 from lggdemo.preprocess import ClinicalInputError
 from lggdemo.readers import PatientSource, open_files
 from lggdemo.readers.kaggle import index_volume
+from lggdemo.ui.correct import render_patient_correction
 from lggdemo.ui.predict import (
     SEX_OPTIONS,
     active_card,
@@ -287,6 +288,8 @@ def render_patient_mode(predictor: Predictor) -> None:
     token = st.session_state.get("patient_token")
     idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
     _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
+    render_patient_correction(volume, result, idx - 1, st.session_state.get("patient_channel", CHANNELS[1]),
+                              (token, predictor.version), str(predictor.card.get("version", "?")), clinical)
     st.caption("The lesson below takes this slice on its own (2D clean-up only); the whole-patient mask above also "
                "keeps only the largest 3D tumour component.")
     render_slice_lesson(volume.slices[idx - 1], None if volume.truth is None else volume.truth[idx - 1], predictor,

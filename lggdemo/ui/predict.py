@@ -39,6 +39,7 @@ from lggdemo.infer import (
     seen_label_for_name,
 )
 from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
+from lggdemo.ui.correct import render_slice_correction
 from lggdemo.ui.teach import render_slice_lesson
 from lggdemo.weights import CARD_FILE, WeightsError, active_weights, is_complete, read_card
 
@@ -354,6 +355,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),
                            file_name=f"{sl.name.rsplit('.', 1)[0]}_predicted_mask.png", mime="image/png",
                            key="predict_dl_mask", on_click="ignore")
+    render_slice_correction(sl, src, predictor, idx, channel, result.clinical)
     for col, c in zip(st.columns(3), range(3), strict=True):
         col.image(channel_rgb(src.image, c), caption=CHANNELS[c], width="stretch")
 
