@@ -8,7 +8,7 @@ PORT ?= 8501
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint clean
+.PHONY: run test test-fast lint clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
+
+# Everything but real training and the browser: the loop while you work (CI runs `make test`).
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow and not e2e"
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

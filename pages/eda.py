@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from lggdemo import eda
-from lggdemo.data import DatasetError, load_image, load_mask
-from lggdemo.overlay import CHANNELS, channel_rgb, overlay_mask
+from lggdemo.data.kaggle import DatasetError, load_image, load_mask
 from lggdemo.ui.dataset import active_dataset, dataset_figures, dataset_tables, describe_choice, source_line
 from lggdemo.ui.shell import require_shell
+from lggdemo.viz import eda
+from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
 
 require_shell()
 

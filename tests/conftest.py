@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lggdemo  # noqa: E402,F401  (torchvision guard)
-from lggdemo.synthetic import PhantomConfig, generate  # noqa: E402
+from lggdemo.data.synthetic import PhantomConfig, generate  # noqa: E402
 
 SHARED_LGG = Path(__file__).resolve().parents[1].parent / "shared" / "lgg"
 MATERIALIZE = SHARED_LGG / "materialize.py"
@@ -74,8 +74,8 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import torch
 
-    from lggdemo import weights
-    from lggdemo.models import GradeConfig, SegConfig, build_grade, build_segmentation
+    from lggdemo.models import weights
+    from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
 
     directory = tmp_path_factory.mktemp("tiny_weights")
     torch.manual_seed(0)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lggdemo.data import scan_dataset
-from lggdemo.readers.kaggle import index_volume
-from lggdemo.volume import ROLES, Volume, display_to_canonical
-from lggdemo.wholepatient import VolumePrediction
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.inference.grade import PatientGrade
+from lggdemo.inference.wholepatient import VolumePrediction
+from lggdemo.patient.readers.kaggle import index_volume
+from lggdemo.patient.volume import ROLES, Volume, display_to_canonical
 
 SPACING = (3.0, 0.8, 0.75)  # (slice, row, column) mm, deliberately anisotropic in-plane
 ORIGIN_LPS = (-96.0, -110.0, 40.0)  # of the first (head) slice's first pixel
@@ -149,7 +150,7 @@ def dicom_study_zip(slices: np.ndarray, *, three: bool = True, **kw: object) -> 
 
 
 def kaggle_zip(volume: Volume, with_masks: bool = True) -> bytes:
-    from lggdemo.imageio import encode_png
+    from lggdemo.data.imageio import encode_png
 
     buf = io.BytesIO()
     pid = volume.name
@@ -168,8 +169,8 @@ def fake_prediction(volume: Volume, mask: np.ndarray) -> VolumePrediction:
         name=volume.name, mask=mask.astype(np.uint8), probability=mask.astype(np.float16), tumour_voxels=voxels,
         tumour_ml=None if volume.voxel_ml is None else voxels * volume.voxel_ml,
         tumour_slices=tuple(int(i) + 1 for i in np.flatnonzero(mask.reshape(len(mask), -1).any(1))),
-        removed_voxels=0, dice=None, truth_voxels=None, patient_grade_prob=0.3, patient_grade_logit=-0.85,
-        grade_note=None, clinical=None, model_version="test-version", device="cpu", spacing=volume.spacing,
+        removed_voxels=0, dice=None, truth_voxels=None, grade=PatientGrade(float(np.log(0.3 / 0.7))), clinical=None,
+        model_version="test-version", device="cpu", spacing=volume.spacing,
         brain_voxels=0)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lggdemo.data import cache_dir, scan_dataset, slice_arrays
-from lggdemo.weights import runs_dir
+from lggdemo._fs import cache_dir, runs_dir
+from lggdemo.data.arrays import slice_arrays
+from lggdemo.data.kaggle import scan_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +43,8 @@ def test_a_test_run_writes_nothing_into_home(tmp_path: Path) -> None:
            if k not in ("LGG_CACHE_DIR", "LGG_RUNS_DIR", "MPLCONFIGDIR", "TORCH_HOME", "XDG_CACHE_HOME")}
     env.update(HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
     tests = ["tests/test_suite.py::test_session_fixtures_use_the_session_cache",
-             "tests/test_data.py::test_area_cache_is_reused_then_invalidated_when_a_mask_changes",
-             "tests/test_synthetic.py::test_phantoms_read_like_the_real_layout"]
+             "tests/data/test_data.py::test_area_cache_is_reused_then_invalidated_when_a_mask_changes",
+             "tests/data/test_synthetic.py::test_phantoms_read_like_the_real_layout"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "--basetemp", str(tmp_path / "basetemp"), *tests],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lggdemo.data import Clinical, atomic_write_bytes, case_id, exclusive_lock
-from lggdemo.evaluate import dice
-from lggdemo.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask
-from lggdemo.weights import runs_dir
+from lggdemo._fs import atomic_write_bytes, exclusive_lock, runs_dir
+from lggdemo.data.imageio import SLICE_SIZE, ImageDecodeError, decode_image, decode_mask
+from lggdemo.data.kaggle import Clinical, case_id
+from lggdemo.metrics.segmentation import dice
 
 FOLDER = "corrections"
 LOCK_FILE = ".lock"

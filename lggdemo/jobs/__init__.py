@@ -2,11 +2,11 @@
 
 Why on disk and not in ``st.session_state``: a Streamlit session is one browser tab. Closing the tab
 must not kill a twenty-minute run, and reopening the app (or another tab) must show it. So every
-page asks this module, which reads files under :func:`lggdemo.weights.runs_dir`::
+page asks this module, which reads files under :func:`lggdemo._fs.runs_dir`::
 
     runs/
       job.lock                 exists while a run is in progress: {"run", "pid", ...} (one job at a time)
-      active.json              the active-weights pointer (owned by lggdemo.weights)
+      active.json              the active-weights pointer (owned by lggdemo.models.weights)
       20261125-181500/         one folder per run, never over the bundled weights/
         job.json               settings, dataset, the exact command
         progress.jsonl         the trainer's JSON events (start / step / epoch / done / error / cancelled)

@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from lggdemo import access, weights
-from lggdemo.data import DatasetError, DatasetIndex, scan_dataset
+from lggdemo import _fs, access
+from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
 from lggdemo.jobs import files
 from lggdemo.jobs import settings as settings_module
 from lggdemo.jobs.errors import JobBusy, JobError, SettingsError
@@ -35,6 +35,7 @@ from lggdemo.jobs.process import (
 from lggdemo.jobs.progress import read_progress
 from lggdemo.jobs.runs import RunInfo, log_tail, run_info
 from lggdemo.jobs.settings import EXIT_CANCELLED, CommandBuilder, TrainSettings, validate_settings
+from lggdemo.models import weights
 
 
 def start(
@@ -94,7 +95,7 @@ def start(
             with open(run_dir / LOG_FILE, "ab") as log:
                 proc = subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=weights.PROJECT_ROOT, env=env, start_new_session=True,
+                    cwd=_fs.PROJECT_ROOT, env=env, start_new_session=True,
                 )  # fmt: skip
             CHILDREN[run_dir] = proc
             files.write_json(
@@ -184,8 +185,8 @@ def current() -> RunInfo | None:
         if lock is None:
             return None
         if lock_is_live(lock):
-            return run_info(weights.runs_dir() / str(lock["run"]), lock=lock) if lock.get("run") else None
-        run_dir = weights.runs_dir() / str(lock["run"]) if lock.get("run") else None
+            return run_info(_fs.runs_dir() / str(lock["run"]), lock=lock) if lock.get("run") else None
+        run_dir = _fs.runs_dir() / str(lock["run"]) if lock.get("run") else None
         child = CHILDREN.get(run_dir) if run_dir else None
         if run_dir is not None and run_dir.is_dir():
             finish(run_dir, child.poll() if child is not None else None)
@@ -201,7 +202,7 @@ def wait(timeout: float | None = None, poll_s: float = 0.2) -> RunInfo | None:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError("the training run is still in progress")
         time.sleep(poll_s)
-    return run_info(weights.runs_dir() / name) if name else latest_run()
+    return run_info(_fs.runs_dir() / name) if name else latest_run()
 
 
 def cancel(*, force: bool = False) -> RunInfo:
@@ -231,7 +232,7 @@ def cancel(*, force: bool = False) -> RunInfo:
 def list_runs() -> list[RunInfo]:
     """Every run folder, newest first (settles a finished or stale run first)."""
     current()
-    base = weights.runs_dir()
+    base = _fs.runs_dir()
     try:
         folders = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
     except OSError:

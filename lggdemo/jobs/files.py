@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lggdemo import weights
-from lggdemo.data import atomic_write_bytes
+from lggdemo import _fs
+from lggdemo._fs import atomic_write_bytes
 
 LOCK_FILE = "job.lock"
 JOB_FILE = "job.json"
@@ -39,8 +39,8 @@ def same_path(a: Path, b: Path) -> bool:
 
 def disk_message(exc: OSError, what: str) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"The disk is full while {what} ({exc.filename or weights.runs_dir()}). Free some space and try again."
+        return f"The disk is full while {what} ({exc.filename or _fs.runs_dir()}). Free some space and try again."
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"No permission while {what} ({exc.filename or weights.runs_dir()}): the runs folder must be writable."
+        return f"No permission while {what} ({exc.filename or _fs.runs_dir()}): the runs folder must be writable."
     return f"Could not finish {what}: {exc.strerror or exc}."
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lggdemo import weights
+from lggdemo import _fs
 from lggdemo.jobs.errors import JobError
 from lggdemo.jobs.files import LOCK_FILE, read_json
 from lggdemo.train.config import OPTIONS
@@ -76,7 +76,7 @@ LOCK = threading.RLock()  # one start/finish at a time inside this server proces
 
 
 def lock_path() -> Path:
-    return weights.runs_dir() / LOCK_FILE
+    return _fs.runs_dir() / LOCK_FILE
 
 
 def read_lock() -> dict[str, Any] | None:
@@ -97,7 +97,7 @@ def lock_age(path: Path) -> float:
 def lock_is_live(lock: dict[str, Any]) -> bool:
     if not lock.get("run"):
         return lock_age(lock_path()) < STARTING_GRACE_S  # being written right now, or debris
-    run_dir = weights.runs_dir() / str(lock["run"])
+    run_dir = _fs.runs_dir() / str(lock["run"])
     child = CHILDREN.get(run_dir)
     if child is not None:
         return child.poll() is None
@@ -115,7 +115,7 @@ def release_lock(run_name: str | None) -> None:
 
 
 def new_run_dir() -> Path:
-    base = weights.runs_dir()
+    base = _fs.runs_dir()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         path = base / (stamp if i == 0 else f"{stamp}-{i}")

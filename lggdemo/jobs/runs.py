@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lggdemo import weights
+from lggdemo import _fs
 from lggdemo.jobs.errors import JobError
 from lggdemo.jobs.files import (
     CANCEL_FILE,
@@ -23,7 +23,8 @@ from lggdemo.jobs.files import (
 )
 from lggdemo.jobs.process import running_name
 from lggdemo.jobs.progress import Progress, read_progress
-from lggdemo.modelcard import ModelCard
+from lggdemo.models import weights
+from lggdemo.models.card import ModelCard
 
 State = str  # "running" | "succeeded" | "failed" | "cancelled"
 
@@ -108,7 +109,7 @@ def run_info(run_dir: Path, *, result: dict[str, Any] | None = None, lock: dict[
 
 
 def find_run(name: str) -> RunInfo:
-    base = weights.runs_dir()
+    base = _fs.runs_dir()
     path = base / name
     if os.sep in name or name in ("", ".", "..") or not path.is_dir():
         raise JobError(f"No run named {name!r} in {base}.")

@@ -13,10 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lggdemo.data import DatasetIndex
-from lggdemo.train.config import OPTIONS, PRESET_REQUIRES, TrainConfig, config_from_options, option_args
+from lggdemo.data.kaggle import DatasetIndex
+from lggdemo.device import DeviceError, choose_device
+from lggdemo.train.config import OPTIONS, PRESET_REQUIRES, TrainConfig, TrainError, config_from_options, option_args
 from lggdemo.train.config import PRESETS as TRAINER_PRESETS
+from lggdemo.train.corrections import fine_tune_problems
 from lggdemo.train.events import DEVICES, EXIT_CANCELLED, EXIT_INVALID, TASK_MODELS, TASKS
+from lggdemo.train.split import patient_split
 
 #: The presets the sidebar offers: those that need nothing but these settings (refine needs --init-from).
 PRESETS: tuple[str, ...] = tuple(p for p in TRAINER_PRESETS if p not in PRESET_REQUIRES)
@@ -58,18 +61,13 @@ def validate_settings(
     config = settings.to_config()
     problems = config.problems()
     if settings.device in DEVICES:
-        from lggdemo.device import DeviceError, choose_device
 
         try:
             choose_device(settings.device)
         except DeviceError as exc:
             problems.append(str(exc))
-    from lggdemo.train.config import TrainError
-    from lggdemo.train.split import patient_split
 
     if settings.corrections and not problems:
-        from lggdemo.train.corrections import fine_tune_problems
-
         problems += fine_tune_problems(config, index)
     if dataset_error:
         problems.append(f"No usable dataset: {dataset_error}")

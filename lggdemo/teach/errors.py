@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lggdemo.evaluate import dice
-from lggdemo.overlay import overlay_mask
+from lggdemo.metrics.segmentation import dice
+from lggdemo.viz.overlay import overlay_mask
 
 #: Values of :func:`error_map`'s label image.
 TN, TP, FP, FN = 0, 1, 2, 3

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lggdemo.evaluate import segment_logits
-from lggdemo.imageio import SLICE_SIZE
-from lggdemo.infer import MODEL_LOCK
-from lggdemo.models import SegConfig, masks_from_logits
+from lggdemo.data.imageio import SLICE_SIZE
+from lggdemo.inference.predictor import MODEL_LOCK
+from lggdemo.models.forward import segment_logits
+from lggdemo.models.networks import SegConfig, masks_from_logits
+from lggdemo.models.preprocess import prepare_images
 from lggdemo.teach.errors import TeachInputError
 
 #: Normalised (z-scored) values shown from black to white: ±3 standard deviations of the head's pixels.
@@ -71,7 +72,6 @@ def to_slice_size(logits: torch.Tensor) -> torch.Tensor:
 
 def model_view(model: torch.nn.Module, config: SegConfig, image_256: np.ndarray, device: torch.device) -> ModelView:
     """Run the U-Net once on a (256, 256, 3) uint8 slice and keep its input and logits."""
-    from lggdemo.preprocess import prepare_images
 
     image = _check_image(image_256)
     with MODEL_LOCK:

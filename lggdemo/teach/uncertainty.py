@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lggdemo.infer import MODEL_LOCK
-from lggdemo.models import SegConfig
-from lggdemo.preprocess import prepare_images
+from lggdemo.inference.predictor import MODEL_LOCK
+from lggdemo.models.networks import SegConfig
+from lggdemo.models.preprocess import prepare_images
 from lggdemo.teach.steps import _check_image, to_slice_size
 
 #: The copies, as (quarter turns, mirrored left-right first): as is, left-right, top-bottom (a half turn of the

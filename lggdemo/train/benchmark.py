@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lggdemo.device import choose_device, describe
-from lggdemo.models import GradeConfig, SegConfig, build_grade, build_segmentation
+from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
 from lggdemo.train import distributed
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError

@@ -21,15 +21,15 @@ from typing import Any
 import torch
 
 import lggdemo
-from lggdemo.data import DatasetIndex
+from lggdemo.data.kaggle import DatasetIndex
 from lggdemo.device import describe
-from lggdemo.evaluate import DEFINITIONS, Metric
-from lggdemo.modelcard import ModelCard
-from lggdemo.models import GradeConfig, GradeNet, SegConfig
+from lggdemo.metrics.definitions import DEFINITIONS, Metric
+from lggdemo.models.card import ModelCard
+from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
+from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.distributed import card_entry
 from lggdemo.train.split import Split, same_split
-from lggdemo.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
 
 
 def data_fingerprint(index: DatasetIndex) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Fine-tuning on corrected masks (``--corrections DIR --init-from WEIGHTS``): the data side, torch-free.
+"""Fine-tuning on corrected masks (``--corrections DIR --init-from WEIGHTS``): the data side.
 
 A person's corrections (:mod:`lggdemo.corrections`, a kaggle_3m folder) join the U-Net's training data,
 each drawn ``--corrections-weight`` times as often as a tumour slice of the dataset; a corrected slice of a
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from lggdemo.corrections import list_corrections
-from lggdemo.data import DatasetError, DatasetIndex, SliceArrays, scan_dataset, slice_arrays
-from lggdemo.modelcard import CardError, ModelCard
+from lggdemo.data.arrays import SliceArrays, slice_arrays
+from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
+from lggdemo.models.card import CardError, ModelCard
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.split import Split
 

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lggdemo.evaluate import dice, per_volume_dice, predict_patient_masks, segment_slices
+from lggdemo.metrics.segmentation import dice, per_volume_dice
+from lggdemo.models.forward import predict_patient_masks, segment_slices
+from lggdemo.models.weights import WeightsError, load_card, load_segmentation
 from lggdemo.train.prepare import Prepared
-from lggdemo.weights import WeightsError, load_card, load_segmentation
 
 #: A validation patient whose per-volume Dice fell by more than this is listed as worse after fine-tuning.
 WORSE_BY = 0.01

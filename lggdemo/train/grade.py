@@ -17,11 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lggdemo.data import Clinical, DatasetIndex, SliceArrays
-from lggdemo.evaluate import DEFINITIONS, Metric, age_baseline_probs, bootstrap_ci, evaluate_grade, grade_metrics, roc_auc
-from lggdemo.gradeinfo import BASE_RATE_SOURCE, base_rate_g3
-from lggdemo.models import GradeConfig, GradeNet, SegConfig, build_grade, init_grade_from_segmentation, patient_logit
-from lggdemo.preprocess import AgeScale, crop_tumour, encode_clinical, normalize_images
+from lggdemo.data.arrays import SliceArrays
+from lggdemo.data.kaggle import Clinical, DatasetIndex
+from lggdemo.evaluation.evaluate import evaluate_grade
+from lggdemo.inference.grade import BASE_RATE_SOURCE, base_rate_g3
+from lggdemo.metrics.bootstrap import bootstrap_ci
+from lggdemo.metrics.definitions import DEFINITIONS, Metric
+from lggdemo.metrics.grade import age_baseline_probs, grade_metrics, roc_auc
+from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, build_grade, init_grade_from_segmentation, patient_logit
+from lggdemo.models.preprocess import AgeScale, crop_tumour, encode_clinical, normalize_images
 from lggdemo.train.augmentation import augment
 from lggdemo.train.card import metrics_dict
 from lggdemo.train.config import TrainConfig, TrainError

@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
-from lggdemo.data import SliceArrays
+from lggdemo.data.arrays import SliceArrays
 from lggdemo.device import describe
-from lggdemo.evaluate import evaluate_segmentation, predict_patient_masks, tumour_slice_dice_by_area
-from lggdemo.models import GradeConfig, GradeNet, SegConfig
-from lggdemo.postprocess import patient_rule_text
+from lggdemo.metrics.segmentation import evaluate_segmentation, tumour_slice_dice_by_area
+from lggdemo.models.forward import predict_patient_masks
+from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
+from lggdemo.models.postprocess import patient_rule_text
+from lggdemo.models.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
 from lggdemo.train.card import metrics_dict, publish, signals_deferred
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.corrections import load_corrections
@@ -27,7 +29,6 @@ from lggdemo.train.prepare import choose_split, load_index, prepare, training_de
 from lggdemo.train.progress import Progress, ProgressCallback
 from lggdemo.train.segmentation import train_segmentation
 from lggdemo.train.split import same_split
-from lggdemo.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
 
 
 def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: threading.Event | None = None) -> Path:

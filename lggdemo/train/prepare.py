@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lggdemo.data import DatasetError, DatasetIndex, SliceArrays, scan_dataset, slice_arrays
+from lggdemo.data.arrays import SliceArrays, slice_arrays
+from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
+from lggdemo.data.sources import choose_dataset
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.train import distributed
 from lggdemo.train.config import TrainConfig, TrainError
@@ -59,7 +61,6 @@ def training_device(cfg: TrainConfig) -> torch.device:
 def load_index(cfg: TrainConfig) -> DatasetIndex:
     """Scan ``cfg.data`` (default: the app's active dataset, recorded back into ``cfg``)."""
     if cfg.data is None:
-        from lggdemo.sources import choose_dataset
 
         cfg.data = str(choose_dataset().root)
     try:

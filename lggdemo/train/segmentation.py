@@ -9,10 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lggdemo.data import slice_arrays
-from lggdemo.evaluate import evaluate_segmentation, predict_patient_masks
-from lggdemo.models import SegConfig, build_segmentation
-from lggdemo.preprocess import normalize_images
+from lggdemo.data.arrays import slice_arrays
+from lggdemo.metrics.segmentation import evaluate_segmentation
+from lggdemo.models.forward import predict_patient_masks
+from lggdemo.models.networks import SegConfig, build_segmentation
+from lggdemo.models.preprocess import normalize_images
+from lggdemo.models.weights import SEG_FILE, WeightsError, load_card, load_segmentation
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
@@ -20,7 +22,6 @@ from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.split import Split, same_split
-from lggdemo.weights import SEG_FILE, WeightsError, load_card, load_segmentation
 
 
 def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:

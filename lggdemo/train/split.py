@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lggdemo.data import DatasetIndex
-from lggdemo.modelcard import ModelCard
+from lggdemo.data.kaggle import DatasetIndex
+from lggdemo.models.card import ModelCard
 from lggdemo.train.config import TrainError
 
 

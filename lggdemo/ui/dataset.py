@@ -22,10 +22,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lggdemo import eda
-from lggdemo.data import DatasetError, DatasetIndex, patient_table, scan_dataset, slice_table
-from lggdemo.sources import DatasetChoice, choose_dataset, path_input_allowed
-from lggdemo.synthetic import default_root, is_phantom
+from lggdemo.data.arrays import patient_table, slice_table
+from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
+from lggdemo.data.sources import DatasetChoice, choose_dataset, path_input_allowed, path_input_explicitly_allowed
+from lggdemo.data.synthetic import default_root, is_phantom
+from lggdemo.ui.access import can_manage
+from lggdemo.viz import eda
 
 #: ``st.session_state`` key of the typed dataset path. A plain key, not the widget's: Streamlit forgets a
 #: widget's state on any run that does not draw it, and the path must outlive page switches.
@@ -46,9 +48,21 @@ class DatasetTables:
     patients: pd.DataFrame  # data.patient_table: clinical fields, slice counts, tumour volume
 
 
-def sidebar_path() -> str | None:
-    """The path typed in the sidebar, or None when empty or when path input is disabled."""
+def path_box_allowed() -> bool:
+    """Whether this session gets the sidebar's Dataset folder box, which opens folders on the server.
+
+    Never with ``LGG_ALLOW_PATH_INPUT=0``. On a locked server (``LGG_OPERATOR_PASSWORD`` or ``LGG_READ_ONLY``)
+    only the operator, after unlocking, unless the operator set ``LGG_ALLOW_PATH_INPUT=1`` explicitly: a visitor
+    typing server paths is exactly what locking the server means to stop.
+    """
     if not path_input_allowed():
+        return False
+    return path_input_explicitly_allowed() or can_manage()
+
+
+def sidebar_path() -> str | None:
+    """The path typed in the sidebar, or None when empty or when this session may not type one."""
+    if not path_box_allowed():
         return None
     value = st.session_state.get(PATH_KEY) or ""
     return value.strip() or None
@@ -131,7 +145,7 @@ def dataset_tables(index: DatasetIndex) -> DatasetTables:
 
 
 def dataset_figures(index: DatasetIndex) -> dict[str, go.Figure]:
-    """The EDA charts (``lggdemo.eda.figures``), built once per dataset version and shared read-only."""
+    """The EDA charts (``lggdemo.viz.eda.figures``), built once per dataset version and shared read-only."""
     return _figures(str(index.root), dataset_fingerprint(index), index)
 
 

@@ -11,10 +11,18 @@ import os
 import streamlit as st
 
 from lggdemo import NOT_FOR_DIAGNOSIS
-from lggdemo.data import DatasetError
-from lggdemo.sources import allowed_root, path_input_allowed
-from lggdemo.ui.dataset import PATH_KEY, PATH_WIDGET_KEY, active_dataset, describe_choice, rescan, source_line
-from lggdemo.ui.retraining import render_training_sidebar
+from lggdemo.data.kaggle import DatasetError
+from lggdemo.data.sources import allowed_root
+from lggdemo.ui.dataset import (
+    PATH_KEY,
+    PATH_WIDGET_KEY,
+    active_dataset,
+    describe_choice,
+    path_box_allowed,
+    rescan,
+    source_line,
+)
+from lggdemo.ui.train.sidebar import render_training_sidebar
 
 
 @st.cache_resource(show_spinner=False)
@@ -31,7 +39,7 @@ def _keep_path() -> None:
 
 def render_dataset_section() -> None:
     st.subheader("Dataset")
-    if path_input_allowed():
+    if path_box_allowed():
         under = allowed_root()
         if PATH_WIDGET_KEY not in st.session_state:
             st.session_state[PATH_WIDGET_KEY] = st.session_state.get(PATH_KEY, "")
@@ -56,7 +64,7 @@ def render_dataset_section() -> None:
     if choice.synthetic:
         st.info(
             "Showing generated phantom scans, not patient data. To use the real LGG set, set LGG_DATA_DIR, put it in "
-            "data/kaggle_3m" + (" or type its folder above." if path_input_allowed() else ".")
+            "data/kaggle_3m" + (" or type its folder above." if path_box_allowed() else ".")
         )
     if index.problems:
         st.warning(f"{len(index.problems)} problem(s) while reading the dataset; see Dataset EDA for the list.")

@@ -20,11 +20,11 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from lggdemo import jobs, weights
+from lggdemo import _fs, jobs
+from lggdemo.data.imageio import SLICE_SIZE, encode_png, resize_mask
 from lggdemo.device import DeviceError, choose_device
-from lggdemo.imageio import SLICE_SIZE, encode_png, resize_mask
-from lggdemo.infer import Predictor
-from lggdemo.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
+from lggdemo.inference.predictor import Predictor
+from lggdemo.models import weights
 from lggdemo.teach import (
     ERROR_MARKDOWN_COLOURS,
     ERROR_NAMES,
@@ -43,6 +43,8 @@ from lggdemo.teach import (
     model_view,
     tta_uncertainty,
 )
+from lggdemo.ui.predict.shared import load_predictor
+from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 
 CACHE_KEY = "teach_cache"
 #: Entries a session keeps: four per slice and weights (forward pass, uncertainty, two sets of encoded pictures),
@@ -231,7 +233,7 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
             continue
         if directory == weights.BUNDLED_DIR:
             name = "Bundled weights"
-        elif directory.parent.resolve() == weights.runs_dir().resolve():
+        elif directory.parent.resolve() == _fs.runs_dir().resolve():
             name = f"Run {directory.name}"
         else:
             name = f"Weights in {directory.name}"
@@ -242,10 +244,8 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
 
 def _load(directory: Path) -> Predictor | str:
     """A folder's Predictor through the page's own cached loader (so the active one is not loaded twice)."""
-    from lggdemo.ui.predict import _load_predictor  # here, not at the top: ui.predict imports this module
-
     try:
-        return _load_predictor(weights.weights_version(directory), str(directory), str(choose_device("auto")))
+        return load_predictor(weights.weights_version(directory), str(directory), str(choose_device("auto")))
     except (weights.WeightsError, DeviceError) as exc:
         return f"The weights in `{directory}` cannot be used: {exc}"
 

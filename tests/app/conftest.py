@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lggdemo import weights
+from lggdemo.models import weights
 
 PREDICT_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
 TIMEOUT = 180

@@ -12,10 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lggdemo import corrections as corr
-from lggdemo.data import scan_dataset
-from lggdemo.evaluate import dice as corr_dice
-from lggdemo.ui import correct
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.metrics.segmentation import dice as corr_dice
 from lggdemo.ui.access import UNLOCKED_KEY
+from lggdemo.ui.predict import correct
 
 #: A drag across the middle of the 512² canvas with a radius-4 brush (16 canvas px wide).
 STROKE = {"objects": [{"type": "Path", "strokeWidth": 16, "path": [["M", 96, 256], ["L", 416, 256]]}]}

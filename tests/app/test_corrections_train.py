@@ -13,8 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lggdemo import corrections as corr
-from lggdemo import jobs, weights
-from lggdemo.data import load_image, load_mask, scan_dataset
+from lggdemo import jobs
+from lggdemo._fs import runs_dir
+from lggdemo.data.kaggle import load_image, load_mask, scan_dataset
+from lggdemo.models import weights
 from lggdemo.train import TrainConfig, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +69,7 @@ def sidebar() -> AppTest:
     def script() -> None:
         import streamlit as st
 
-        from lggdemo.ui.retraining import render_training_sidebar
+        from lggdemo.ui.train.sidebar import render_training_sidebar
 
         with st.sidebar:
             render_training_sidebar()
@@ -156,7 +158,7 @@ def test_compare_after_a_phantom_fine_tune_shows_both_views(synthetic_root: Path
     val_pid, train_pid = card["split"]["val"][0], card["split"]["train"][0]
     correct(synthetic_root, val_pid, 5)
     correct(synthetic_root, train_pid, 5)
-    out = weights.runs_dir() / "20990101-000000"
+    out = runs_dir() / "20990101-000000"
     run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(out),
                                 **{**TINY, "task": "seg", "init_from": str(parent),
                                    "corrections": str(corr.corrections_dir()), "seg_samples": 32}))

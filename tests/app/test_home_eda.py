@@ -15,8 +15,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import lggdemo.ui.dataset as ui_dataset
-from lggdemo import sources
-from lggdemo.data import scan_dataset
+from lggdemo.data import sources
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.ui.access import UNLOCKED_KEY
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
@@ -24,7 +25,7 @@ APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 @pytest.fixture(autouse=True)
 def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: Path) -> None:
     """No project data/, no operator settings, and the phantoms from the session fixture (no regeneration)."""
-    for var in ("LGG_DATA_DIR", "LGG_ALLOW_PATH_INPUT", "LGG_ALLOWED_ROOT"):
+    for var in ("LGG_DATA_DIR", "LGG_ALLOW_PATH_INPUT", "LGG_ALLOWED_ROOT", "LGG_OPERATOR_PASSWORD", "LGG_READ_ONLY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(sources, "PROJECT_DATA", tmp_path / "no-project-data" / "kaggle_3m")
     monkeypatch.setattr(sources, "default_root", lambda: synthetic_root)
@@ -140,6 +141,22 @@ def test_path_input_hidden_when_disabled(monkeypatch: pytest.MonkeyPatch) -> Non
     at = _app()
     assert len(at.sidebar.text_input) == 0
     assert "type its folder" not in _sidebar_text(at)
+
+
+@pytest.mark.parametrize("lock", [("LGG_OPERATOR_PASSWORD", "s3cret"), ("LGG_READ_ONLY", "1")])
+def test_a_locked_server_shows_the_dataset_folder_box_to_the_operator_only(
+        monkeypatch: pytest.MonkeyPatch, synthetic_copy: Path, lock: tuple[str, str]) -> None:
+    monkeypatch.setenv(*lock)
+    visitor = _app(typed_path=str(synthetic_copy))  # a path left in the session is ignored as well
+    assert not [w for w in visitor.sidebar.text_input if w.key == ui_dataset.PATH_WIDGET_KEY]
+    assert "phantom" in _sidebar_text(visitor).lower()
+    if lock[0] == "LGG_OPERATOR_PASSWORD":
+        operator = AppTest.from_file(APP, default_timeout=90)
+        operator.session_state[UNLOCKED_KEY] = True  # what the sidebar's Unlock sets for this tab
+        operator.run()
+        assert [w for w in operator.sidebar.text_input if w.key == ui_dataset.PATH_WIDGET_KEY]
+    monkeypatch.setenv("LGG_ALLOW_PATH_INPUT", "1")  # the operator opens it to visitors on purpose
+    assert [w for w in _app().sidebar.text_input if w.key == ui_dataset.PATH_WIDGET_KEY]
 
 
 def test_rescan_picks_up_a_changed_tree(monkeypatch: pytest.MonkeyPatch, synthetic_copy: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 from patient_files import dataset_patient, write_nifti_three
 from streamlit.testing.v1 import AppTest
 
-from lggdemo import weights
-from lggdemo.data import scan_dataset
-from lggdemo.gradeinfo import RAW_SCORE_LABEL
-from lggdemo.infer import SEEN_NEITHER, SEEN_VALIDATION
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.inference.examples import SEEN_NEITHER, SEEN_VALIDATION
+from lggdemo.inference.grade import RAW_SCORE_LABEL
+from lggdemo.models import weights
 
 
 @pytest.fixture()

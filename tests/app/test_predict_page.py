@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from lggdemo import weights
-from lggdemo.data import scan_dataset
-from lggdemo.gradeinfo import RAW_SCORE_LABEL
-from lggdemo.infer import SEEN_TRAINING, SEEN_VALIDATION
-from lggdemo.ui.predict import SLICE_RULE_CAPTION
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.inference.examples import SEEN_TRAINING, SEEN_VALIDATION
+from lggdemo.inference.grade import RAW_SCORE_LABEL
+from lggdemo.models import weights
+from lggdemo.ui.predict.slices import SLICE_RULE_CAPTION
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
 TIMEOUT = 180

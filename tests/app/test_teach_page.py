@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 import lggdemo.teach.steps as teach_steps
 import lggdemo.ui.dataset as ui_dataset
-from lggdemo import sources, weights
-from lggdemo.data import scan_dataset
+from lggdemo.data import sources
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.models import weights
 from lggdemo.ui.teach import NEEDS_TRUTH, STEP_TITLES, UNCERTAINTY_HOW_TO_READ
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +167,7 @@ def _two_lessons(weights_dir: str) -> None:
 
     import numpy as np
 
-    from lggdemo.infer import Predictor
+    from lggdemo.inference.predictor import Predictor
     from lggdemo.ui.teach import render_slice_lesson
 
     predictor = Predictor.from_directory(Path(weights_dir), "cpu")

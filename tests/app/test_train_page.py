@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lggdemo import jobs, weights
-from lggdemo.data import scan_dataset
+from lggdemo import jobs
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.models import weights
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "tests" / "fixtures" / "fake_trainer.py"
@@ -34,7 +35,7 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: P
 
 
 def test_progress_line_and_durations(tmp_path: Path) -> None:
-    from lggdemo.ui.training import describe_progress, duration
+    from lggdemo.ui.train.page import describe_progress, duration
 
     assert [duration(s) for s in (None, 4.6, 75, 3725)] == ["—", "5 s", "1 min 15 s", "1 h 02 min"]
     path = tmp_path / jobs.PROGRESS_FILE
@@ -54,7 +55,7 @@ def test_progress_line_and_durations(tmp_path: Path) -> None:
 def _sidebar_script() -> None:
     import streamlit as st
 
-    from lggdemo.ui.retraining import render_training_sidebar
+    from lggdemo.ui.train.sidebar import render_training_sidebar
 
     with st.sidebar:
         render_training_sidebar()

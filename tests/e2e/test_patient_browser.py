@@ -10,8 +10,8 @@ import nibabel as nib
 import pytest
 from patient_files import dataset_patient, real_or_phantom_root, write_nifti_4d
 
-from lggdemo import weights
-from lggdemo.data import scan_dataset
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.models import weights
 
 
 def test_nifti_patient_3d_view_volume_and_mask_download(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lggdemo import weights
-from lggdemo.data import load_mask, scan_dataset
-from lggdemo.gradeinfo import RAW_SCORE_LABEL
+from lggdemo.data.kaggle import load_mask, scan_dataset
+from lggdemo.inference.grade import RAW_SCORE_LABEL
+from lggdemo.models import weights
 
 
 def _slice_and_clinical(request: pytest.FixtureRequest, synthetic_root: Path) -> tuple[Path, float | None, str | None]:
@@ -53,7 +53,7 @@ def test_upload_overlay_grade_cam_and_mask_download(
         page.get_by_text("Age not given").wait_for(state="detached")
 
     page.get_by_text("Predicted tumour on FLAIR").wait_for()
-    # Both the bundled card and the tiny one have a grade AUC interval reaching 0.5 (lggdemo.gradeinfo): a plain
+    # Both the bundled card and the tiny one have a grade AUC interval reaching 0.5 (lggdemo.inference.grade): a plain
     # sentence replaces the bar, and the model's number waits in a collapsed expander.
     page.get_by_text("did no better than chance").first.wait_for()
     page.get_by_text(RAW_SCORE_LABEL).first.wait_for()

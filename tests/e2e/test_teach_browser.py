@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lggdemo import weights
+from lggdemo.models import weights
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DICE = re.compile(r"Dice at threshold (\d\.\d\d): (\d\.\d{3})")

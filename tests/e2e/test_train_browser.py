@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lggdemo import jobs, weights
+from lggdemo import jobs
+from lggdemo.models import weights
 
 pytestmark = pytest.mark.e2e
 

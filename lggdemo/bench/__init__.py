@@ -1,0 +1,1 @@
+"""Speed, measured rather than promised: ``python -m lggdemo.bench`` (see ``lggdemo.bench.cli``)."""

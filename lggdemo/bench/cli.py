@@ -1,0 +1,133 @@
+"""Speed, measured rather than promised: ``python -m lggdemo.bench --infer``, ``--train`` and ``--teach``.
+
+``--infer`` times what a Predict page visitor waits for -- one 256² slice's mask, its grade, each
+Grad-CAM, and a 40-slice patient in batches -- as medians over repeats after warm-up, on the CPU and
+on CUDA where present. It uses the active weights when they are installed, else untrained models
+built from the configs given on the command line (speed does not depend on the weights' values),
+so the encoder and input sizes can be compared before anything is trained.
+
+``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way; with
+``--world-size N`` it also times N DistributedDataParallel processes on this machine and reports
+their throughput ratio against one process (``lggdemo.train.benchmark_distributed``).
+
+``--load N`` drives N browser-less Predict sessions at once (``lggdemo.bench.load``: N threads, each doing what
+"Try an example" makes the server do, on one shared Predictor) and reports p50/p95 latency against the
+single-user time, errors and peak memory. It uses the active weights (or ``--weights``) and the app's
+dataset (or ``--data``).
+
+All print a table and, with ``--json FILE``, write the numbers for the README or a CI log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lggdemo  # noqa: F401  (torchvision guard before smp / grad-cam)
+from lggdemo._fs import atomic_write_bytes
+from lggdemo.bench.infer import bench_infer
+from lggdemo.bench.load import run_load
+from lggdemo.bench.teach import bench_teach
+from lggdemo.device import DeviceError, available_devices
+from lggdemo.train import benchmark_distributed, benchmark_training
+
+
+def format_table(rows: dict[str, Any], title: str) -> str:
+    width = max((len(k) for k in rows), default=10)
+    lines = [title, "-" * len(title)]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _devices(requested: str) -> list[str]:
+
+    if requested == "all":
+        return [d for d in ("cpu", "cuda") if d in available_devices()]
+    return [requested]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lggdemo.bench", description=__doc__.split("\n\n")[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--infer", action="store_true", help="inference latency: mask, grade, Grad-CAMs, 40-slice batch")
+    what.add_argument("--train", action="store_true", help="training throughput (lggdemo.train.benchmark_training)")
+    what.add_argument("--load", type=int, metavar="N",
+                      help="N concurrent browser-less Predict sessions pressing 'Try an example' (latency, errors, memory)")
+    parser.add_argument("--clicks", type=int, default=3, help="--load: timed example clicks per session (and alone)")
+
+    what.add_argument("--teach", action="store_true", help="teaching layer: threshold redraw, uncertainty map")
+    parser.add_argument("--device", default="all", help="cpu, cuda, mps, auto or all (CPU and CUDA where present)")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--repeats", type=int, default=10, help="timed repeats per measurement (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
+    parser.add_argument("--slices", type=int, default=40, help="slices in the batched patient measurement")
+    parser.add_argument("--data", type=Path, help="kaggle_3m folder to take slices from (default: built-in phantoms)")
+    parser.add_argument("--weights", type=Path, help="weights folder (default: the active weights, if installed)")
+    parser.add_argument("--seg-encoder", help="untrained U-Net encoder to time instead of the weights (e.g. resnet18)")
+    parser.add_argument("--seg-size", type=int, help="U-Net input side for untrained models")
+    parser.add_argument("--grade-size", type=int, help="grade crop side for untrained models")
+    parser.add_argument("--image-size", type=int, help="--train: image side (default: the full preset's)")
+    parser.add_argument("--world-size", type=int, default=1,
+                        help="--train: also time this many DDP processes on this machine and report the ratio to one")
+    args = parser.parse_args(argv)
+
+
+    report: dict[str, Any] = {}
+    if args.load is not None:
+        if args.load < 1:
+            parser.error("--load needs at least 1 session")
+        device = "auto" if args.device == "all" else args.device
+        try:
+            load = run_load(args.load, clicks=max(1, args.clicks), data=args.data, weights_dir=args.weights,
+                            device=device)
+        except DeviceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        report["load"] = load.as_dict()
+        print(format_table(_flatten(report["load"]), f"{args.load} concurrent Predict sessions"))
+        _write_json(args.json, report)
+        return 1 if load.errors else 0
+    try:
+        for device in _devices(args.device):
+            if args.infer:
+                res = bench_infer(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
+                                  patient_slices=max(1, args.slices),
+                                  weights_dir=args.weights, seg_encoder=args.seg_encoder, seg_size=args.seg_size,
+                                  grade_size=args.grade_size, data=args.data)
+            elif args.teach:
+                res = bench_teach(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
+                                  weights_dir=args.weights, data=args.data)
+            else:
+
+                res = benchmark_training(device=device, image_size=args.image_size) if args.world_size <= 1 else \
+                    benchmark_distributed(args.world_size, device=device, image_size=args.image_size)
+            report[device] = res
+            kind = "inference" if args.infer else "teaching" if args.teach else "training"
+            print(format_table(_flatten(res), f"{kind} on {device}"))
+            print()
+    except (DeviceError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU, a world size of 1)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _write_json(args.json, report)
+    return 0
+
+
+def _write_json(path: Path | None, report: dict[str, Any]) -> None:
+    if path:
+
+        atomic_write_bytes(path, (json.dumps(report, indent=2, default=str) + "\n").encode())
+        print(f"wrote {path}")

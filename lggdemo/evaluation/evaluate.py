@@ -1,0 +1,161 @@
+"""The evaluation CLI: both models scored on any kaggle_3m dataset (metrics: ``lggdemo.metrics``).
+
+``python -m lggdemo.evaluate --data DIR [--weights DIR] [--split train|val] [--json FILE]`` scores weights on any
+dataset in the kaggle_3m layout. The trainer's validation report calls the same functions, so the
+numbers in a model card and the numbers a user recomputes on their own data mean the same thing.
+
+Definitions (also written into every model card):
+- masks: every patient-level score is of the masks the app's whole-patient mode shows
+  (:func:`predict_patient_masks`: the 2D rule, then the largest 3D component per patient).
+- per-volume Dice: one Dice over all voxels of a patient (prediction and truth stacked over slices),
+  averaged over patients -- the measure of Buda et al. 2019. A patient with no tumour in either
+  counts 1.
+- tumour-slice Dice: per-slice 2D Dice averaged over slices whose ground truth shows tumour.
+- grade AUC, accuracy, balanced accuracy: per patient, P(G3) from the area-weighted slice logits,
+  threshold 0.5; 95% intervals by bootstrap over patients (2000 resamples, fixed seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lggdemo.data.arrays import SliceArrays, slice_arrays
+from lggdemo.data.kaggle import Clinical, DatasetError, DatasetIndex, scan_dataset
+from lggdemo.device import DeviceError, choose_device
+from lggdemo.metrics.definitions import Metric
+from lggdemo.metrics.grade import grade_metrics
+from lggdemo.metrics.segmentation import evaluate_segmentation, tumour_slice_dice_by_area
+from lggdemo.models.forward import grade_slice_logits, predict_patient_masks
+from lggdemo.models.networks import GradeConfig, GradeNet, patient_logit
+from lggdemo.models.postprocess import patient_rule_text
+from lggdemo.models.weights import WeightsError, active_dir, load_card, load_grade, load_segmentation
+
+# --- model evaluation ------------------------------------------------------------------------
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+@dataclass
+class GradeEvaluation:
+    per_patient: dict[str, float]  # P(G3)
+    labels: dict[str, int]
+    metrics: dict[str, Metric] = field(default_factory=dict)
+
+
+def evaluate_grade(model: GradeNet, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
+                   index: DatasetIndex, patients: Sequence[str], device: torch.device, seed: int = 0) -> GradeEvaluation:
+    """Patient-level P(G3) for every patient with a recorded grade, and the metrics over them."""
+    probs, labels = {}, {}
+    for pid in patients:
+        c = index.clinical_for(pid)
+        if c.grade is None:
+            continue
+        sel = arrays.patient_ids == pid
+        logits = grade_slice_logits(model, config, arrays.images[sel], masks_256[sel], Clinical(c.age, c.sex), device)
+        areas = masks_256[sel].reshape(sel.sum(), -1).sum(1)
+        probs[pid] = float(1 / (1 + np.exp(-patient_logit(logits, areas))))
+        labels[pid] = int(c.grade == "G3")
+    y, p = list(labels.values()), list(probs.values())
+    return GradeEvaluation(probs, labels, grade_metrics(y, p, seed=seed) if y else {})
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import lggdemo  # noqa: F401  (torchvision guard)
+
+    ap = argparse.ArgumentParser(prog="python -m lggdemo.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a kaggle_3m folder (or its parent)")
+    ap.add_argument("--weights", default=None, help="weights folder (default: the active weights)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--patients", default=None, help="comma-separated patient folders to score (default: all)")
+    which.add_argument("--split", choices=["train", "val"], default=None,
+                       help="score the patients the weights' card lists on that side of its split")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", default=None, help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+    try:
+        device = choose_device(args.device)
+        index = scan_dataset(args.data)
+        wdir = Path(args.weights) if args.weights else active_dir()
+        seg, seg_cfg = load_segmentation(wdir, device)
+    except (DatasetError, DeviceError, WeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for p in index.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    chosen = args.patients.split(",") if args.patients else None
+    if args.split:
+        try:
+            chosen = list(getattr(load_card(wdir).split, args.split))
+        except WeightsError as exc:
+            print(f"error: the card in {wdir} has no {args.split} split: {exc}", file=sys.stderr)
+            return 2
+        if not chosen:
+            print(f"error: the card in {wdir} has no {args.split} split", file=sys.stderr)
+            return 2
+    arrays = slice_arrays(index, 256)
+    keep = np.isin(arrays.patient_ids, chosen) if chosen is not None else np.ones(len(arrays.patient_ids), bool)
+    arrays = SliceArrays(arrays.images[keep], arrays.masks[keep], arrays.patient_ids[keep], arrays.numbers[keep])
+    pred = predict_patient_masks(seg, seg_cfg, arrays.images, arrays.patient_ids, device)
+    seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
+    by_area = tumour_slice_dice_by_area(pred, arrays.masks)
+    result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
+                                 "segmentation": {"postprocess": patient_rule_text(seg_cfg.min_component_px),
+                                                  "per_patient_dice": seg_eval.per_patient,
+                                                  "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
+                                                  "tumour_slice_dice_by_area": by_area}}
+    print(f"masks: {patient_rule_text(seg_cfg.min_component_px)} (as the app's whole-patient mode shows them)")
+    print(f"{'patient':<28} {'per-volume Dice':>15}")
+    for pid, d in seg_eval.per_patient.items():
+        print(f"{pid:<28} {d:>15.3f}")
+    for name, m in seg_eval.metrics.items():
+        ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
+        print(f"{name}: {m.value:.3f}{ci}  n={m.n}")
+    for area, b in by_area.items():
+        print(f"tumour-slice Dice, true tumour {area}: {b['dice']:.3f}  n={b['n']}")
+    try:
+        grade, grade_cfg = load_grade(wdir, device)
+    except WeightsError as exc:
+        print(f"grade model not evaluated: {exc}", file=sys.stderr)
+    else:
+        patients = list(dict.fromkeys(arrays.patient_ids.tolist()))
+        g = evaluate_grade(grade, grade_cfg, arrays, pred, index, patients, device)
+        result["grade"] = {"per_patient_p_g3": g.per_patient, "labels": g.labels,
+                           "metrics": {k: m.to_dict() for k, m in g.metrics.items()}}
+        for name, m in g.metrics.items():
+            ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
+            print(f"grade {name}: {m.value:.3f}{ci}  n={m.n}")
+        if not g.metrics:
+            print("grade: data.csv has no grades for these patients; not evaluated")
+    try:
+        result["card_version"] = load_card(wdir).version
+    except WeightsError:
+        pass
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

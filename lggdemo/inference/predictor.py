@@ -1,0 +1,236 @@
+"""Inference for the Predict page, the benchmark and any script: slices + clinical fields -> masks and P(G3).
+
+The steps are exactly the trainer's and the evaluator's (``preprocess`` for the pixels, ``models`` for
+the mask threshold and the patient-level aggregation), so a probability shown here is the number the
+model card's AUC was measured on. Nothing here imports Streamlit.
+
+Example::
+
+    predictor = Predictor.from_directory(weights.active_dir(), device="auto")
+    result = predictor.predict([slice_rgb], Clinical(age=45, sex="female"))
+    result.grade.shown_p_g3, result.slices[0].area_px
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lggdemo.data.imageio import SLICE_SIZE, UploadBatch, encode_png, resize_image, resize_mask
+from lggdemo.data.kaggle import Clinical
+from lggdemo.device import choose_device, describe
+from lggdemo.inference.grade import GradeVerdict, PatientGrade, grade_verdict, patient_grade, sigmoid
+from lggdemo.metrics.segmentation import dice
+from lggdemo.models.forward import grade_slice_logits, segment_slices
+from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
+from lggdemo.models.preprocess import (
+    BACKGROUND_LEVEL,
+    ClinicalInputError,
+    validate_clinical,
+)
+from lggdemo.models.weights import WeightsError, load_grade, load_segmentation, read_card
+
+#: Slices per forward pass: a 40-slice patient in three passes keeps peak memory near 1 GB on a CPU.
+DEFAULT_BATCH = 16
+#: One model call at a time: the app shares one cached Predictor between sessions (threads), and a
+#: Grad-CAM attaches hooks to those very modules (see ``explain``).
+MODEL_LOCK = threading.RLock()
+
+
+class InputError(ValueError):
+    """Images the models cannot take (wrong type or shape); the message is for the caller."""
+
+
+def head_mask(image: np.ndarray) -> np.ndarray:
+    """Head pixels of a slice: the same background rule as the normalisation in ``preprocess``."""
+    return np.asarray(image).max(axis=2) > BACKGROUND_LEVEL
+
+
+@dataclass(frozen=True)
+class SlicePrediction:
+    name: str
+    mask: np.ndarray  # (256, 256) uint8 0/1
+    probability: np.ndarray  # (256, 256) float32, sigmoid of the U-Net logits
+    area_px: int  # predicted tumour pixels at 256×256
+    brain_px: int  # head pixels (any channel brighter than the background level)
+    area_in_brain_px: int  # predicted tumour pixels inside the head: a mask spilling outside cannot exceed 100%
+    original_size: tuple[int, int]  # (H, W) of the uploaded image
+    grade_logit: float | None = None
+    grade_prob: float | None = None  # this slice's P(G3)
+    dice: float | None = None  # against the uploaded ground truth, when there was one
+    truth_area_px: int | None = None
+
+    @property
+    def area_pct_brain(self) -> float | None:
+        return 100.0 * self.area_in_brain_px / self.brain_px if self.brain_px else None
+
+    def mask_png(self) -> bytes:
+        """The mask as a 0/255 PNG at the uploaded image's own size."""
+        return encode_png(resize_mask(self.mask, self.original_size))
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """One patient: every slice's mask and one patient-level grade over all of them."""
+
+    slices: tuple[SlicePrediction, ...]
+    grade: PatientGrade
+    clinical: Clinical | None
+    device: str
+    model_version: str
+
+
+def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(images) == 0:
+        raise InputError("No slices were given.")
+    out = []
+    for i, im in enumerate(images):
+        arr = np.asarray(im)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+            raise InputError(f"Slice {i}: expected an (H, W, 3) uint8 image, got {arr.dtype} {arr.shape} "
+                             "(decode files with lggdemo.data.imageio.decode_image).")
+        out.append(arr)
+    return out
+
+
+class Predictor:
+    """Both models, their configs and the device they run on; ``predict`` is the whole pipeline."""
+
+    def __init__(self, seg_model: torch.nn.Module, seg_config: SegConfig, grade_model: GradeNet,
+                 grade_config: GradeConfig, device: torch.device, *, card: dict[str, Any] | None = None,
+                 version: str = "", batch_size: int = DEFAULT_BATCH) -> None:
+        self.seg_model = seg_model.to(device).eval()
+        self.seg_config = seg_config
+        self.grade_model = grade_model.to(device).eval()
+        self.grade_config = grade_config
+        self.device = device
+        self.card = card or {}
+        self.version = version or str(self.card.get("version", "unversioned"))
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_directory(cls, directory: Path, device: str | torch.device = "auto", *,
+                       batch_size: int = DEFAULT_BATCH) -> Predictor:
+        """Load a weights folder; raises WeightsError (missing, corrupt) or DeviceError (no such device)."""
+        dev = device if isinstance(device, torch.device) else choose_device(device)
+        seg, seg_cfg = load_segmentation(directory, dev)
+        grade, grade_cfg = load_grade(directory, dev)
+        try:
+            card = read_card(directory)
+        except WeightsError:
+            card = {}
+        return cls(seg, seg_cfg, grade, grade_cfg, dev, card=card, batch_size=batch_size)
+
+    @property
+    def device_text(self) -> str:
+        return describe(self.device)
+
+    @property
+    def grade_verdict(self) -> GradeVerdict:
+        """Whether this card's grade model may show its P(G3) (see :mod:`lggdemo.inference.grade`)."""
+        return grade_verdict(self.card)
+
+    def patient_grade(self, slice_logits: np.ndarray | None, tumour_areas: np.ndarray) -> PatientGrade:
+        """The patient's grade from its graded slices, as this card allows it to be shown."""
+        return patient_grade(self.card, slice_logits, tumour_areas)
+
+    # --- the two steps -------------------------------------------------------------------------
+
+    def segment(self, images_256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8 and tumour probabilities (N, 256, 256) float32."""
+        with MODEL_LOCK:
+            masks, probs = segment_slices(self.seg_model, self.seg_config, images_256, self.device, self.batch_size,
+                                          probabilities=True)
+        return masks, probs  # type: ignore[return-value]
+
+    def grade(self, images_256: np.ndarray, masks_256: np.ndarray, clinical: Clinical) -> np.ndarray:
+        """Per-slice G3 logits from tumour crops of the predicted masks plus the clinical vector."""
+        with MODEL_LOCK:
+            return grade_slice_logits(self.grade_model, self.grade_config, images_256, masks_256, clinical,
+                                      self.device, self.batch_size)
+
+    # --- the whole pipeline ---------------------------------------------------------------------
+
+    def predict(self, images: Sequence[np.ndarray], clinical: Clinical | None, *, names: Sequence[str] | None = None,
+                truths: Sequence[np.ndarray | None] | None = None,
+                original_sizes: Sequence[tuple[int, int]] | None = None) -> PredictionResult:
+        """Masks for every slice and one patient-level P(G3).
+
+        ``images`` are (H, W, 3) uint8 slices of one patient at any size (resized to 256 and back for the
+        mask download). ``clinical=None`` skips the grade (segmentation still runs); invalid clinical
+        values raise ClinicalInputError before any model runs. ``truths`` are optional 0/1 masks (any size);
+        ``original_sizes`` (H, W) override the images' own sizes for the mask download (uploads already resized).
+        """
+        arrays = check_images(images)
+        if clinical is not None:
+            validate_clinical(clinical)  # validate first: a refused age must not cost a forward pass
+        names = list(names) if names is not None else [f"slice_{i + 1}" for i in range(len(arrays))]
+        truths = list(truths) if truths is not None else [None] * len(arrays)
+        sizes = list(original_sizes) if original_sizes is not None else [a.shape[:2] for a in arrays]
+        if not len(names) == len(truths) == len(sizes) == len(arrays):
+            raise InputError("names, truths and original_sizes must have one entry per slice.")
+        batch = np.stack([resize_image(a, SLICE_SIZE) for a in arrays])
+        masks, probs = self.segment(batch)
+        areas = masks.reshape(len(masks), -1).sum(axis=1)
+        logits = self.grade(batch, masks, clinical) if clinical is not None else None
+        heads = [head_mask(im) for im in batch]
+        slices = []
+        for i, (name, size, truth) in enumerate(zip(names, sizes, truths, strict=True)):
+            t256 = resize_mask(np.asarray(truth).astype(np.uint8), SLICE_SIZE) if truth is not None else None
+            slices.append(SlicePrediction(
+                name=name, mask=masks[i], probability=probs[i], area_px=int(areas[i]), brain_px=int(heads[i].sum()),
+                area_in_brain_px=int((masks[i].astype(bool) & heads[i]).sum()),
+                original_size=(int(size[0]), int(size[1])),
+                grade_logit=float(logits[i]) if logits is not None else None,
+                grade_prob=float(sigmoid(logits[i])) if logits is not None else None,
+                dice=dice(masks[i], t256) if t256 is not None else None,
+                truth_area_px=int(t256.sum()) if t256 is not None else None,
+            ))
+        return PredictionResult(tuple(slices), self.patient_grade(logits, areas), clinical, self.device_text, self.version)
+
+    def predict_uploads(self, batch: UploadBatch, clinical: Clinical | None) -> PredictionResult:
+        """``predict`` on what :func:`lggdemo.data.imageio.read_uploads` accepted, keeping names, sizes and truths."""
+        if not batch.slices:
+            raise InputError("None of the uploaded files could be used.")
+        return self.predict([s.image for s in batch.slices], clinical, names=[s.name for s in batch.slices],
+                            truths=[s.truth for s in batch.slices],
+                            original_sizes=[s.original_size for s in batch.slices])
+
+
+def safe_clinical(clinical: Clinical) -> tuple[Clinical | None, str | None]:
+    """(clinical, None) when the model can take it, else (None, the reason) -- for callers that must not raise."""
+    try:
+        return validate_clinical(Clinical(clinical.age, clinical.sex)), None
+    except ClinicalInputError as exc:
+        return None, str(exc)
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+

@@ -1,0 +1,45 @@
+"""95% intervals by bootstrap over patients.
+
+Kept as our own code on purpose: the grade interval redraws resamples that hold one class only (an AUC
+is undefined there), which sklearn and scipy.stats.bootstrap do not do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def bootstrap_ci(
+    fn: Callable[[np.ndarray, np.ndarray], float],
+    labels: Sequence[int],
+    scores: Sequence[float],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile 95% interval, resampling patients; resamples with one class only are redrawn."""
+    y, s = np.asarray(labels), np.asarray(scores, float)
+    if len(y) < 2 or len(np.unique(y)) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    while len(values) < n_boot:
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) < 2:
+            continue
+        v = fn(y[idx], s[idx])
+        if np.isfinite(v):
+            values.append(v)
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)

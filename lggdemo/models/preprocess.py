@@ -1,0 +1,112 @@
+"""The one transform from pixels and clinical fields to model inputs.
+
+Training, inference and Grad-CAM all call these functions, so a model never sees data prepared
+differently from how it was trained. Normalisation is per slice (not per volume) because the
+Predict page receives single slices: statistics over a whole volume would not exist there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lggdemo.data.imageio import resize_image, resize_mask
+from lggdemo.data.kaggle import Clinical
+
+#: Pixels darker than this in every channel are background (outside the head).
+BACKGROUND_LEVEL = 10
+AGE_RANGE = (0.0, 120.0)
+#: Order of the clinical feature vector fed to the grade model.
+CLINICAL_FEATURES = ("age_z", "age_missing", "sex_male", "sex_missing")
+
+
+class ClinicalInputError(ValueError):
+    """A clinical value outside what the model can take; the message is for the user."""
+
+
+def normalize_images(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, z-scored per slice and channel over head pixels.
+
+    Vectorised because training normalises every slice of the dataset once per run.
+    """
+    x = images.astype(np.float32).transpose(0, 3, 1, 2)
+    head = (images.max(axis=3) > BACKGROUND_LEVEL)[:, None]  # (N, 1, H, W)
+    count = head.sum(axis=(2, 3), keepdims=True).clip(min=1)
+    mean = (x * head).sum(axis=(2, 3), keepdims=True) / count
+    var = (((x - mean) * head) ** 2).sum(axis=(2, 3), keepdims=True) / count
+    return np.clip((x - mean) / np.sqrt(var + 1.0), -6, 6).astype(np.float32)
+
+
+def prepare_images(images: list[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:
+    """Slices of any size (H, W, 3) uint8 -> model-ready (N, 3, size, size) tensor."""
+    batch = np.stack([resize_image(np.asarray(im, np.uint8), size) for im in images])
+    return torch.from_numpy(normalize_images(batch))
+
+
+def prepare_masks(masks: list[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:
+    return torch.from_numpy(np.stack([resize_mask(m, size) for m in masks]).astype(np.float32))[:, None]
+
+
+def tumour_box(mask: np.ndarray, margin: float = 0.25, min_side: int = 24) -> tuple[int, int, int, int]:
+    """A square box (y0, x0, y1, x1) around the mask's pixels with a margin; the whole image if empty.
+
+    The grade model looks at the tumour and its surroundings, not at the whole head, so that the
+    few hundred tumour pixels are not drowned by the rest of the slice.
+    """
+    h, w = mask.shape[-2:]
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return 0, 0, h, w
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+    side = int(min(max(side * (1 + 2 * margin), min_side), min(h, w)))
+    y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+    x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+    return y0, x0, y0 + side, x0 + side
+
+
+def crop_tumour(images: torch.Tensor, masks: np.ndarray, size: int) -> torch.Tensor:
+    """(N, 3, H, W) normalised slices + (N, H, W) masks -> (N, 3, size, size) crops for the grade model."""
+    crops = []
+    for img, msk in zip(images, masks):
+        y0, x0, y1, x1 = tumour_box(np.asarray(msk))
+        crop = img[:, y0:y1, x0:x1][None]
+        crops.append(torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False))
+    return torch.cat(crops) if crops else torch.zeros((0, 3, size, size))
+
+
+@dataclass(frozen=True)
+class AgeScale:
+    """Standardisation of age, fitted on the training patients and stored with the grade model."""
+
+    mean: float = 45.0
+    std: float = 13.0
+
+
+def validate_clinical(clinical: Clinical) -> Clinical:
+    """Raise :class:`ClinicalInputError` for values no patient has; unknown (None) is always allowed."""
+    if clinical.age is not None:
+        age = float(clinical.age)
+        if not np.isfinite(age) or not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
+            raise ClinicalInputError(f"Age must be between {AGE_RANGE[0]:.0f} and {AGE_RANGE[1]:.0f} years (got {clinical.age}).")
+    if clinical.sex not in (None, "female", "male"):
+        raise ClinicalInputError(f"Sex must be 'female', 'male' or unknown (got {clinical.sex!r}).")
+    return clinical
+
+
+def encode_clinical(clinical: Clinical, scale: AgeScale) -> np.ndarray:
+    """Clinical fields -> the grade model's feature vector (see CLINICAL_FEATURES). Grade is never read."""
+    validate_clinical(clinical)
+    age_missing = clinical.age is None
+    sex_missing = clinical.sex is None
+    return np.array(
+        [
+            0.0 if age_missing else (float(clinical.age) - scale.mean) / scale.std,  # type: ignore[arg-type]
+            float(age_missing),
+            float(clinical.sex == "male"),
+            float(sex_missing),
+        ],
+        dtype=np.float32,
+    )

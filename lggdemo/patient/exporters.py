@@ -1,0 +1,120 @@
+"""What a whole-patient mask is saved as: NIfTI and DICOM SEG masks, a PNG-stack zip (reports: inference.reports).
+
+Masks go back onto the input's own grid (``Volume.mask_on_source_grid``): a NIfTI mask has the input's
+shape and affine and opens over it in 3D Slicer; for DICOM input, a DICOM SEG (highdicom) references the
+FLAIR series instance by instance, so OHIF and Slicer place it on the images. Every function returns
+bytes; :func:`write_outputs` is the one place that touches the disk (temp file then rename, inside the
+output folder only).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zipfile
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from lggdemo import __version__
+from lggdemo._fs import atomic_write_bytes
+from lggdemo.data.imageio import encode_png, resize_mask
+from lggdemo.patient.volume import Volume, VolumeError
+
+FORMATS = ("nifti", "dicom-seg", "png")
+SEGMENT_LABEL = "Tumour (FLAIR abnormality)"
+
+
+class PredictedMask(Protocol):
+    """What an exporter needs of a prediction (``inference.wholepatient.VolumePrediction`` is one)."""
+
+    mask: np.ndarray  # (S, 256, 256) uint8 0/1 in the Volume's display layout
+    model_version: str
+
+
+class ExportError(ValueError):
+    """An output that cannot be made for this input (e.g. a DICOM SEG for a NIfTI patient)."""
+
+
+def mask_nifti(volume: Volume, prediction: PredictedMask) -> bytes:
+    """The mask as ``.nii.gz`` bytes: the input's shape and affine, uint8 0/1."""
+    import nibabel as nib
+
+    data = volume.mask_on_source_grid(prediction.mask)
+    img = nib.Nifti1Image(data, volume.grid.affine)
+    img.header.set_data_dtype(np.uint8)
+    img.header["descrip"] = f"lggdemo mask {prediction.model_version}"[:79].encode()
+    raw = img.to_bytes()
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def mask_dicom_seg(volume: Volume, prediction: PredictedMask) -> bytes:
+    """A binary DICOM SEG referencing the source (FLAIR) series; ExportError for non-DICOM input."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    sources = volume.extra.get("dicom_sources")
+    if volume.provenance.kind != "dicom" or not sources:
+        raise ExportError(f"{volume.name}: a DICOM SEG needs DICOM input (this one is {volume.provenance.kind}); "
+                          "use the NIfTI mask instead.")
+    grid = volume.mask_on_source_grid(prediction.mask)  # (columns, rows, slices) in the sources' order
+    frames = np.ascontiguousarray(np.transpose(grid, (2, 1, 0))).astype(bool)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="lggdemo U-Net (FLAIR abnormality)", family=codes.cid7162.ArtificialIntelligence,
+        version=prediction.model_version, source="lggdemo")
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label=SEGMENT_LABEL,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm)
+    seg = hd.seg.Segmentation(
+        source_images=list(sources), pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=generate_uid(), series_number=9901,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="lggdemo (teaching demo, not a medical device)",
+        manufacturer_model_name="lggdemo", software_versions=f"lggdemo {__version__}; weights {prediction.model_version}",
+        device_serial_number="none", series_description="lggdemo tumour mask", omit_empty_frames=False)
+    buf = io.BytesIO()
+    seg.save_as(buf)
+    return buf.getvalue()
+
+
+def mask_png_zip(volume: Volume, prediction: PredictedMask) -> bytes:
+    """``<name>/<name>_<n>_mask.png`` for every slice (n from 1, head to foot), at the input's slice size."""
+
+    stem = safe_name(volume.name)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, m in enumerate(prediction.mask, start=1):
+            zf.writestr(f"{stem}/{stem}_{i}_mask.png", encode_png(resize_mask(m, volume.grid.plane_shape)))
+    return buf.getvalue()
+
+
+def safe_name(name: str) -> str:
+    """A file-name stem from an input's name: letters, digits, ``._-`` only, never empty or hidden."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "patient"
+    return cleaned[:120]
+
+
+def mask_bytes(fmt: str, volume: Volume, prediction: PredictedMask) -> tuple[str, bytes]:
+    """(file name, bytes) of the mask in one of ``FORMATS``, named after the input."""
+    stem = safe_name(volume.name)
+    if fmt == "nifti":
+        return f"{stem}_mask.nii.gz", mask_nifti(volume, prediction)
+    if fmt == "dicom-seg":
+        return f"{stem}_seg.dcm", mask_dicom_seg(volume, prediction)
+    if fmt == "png":
+        return f"{stem}_masks.zip", mask_png_zip(volume, prediction)
+    raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def write_inside(out_dir: Path, file_name: str, data: bytes) -> Path:
+    """Write ``data`` to ``out_dir/file_name`` (temp then rename); refuse a name that would leave the folder."""
+    root = Path(out_dir).resolve()
+    dest = (root / file_name).resolve()
+    if dest.parent != root:
+        raise VolumeError(f"{file_name!r} would be written outside {root}; refused.")
+    atomic_write_bytes(dest, data)
+    return dest

@@ -1,0 +1,319 @@
+"""The Predict page's whole-patient mode: upload a patient, assign its sequences, see masks, 3D view, volume, grade.
+
+Only widgets live here: reading (``lggdemo.patient.readers``), inference (``wholepatient.predict_volume``), the 3D
+figure (``view3d``) and every download (``exporters``) are library calls, the same ones
+``python -m lggdemo.predict`` makes. State is kept in ``st.session_state`` under ``patient_*`` keys, with a
+token that changes whenever the input does, so inference runs once per input, assignment, clinical fields and
+model version -- not on every slider move.
+
+The slice view is :func:`_render_slice_detail`: the one call site to extend with the slice-mode teaching
+layer (error maps, threshold slider), which takes (volume, probabilities, mask, truth, index).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from lggdemo import NOT_FOR_DIAGNOSIS
+from lggdemo.data.kaggle import DatasetError
+from lggdemo.inference.examples import example_patients, seen_label, seen_label_for_name
+from lggdemo.inference.predictor import Predictor
+from lggdemo.inference.reports import patient_report_csv, patient_report_json, patient_row
+from lggdemo.inference.wholepatient import VolumePrediction, predict_volume
+from lggdemo.metrics.segmentation import dice
+from lggdemo.models.card import card_metric
+from lggdemo.models.preprocess import ClinicalInputError
+from lggdemo.patient.exporters import ExportError, mask_bytes
+from lggdemo.patient.readers import PatientSource, open_files
+from lggdemo.patient.readers.kaggle import index_volume
+from lggdemo.patient.readers.nifti import stem
+from lggdemo.patient.volume import Volume, VolumeError
+from lggdemo.ui.dataset import active_dataset
+from lggdemo.ui.predict.correct import render_patient_correction
+from lggdemo.ui.predict.shared import (
+    SEX_OPTIONS,
+    active_card,
+    current_clinical,
+    render_grade_value,
+    render_mask_quality,
+)
+from lggdemo.ui.teach import REMOVED_COLOUR, render_slice_lesson
+from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
+from lggdemo.viz.view3d import figure_3d
+
+UPLOAD_TYPES = ["zip", "nii", "gz"]
+NONE_OPTION = "(none)"
+_tokens = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What the current input became: a source to build (uploads) or a ready volume (the example)."""
+
+    label: str
+    source: PatientSource | None = None
+    volume: Volume | None = None
+    seen: str | None = None  # infer.seen_label: whether the active weights trained on this patient
+
+
+def _set_input(loaded: _Loaded | None, error: str | None = None) -> None:
+    st.session_state["patient_input"] = loaded
+    st.session_state["patient_error"] = error
+    st.session_state["patient_token"] = next(_tokens)
+    for key in ("patient_result", "patient_figure", "patient_downloads"):
+        st.session_state.pop(key, None)
+
+
+def _load_example() -> None:
+    """Button callback: the next patient of the active dataset (the phantoms when there is no data), whole."""
+
+    which = st.session_state.get("patient_example_n", 0)
+    st.session_state["patient_example_n"] = which + 1
+    card = active_card()
+    try:
+        choice, index = active_dataset()
+        pids = example_patients(index, card)  # the weights' validation patients first
+        pid = pids[which % len(pids)]
+        volume = index_volume(index, pid)
+    except (DatasetError, VolumeError, OSError, IndexError) as exc:
+        _set_input(None, f"No example patient could be loaded from the active dataset: {exc}")
+        return
+    clinical = index.clinical_for(pid)
+    kind = "synthetic phantom" if getattr(choice, "synthetic", False) else "dataset patient"
+    grade = f", recorded grade {clinical.grade}" if clinical.grade else ""
+    seen = seen_label(card, pid)
+    _set_input(_Loaded(f"Example: {kind} {pid}, {seen} ({volume.n_slices} slices{grade})", volume=volume, seen=seen))
+    st.session_state["predict_age"] = clinical.age
+    st.session_state["predict_sex"] = clinical.sex or "unknown"
+
+
+def open_uploads(files: list[tuple[str, bytes]]) -> PatientSource:
+    """Bytes in, an opened patient out (VolumeError for anything unusable): the testable core of the uploader."""
+
+    name = stem(files[0][0]) if len(files) == 1 else "patient"
+    return open_files(files, name)
+
+
+def render_inputs() -> None:
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        files = st.file_uploader(
+            "One patient: a Kaggle-layout folder as .zip (slices, masks optional), NIfTI file(s) (.nii, .nii.gz: one "
+            "3-channel file or one file per sequence), or a DICOM study as .zip",
+            type=UPLOAD_TYPES, accept_multiple_files=True, key="patient_files") or []
+        st.button("Try an example patient", on_click=_load_example, key="patient_example",
+                  help="Loads a whole patient of the active dataset (the phantoms when there is no data), with its "
+                       "masks, age and sex. Press again for another patient.")
+    with right:
+        with st.form("patient_clinical"):  # the slice mode's fields (same keys): one patient, one age
+            st.number_input("Age at diagnosis (years; leave empty if unknown)", value=None, step=1.0, format="%.0f",
+                            key="predict_age")
+            st.radio("Sex", SEX_OPTIONS, horizontal=True, key="predict_sex")
+            st.form_submit_button("Apply to the grade")
+        st.caption("The grade model uses age and sex only; grade, histology and survival are never inputs.")
+    signature = tuple(f.file_id for f in files)
+    if files and signature != st.session_state.get("patient_upload_sig"):
+        try:
+            source = open_uploads([(f.name, f.getvalue()) for f in files])
+        except VolumeError as exc:
+            _set_input(None, str(exc))
+        else:
+            _set_input(_Loaded(f"{source.name}: {source.kind} upload ({len(files)} file(s))", source=source))
+        # only once the upload has been read: a rerun that interrupts the reading reads it again
+        st.session_state["patient_upload_sig"] = signature
+    elif not files and st.session_state.get("patient_upload_sig"):
+        st.session_state["patient_upload_sig"] = None
+        held = st.session_state.get("patient_input")
+        if held is None or held.volume is None:  # uploads removed: nothing left to show (an example stays)
+            _set_input(None)
+
+
+def render_assignment(source: PatientSource) -> dict[str, int | None]:
+    """One selectbox per role when the input has several files or series; the guess preselected."""
+    st.markdown("**Which file is which sequence?** (a missing sequence is filled with FLAIR, as in the dataset)")
+    options = [NONE_OPTION, *source.options]
+    chosen: dict[str, int | None] = {}
+    for col, role in zip(st.columns(len(source.roles)), source.roles, strict=True):
+        guess = source.guess.get(role)
+        pick = col.selectbox(role, options, index=0 if guess is None else guess + 1,
+                             key=f"patient_role_{role}_{st.session_state.get('patient_token')}")
+        chosen[role] = None if pick == NONE_OPTION else options.index(pick) - 1
+    return chosen
+
+
+def _run(predictor: Predictor, volume: Volume, key: tuple[object, ...]) -> VolumePrediction:
+    held = st.session_state.get("patient_result")
+    if held is None or held[0] != key:
+        bar = st.progress(0.0, text="Starting…")
+        clinical = key[-1]
+        result = predict_volume(predictor, volume, clinical,  # type: ignore[arg-type]
+                                progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
+        bar.empty()
+        held = (key, result)
+        st.session_state["patient_result"] = held
+        st.session_state.pop("patient_figure", None)
+        st.session_state.pop("patient_downloads", None)
+    return held[1]
+
+
+def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | None = None) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    if result.tumour_ml is not None:
+        c1.metric("Tumour volume", f"{result.tumour_ml:.1f} mL", f"{result.tumour_voxels} voxels", delta_color="off",
+                  delta_arrow="off")
+    else:
+        c1.metric("Tumour volume", f"{result.tumour_voxels} voxels", "spacing unknown", delta_color="off",
+                  delta_arrow="off")
+    c2.metric("Slices with tumour", f"{len(result.tumour_slices)}")
+    if result.dice is not None:
+        c3.metric("Per-volume Dice vs uploaded masks", f"{result.dice:.3f}", f"truth: {result.truth_voxels} voxels",
+                  delta_color="off", delta_arrow="off")
+        if seen:
+            c3.caption(f"Dice on a {seen}.")
+    if result.grade.shown_p_g3 is not None:
+        c4.metric("Patient P(G3)", f"{result.grade.shown_p_g3:.0%}")
+    if result.tumour_ml is None:
+        st.caption("The input records no voxel spacing (the Kaggle layout does not), so the volume is given in voxels "
+                   "of the 256×256 slices, not in mL.")
+    if result.removed_voxels:
+        st.caption(f"3D post-processing kept the largest tumour component and removed {result.removed_voxels} voxels "
+                   "in separate components (a genuine second focus would be removed too; see `lggdemo.models.postprocess`).")
+    render_mask_quality(predictor)
+    st.subheader("Grade (one per patient)")
+    if result.grade.raw_score is None:
+        st.warning(result.grade.note or "No grade.")
+    else:
+        render_grade_value(result.grade, "patient_grade_chart")
+        auc = card_metric(predictor.card, "grade", "auc")
+        base = card_metric(predictor.card, "grade", "age_baseline_auc")
+        st.caption(f"Grade AUC on the card's validation patients: {auc.text() if auc else 'n/a'}; age-only baseline: "
+                   f"{base.text() if base else 'n/a'}.")
+        st.warning(PAGE_GRADE_CAVEAT + " " + NOT_FOR_DIAGNOSIS)
+
+
+#: The reports' caveat (``inference.grade.GRADE_CAVEAT``) names JSON fields; the page says the same in words.
+PAGE_GRADE_CAVEAT = ("The grade score is the model's output, not a calibrated probability: compare the card's grade AUC "
+                     "with its age-only baseline (and their wide intervals) before reading anything into it.")
+
+
+def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, truth: np.ndarray | None,
+                         index: int, removed: np.ndarray | None = None) -> None:
+    """One slice of the patient: overlay, ground truth, per-slice numbers. The teaching layer's call site."""
+    image = volume.slices[index]
+    c1, c2 = st.columns(2)
+    channel = c1.radio("Channel", CHANNELS, index=1, horizontal=True, key="patient_channel")
+    alpha = c2.slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="patient_alpha")
+    base = channel_rgb(image, CHANNELS.index(channel))
+    picture = overlay_mask(base, mask[index], alpha=alpha)
+    cut = int(removed[index].sum()) if removed is not None else 0
+    if cut:  # what the whole-patient rule took away on this slice, in the teaching layer's "removed" colour
+        picture = overlay_mask(picture, removed[index], alpha=0.9, colour=REMOVED_COLOUR)  # type: ignore[index]
+    pictures = [picture]
+    captions = [f"Predicted tumour on {channel} · slice {index + 1} of {volume.n_slices}"]
+    if truth is not None:
+        pictures.append(overlay_mask(base, truth[index].astype(np.uint8), alpha=alpha, colour=(64, 200, 64)))
+        captions.append("Ground-truth mask")
+    for col, picture, caption in zip(st.columns(2), pictures, captions, strict=False):
+        col.image(picture, caption=caption, width="stretch")
+    area = int(mask[index].sum())
+    line = f"Tumour on this slice: {area} px · max tumour probability {float(probs[index].max()):.2f}"
+    if cut:
+        line += f" · violet: {cut} px removed by the 3D rule (not part of the largest tumour component)"
+    if truth is not None:
+        line += f" · slice Dice {dice(mask[index], truth[index]):.3f}"
+    st.caption(line)
+
+
+def render_downloads(volume: Volume, result: VolumePrediction) -> None:
+    key = st.session_state["patient_result"][0]
+    held = st.session_state.get("patient_downloads")
+    if held is None or held[0] != key:
+        files: list[tuple[str, str, bytes, str]] = []
+        formats = [("nifti", "Download mask (NIfTI)", "application/gzip"), ("png", "Download masks (PNG zip)", "application/zip")]
+        if volume.provenance.kind == "dicom":
+            formats.insert(1, ("dicom-seg", "Download mask (DICOM SEG)", "application/dicom"))
+        for fmt, label, mime in formats:
+            try:
+                name, data = mask_bytes(fmt, volume, result)
+            except (ExportError, VolumeError, ValueError) as exc:
+                st.warning(f"{label}: not available ({exc})")
+                continue
+            files.append((label, name, data, mime))
+        rows = [patient_row(volume, result)]
+        notes = {volume.name: list(volume.provenance.notes)}
+        files.append(("Download report (JSON)", f"{volume.name}_report.json", patient_report_json(rows, notes),
+                      "application/json"))
+        files.append(("Download report (CSV)", f"{volume.name}_report.csv", patient_report_csv(rows), "text/csv"))
+        held = (key, files)
+        st.session_state["patient_downloads"] = held
+    st.subheader("Downloads")
+    for col, (label, name, data, mime) in zip(itertools.cycle(st.columns(3)), held[1]):
+        col.download_button(label, data, file_name=name, mime=mime, key=f"patient_dl_{label}", on_click="ignore")
+
+
+def render_patient_mode(predictor: Predictor) -> None:
+    """The whole-patient mode of the Predict page."""
+    render_inputs()
+    if st.session_state.get("patient_error"):
+        st.error(st.session_state["patient_error"])
+    loaded: _Loaded | None = st.session_state.get("patient_input")
+    if loaded is None:
+        st.info("Upload a patient (Kaggle zip, NIfTI file(s) or a DICOM zip), or press **Try an example patient**.")
+        return
+    st.markdown(f"**Input:** {loaded.label}")
+    assignment = None
+    if loaded.source is not None and loaded.source.needs_assignment:
+        assignment = render_assignment(loaded.source)
+    try:
+        volume = loaded.volume or _volume_cached(loaded.source, assignment)  # type: ignore[arg-type]
+    except VolumeError as exc:
+        st.error(str(exc))
+        return
+    for note in volume.provenance.notes:
+        st.info(note)
+    clinical, messages = current_clinical()
+    for m in messages:
+        (st.error if clinical is None else st.info)(m)
+    key = (st.session_state.get("patient_token"), tuple(sorted((assignment or {}).items())), predictor.version, clinical)
+    try:
+        result = _run(predictor, volume, key)
+    except (VolumeError, ClinicalInputError, ValueError, RuntimeError) as exc:
+        st.error(f"The prediction failed: {exc}")
+        return
+    render_summary(result, predictor, loaded.seen or seen_label_for_name(predictor.card, volume.name))
+
+    st.subheader("Slices")
+    tumour = result.tumour_slices
+    start = max(range(volume.n_slices), key=lambda i: int(result.mask[i].sum())) + 1 if tumour else volume.n_slices // 2 + 1
+    token = st.session_state.get("patient_token")
+    idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
+    _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
+    render_patient_correction(volume, result, idx - 1, st.session_state.get("patient_channel", CHANNELS[1]),
+                              (token, predictor.version), str(predictor.card.get("version", "?")), clinical)
+    st.caption("The lesson below takes this slice on its own (2D clean-up only); the whole-patient mask above also "
+               "keeps only the largest 3D tumour component.")
+    render_slice_lesson(volume.slices[idx - 1], None if volume.truth is None else volume.truth[idx - 1], predictor,
+                        key="patient_teach")
+
+    st.subheader("3D view")
+    fig_held = st.session_state.get("patient_figure")
+    if fig_held is None or fig_held[0] != key:
+        fig_held = (key, figure_3d(volume.slices, result.mask, volume.spacing, title=volume.name))
+        st.session_state["patient_figure"] = fig_held
+    st.plotly_chart(fig_held[1], key="patient_3d")
+    st.caption("Drag to rotate, scroll to zoom. Red: the predicted tumour; blue: the head (from intensities).")
+    render_downloads(volume, result)
+
+
+def _volume_cached(source: PatientSource, assignment: dict[str, int | None] | None) -> Volume:
+    key = (st.session_state.get("patient_token"), tuple(sorted((assignment or {}).items())))
+    held = st.session_state.get("patient_volume")
+    if held is None or held[0] != key:
+        with st.spinner("Reading the patient…"):
+            held = (key, source.volume(assignment))
+        st.session_state["patient_volume"] = held
+    return held[1]

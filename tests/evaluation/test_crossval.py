@@ -1,0 +1,129 @@
+"""Cross-validating a recipe: fold runs of the real trainer pool into one estimate, and anything that is
+not one clean partition of one recipe is refused rather than averaged."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lggdemo.data.arrays import slice_arrays
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.evaluation.crossval import CrossValError, main, pool_folds, record, seg_recipe
+from lggdemo.metrics.segmentation import evaluate_segmentation
+from lggdemo.models.forward import predict_patient_masks, segment_slices
+from lggdemo.models.postprocess import patient_rule_text
+from lggdemo.models.weights import load_segmentation, read_card
+from lggdemo.train import TrainConfig, run
+
+TINY = dict(encoder="resnet18", image_size=32, seg_epochs=1, seg_samples=16, batch_size=8, folds=0, threads=1,
+            task="seg", flip_tta=False)
+
+
+@pytest.fixture(scope="module")
+def fold_runs(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny U-Net runs of the quick recipe, one per fold of a 2-fold partition of the phantoms."""
+    base = tmp_path_factory.mktemp("cv")
+    outs = []
+    for i in range(2):
+        out = base / f"fold{i}"
+        run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(out), fold=(i, 2), **TINY))
+        outs.append(out)
+    return outs
+
+
+def test_pooled_estimate_scores_every_patient_once_with_its_own_fold_model(fold_runs: list[Path], tmp_path: Path) -> None:
+    cards = [read_card(d) for d in fold_runs]
+    assert main([str(d) for d in fold_runs] + ["--json", str(tmp_path / "cv.json")]) == 0
+    pooled = json.loads((tmp_path / "cv.json").read_text())
+    everyone = set(cards[0]["split"]["train"]) | set(cards[0]["split"]["val"])
+    scored = [p for f in pooled["folds"] for p in f["per_patient_dice"]]
+    assert sorted(scored) == sorted(everyone)
+    for f in pooled["folds"]:
+        assert not set(f["per_patient_dice"]) & set(f["train"])
+    per_patient = [d for c in cards for d in c["segmentation"]["per_patient_dice"].values()]
+    m = pooled["metrics"]
+    assert m["per_volume_dice_mean"]["value"] == pytest.approx(np.mean(per_patient))
+    assert m["per_volume_dice_mean"]["n"] == len(everyone)
+    lo, hi = m["per_volume_dice_mean"]["ci95"]
+    assert lo <= m["per_volume_dice_mean"]["value"] <= hi
+    tumour = [c["segmentation"]["metrics"]["tumour_slice_dice"] for c in cards]
+    assert m["tumour_slice_dice"]["n"] == sum(t["n"] for t in tumour)
+    pooled_slices = sum(t["value"] * t["n"] for t in tumour) / sum(t["n"] for t in tumour)
+    assert m["tumour_slice_dice"]["value"] == pytest.approx(pooled_slices)
+    assert [s["preset"] for s in pooled["recipe"]] == ["quick"]
+    rule = patient_rule_text(cards[0]["segmentation"]["config"]["min_component_px"])
+    assert pooled["postprocess"] == rule and all(c["segmentation"]["postprocess"] == rule for c in cards)
+
+
+def test_fold_scores_are_the_whole_patient_masks(fold_runs: list[Path], synthetic_root: Path) -> None:
+    """The trainer's held-out Dice is the evaluator's patient-level path (2D rule + largest 3D component)."""
+    arrays = slice_arrays(scan_dataset(synthetic_root), 256)
+    for d in fold_runs:
+        card = read_card(d)
+        sel = np.isin(arrays.patient_ids, card["split"]["val"])
+        model, cfg = load_segmentation(d, "cpu")
+        pred = predict_patient_masks(model, cfg, arrays.images[sel], arrays.patient_ids[sel], torch.device("cpu"))
+        ev = evaluate_segmentation(pred, arrays.masks[sel], arrays.patient_ids[sel])
+        stored = card["segmentation"]["per_patient_dice"]
+        assert ev.per_patient == pytest.approx(stored, abs=1e-3)  # the model on disk is float16, the trainer's float32
+        two_d = evaluate_segmentation(segment_slices(model, cfg, arrays.images[sel], torch.device("cpu"))[0],
+                                      arrays.masks[sel], arrays.patient_ids[sel])
+        # the untrained model's specks move the Dice only a little: the card sits far closer to the 3D-rule scores
+        off_3d = sum(abs(stored[p] - ev.per_patient[p]) for p in stored)
+        off_2d = sum(abs(stored[p] - two_d.per_patient[p]) for p in stored)
+        assert off_3d < 0.5 * off_2d, (off_3d, off_2d)
+
+
+def test_incomplete_or_leaky_folds_are_refused(fold_runs: list[Path]) -> None:
+    cards = [read_card(d) for d in fold_runs]
+    with pytest.raises(CrossValError, match="missing fold"):
+        pool_folds(cards[:1])
+    with pytest.raises(CrossValError, match="repeats fold"):
+        pool_folds([cards[0], cards[0]])
+    leaky = copy.deepcopy(cards)
+    leaky[0]["segmentation"]["per_patient_dice"][leaky[0]["split"]["train"][0]] = 1.0
+    with pytest.raises(CrossValError, match="outside its held-out fold"):
+        pool_folds(leaky)
+    mixed = copy.deepcopy(cards)
+    mixed[1]["train_config"]["lr"] = 0.5
+    with pytest.raises(CrossValError, match="different recipes"):
+        pool_folds(mixed)
+    older = copy.deepcopy(cards)
+    del older[0]["segmentation"]["postprocess"]  # a fold scored before the whole-patient rule existed
+    with pytest.raises(CrossValError, match="different post-processing"):
+        pool_folds(older)
+    not_a_fold = copy.deepcopy(cards)
+    del not_a_fold[1]["split"]["fold"]
+    with pytest.raises(CrossValError, match="not trained with --fold"):
+        pool_folds(not_a_fold)
+
+
+def test_recipe_follows_the_init_from_chain() -> None:
+    card = {"train_config": {"preset": "refine", "lr": 3e-4, "slice_dice": True},
+            "segmentation": {"trained_in_this_run": True,
+                             "initialised_from": {"train_config": {"preset": "full", "lr": 1e-3}, "initialised_from": None}}}
+    stages = seg_recipe(card)
+    assert [(s["preset"], s["lr"], s["slice_dice"]) for s in stages] == [("full", 1e-3, False), ("refine", 3e-4, True)]
+    card["segmentation"]["trained_in_this_run"] = False
+    with pytest.raises(CrossValError, match="copied"):
+        seg_recipe(card)
+
+
+def test_estimate_is_recorded_only_in_weights_of_the_same_recipe(fold_runs: list[Path], synthetic_root: Path,
+                                                                 tmp_path: Path) -> None:
+    pooled = pool_folds([read_card(d) for d in fold_runs])
+    same = tmp_path / "same"
+    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(same), seed=5, **TINY))
+    record(same, pooled)
+    assert read_card(same)["segmentation"]["cross_validation"]["metrics"] == pooled["metrics"]
+
+    other = tmp_path / "other"
+    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(other), **{**TINY, "seg_epochs": 2}))
+    before = (other / "model_card.json").read_bytes()
+    assert main([str(d) for d in fold_runs] + ["--record-in", str(other)]) == 2
+    assert (other / "model_card.json").read_bytes() == before  # refused, and the card is untouched

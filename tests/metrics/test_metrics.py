@@ -1,0 +1,100 @@
+"""Pure metrics (numpy + sklearn, no torch): hand-checked values (``lggdemo.metrics``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lggdemo.metrics.bootstrap import bootstrap_ci
+from lggdemo.metrics.grade import (
+    accuracy,
+    balanced_accuracy,
+    brier,
+    log_loss_g3,
+    reliability_bins,
+    roc_auc,
+)
+from lggdemo.metrics.segmentation import (
+    dice,
+    evaluate_segmentation,
+    per_volume_dice,
+    tumour_slice_dice,
+    tumour_slice_dice_by_area,
+)
+
+
+def test_dice_hand_cases() -> None:
+    a = np.array([[1, 1, 0, 0]])
+    b = np.array([[1, 0, 1, 0]])
+    assert dice(a, b) == pytest.approx(2 * 1 / (2 + 2))
+    assert dice(a, a) == 1.0
+    assert dice(np.zeros(4), np.zeros(4)) == 1.0  # nothing to find, nothing found
+    assert dice(np.zeros(4), np.array([0, 1, 0, 0])) == 0.0
+
+
+def test_per_volume_dice_pools_slices_of_a_patient() -> None:
+    # Patient A: slice 1 perfect (2 px), slice 2 misses 2 px -> 3D Dice = 2*2/(2+4) = 0.667, not the slice mean 0.5
+    pred = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    truth = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]])
+    per = per_volume_dice(pred, truth, ["A", "A", "B"])
+    assert per["A"] == pytest.approx(4 / 6)
+    assert per["B"] == 1.0
+    assert tumour_slice_dice(pred, truth) == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    ev = evaluate_segmentation(pred, truth, ["A", "A", "B"])
+    assert ev.metrics["per_volume_dice_mean"].value == pytest.approx((4 / 6 + 1) / 2)
+    assert ev.metrics["per_volume_dice_mean"].n == 2
+
+
+def test_auc_hand_cases() -> None:
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    # pairs (pos, neg): (0.4>0.1) (0.4<0.5) (0.6>0.1) (0.6>0.5) -> 3/4
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.5, 0.4, 0.6]) == pytest.approx(0.75)
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5  # ties count half
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_accuracy_and_balanced_accuracy() -> None:
+    y = [0, 0, 0, 1]
+    p = [0.1, 0.2, 0.3, 0.4]  # predicts all G2
+    assert accuracy(y, p) == 0.75
+    assert balanced_accuracy(y, p) == 0.5
+
+
+def test_bootstrap_interval_brackets_the_estimate() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    s = y + rng.normal(0, 0.8, 60)
+    lo, hi = bootstrap_ci(roc_auc, y, s, n_boot=500)
+    assert lo < roc_auc(y, s) < hi
+    assert 0 <= lo < hi <= 1
+    assert bootstrap_ci(roc_auc, [1, 1, 1], [0.1, 0.2, 0.3]) is None
+
+
+def test_tumour_slice_dice_by_area_splits_slices_by_true_size() -> None:
+    truth = np.zeros((3, 64, 64), np.uint8)
+    truth[0, :10, :10] = 1  # 100 px: missed
+    truth[1, :40, :40] = 1  # 1600 px: found
+    pred = truth.copy()
+    pred[0] = 0
+    bins = tumour_slice_dice_by_area(pred, truth)  # slice 2 has no tumour and is in no bin
+    assert bins == {"1-255 px": {"n": 1, "dice": 0.0}, "1024-4095 px": {"n": 1, "dice": 1.0}}
+    assert np.mean([b["dice"] for b in bins.values()]) == pytest.approx(tumour_slice_dice(pred, truth))
+
+
+def test_brier_and_log_loss_hand_cases() -> None:
+    assert brier([0, 1], [0.5, 0.5]) == pytest.approx(0.25)
+    assert brier([0, 1, 1], [0.0, 1.0, 0.5]) == pytest.approx(0.25 / 3)
+    assert log_loss_g3([0, 1], [0.5, 0.5]) == pytest.approx(np.log(2))
+    assert log_loss_g3([1], [1.0]) == pytest.approx(0.0, abs=1e-5)  # clipped, never infinite
+    assert np.isfinite(log_loss_g3([0], [1.0]))
+
+
+def test_reliability_bins_count_every_patient_in_sklearn_bins() -> None:
+    y = [0, 0, 1, 1, 1, 0]
+    p = [0.1, 0.4, 0.4, 0.65, 0.9, 0.95]  # 0.4 sits on an edge: counted where calibration_curve puts it
+    bins = reliability_bins(y, p, n_bins=5)
+    assert sum(b["n"] for b in bins) == len(y)
+    edge = next(b for b in bins if b["predicted"] == pytest.approx(0.4))
+    assert edge["n"] == 2 and edge["observed"] == pytest.approx(0.5)
+    assert [b["predicted"] for b in bins] == sorted(b["predicted"] for b in bins)

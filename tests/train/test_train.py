@@ -1,0 +1,293 @@
+"""The trainer on the synthetic set: split rules, leakage guard, outputs, cancellation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.inference.grade import base_rate_g3
+from lggdemo.models.networks import GradeConfig, build_grade
+from lggdemo.models.postprocess import patient_rule_text
+from lggdemo.models.weights import GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card, sha256_file
+from lggdemo.train import TrainConfig, TrainError, augment, fold_split, kfold, patient_split, run
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(encoder="resnet18", image_size=32, grade_image_size=32, seg_epochs=1, grade_epochs=1, seg_samples=16,
+            grade_samples=16, batch_size=8, folds=0, threads=1)
+
+
+def tiny_config(data: Path, out: Path, **kw: object) -> TrainConfig:
+    return TrainConfig.from_preset("quick", data=str(data), out=str(out), **{**TINY, **kw})
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny quick run (both models, 2-fold CV) shared by the tests that only read its output."""
+    out = tmp_path_factory.mktemp("tiny-weights")
+    events: list[dict] = []
+    run(tiny_config(synthetic_root, out, folds=2), [events.append])
+    (out / "events.json").write_text(json.dumps(events))
+    return out
+
+
+def test_split_is_by_patient_stratified_and_seeded(synthetic_root: Path) -> None:
+    index = scan_dataset(synthetic_root)
+    split = patient_split(index, 0.25, seed=3)
+    assert not set(split.train) & set(split.val)
+    assert set(split.train) | set(split.val) == set(index.patient_ids)
+    grades = {index.clinical_for(p).grade for p in split.val}
+    assert {"G2", "G3"} <= grades  # each grade is represented on the validation side
+    assert patient_split(index, 0.25, seed=3) == split
+    assert patient_split(index, 0.25, seed=4) != split
+
+
+def test_split_refuses_too_few_patients(synthetic_copy: Path) -> None:
+    import shutil
+
+    for folder in sorted(p for p in synthetic_copy.iterdir() if p.is_dir())[3:]:
+        shutil.rmtree(folder)
+    with pytest.raises(TrainError, match="at least 4"):
+        patient_split(scan_dataset(synthetic_copy), 0.2, 0)
+
+
+def test_fold_split_holds_out_each_patient_in_exactly_one_fold(synthetic_root: Path) -> None:
+    index = scan_dataset(synthetic_root)
+    splits = [fold_split(index, i, 3, seed=0) for i in range(3)]
+    held = [p for s in splits for p in s.val]
+    assert sorted(held) == sorted(index.patient_ids)  # a partition: every patient held out once
+    for s in splits:
+        assert set(s.train) | set(s.val) == set(index.patient_ids) and not set(s.train) & set(s.val)
+        assert {"G2", "G3"} <= {index.clinical_for(p).grade for p in s.val}  # stratified by grade
+    assert fold_split(index, 1, 3, seed=0) == splits[1]
+    assert [fold_split(index, i, 3, seed=1).val for i in range(3)] != [s.val for s in splits]
+    with pytest.raises(TrainError, match="7 folds need at least 14"):  # 12 phantoms: folds of one patient are no estimate
+        fold_split(index, 0, 7, seed=0)
+
+
+def test_kfold_covers_every_patient_once() -> None:
+    patients = [f"p{i}" for i in range(10)]
+    labels = [i % 2 for i in range(10)]
+    folds = kfold(patients, labels, 3, seed=0)
+    held = [p for _, te in folds for p in te]
+    assert sorted(held) == sorted(patients)
+    for tr, te in folds:
+        assert not set(tr) & set(te)
+
+
+@pytest.mark.parametrize("features", [("age_z", "neoplasm_histologic_grade"), ("death01",), ("histological_type",)])
+def test_leaky_clinical_inputs_are_refused(features: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="leak"):
+        build_grade(GradeConfig(clinical_features=features))
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [({"seg_epochs": 0}, "at least 1"), ({"image_size": 100}, "multiple of 32"), ({"device": "cuda"}, "CUDA")],
+)
+def test_impossible_settings_are_refused(synthetic_root: Path, tmp_path: Path, kw: dict, message: str) -> None:
+    if kw.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(TrainError, match=message):
+        run(tiny_config(synthetic_root, tmp_path / "out", **kw))
+    assert not (tmp_path / "out").exists()
+
+
+def test_augment_moves_image_and_mask_together() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.zeros(4, 1, 32, 32)
+    mask[:, :, 8:20, 5:14] = 1
+    image = mask.repeat(1, 3, 1, 1)
+    x, y = augment(image, mask, gen)
+    assert y is not None and y.shape == mask.shape
+    assert not torch.equal(y, mask)  # something moved
+    # The image's bright region still coincides with the moved mask.
+    bright = (x[:, 1:2] > 0.5).float()
+    inter = (bright * y).sum()
+    assert float(2 * inter / (bright.sum() + y.sum())) > 0.8
+
+
+def test_quick_run_writes_loadable_weights_and_card(tiny_weights: Path, synthetic_root: Path) -> None:
+    assert is_complete(tiny_weights)
+    seg, seg_cfg = load_segmentation(tiny_weights)
+    grade, grade_cfg = load_grade(tiny_weights)
+    assert seg(torch.zeros(1, 3, seg_cfg.image_size, seg_cfg.image_size)).shape[1] == 1
+    card = read_card(tiny_weights)
+    assert set(card["split"]["train"]).isdisjoint(card["split"]["val"])
+    index = scan_dataset(synthetic_root)
+    assert set(card["split"]["train"]) | set(card["split"]["val"]) == set(index.patient_ids)
+    assert set(card["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
+    assert set(card["grade"]["per_patient_p_g3"]) <= set(card["split"]["val"])
+    for metric in ("per_volume_dice_mean", "tumour_slice_dice"):
+        assert 0.0 <= card["segmentation"]["metrics"][metric]["value"] <= 1.0
+    assert "age_baseline_auc" in card["grade"]["metrics"]
+    assert card["segmentation"]["postprocess"] == patient_rule_text(seg_cfg.min_component_px)  # the whole-patient rule
+    grades = {p: index.clinical_for(p).grade for p in card["split"]["train"]}
+    assert card["grade"]["base_rate_g3"]["value"] == pytest.approx(base_rate_g3(grades, card["split"]["train"]).value)
+    assert set(card["grade"]["cross_validation"]["variants"]) == {"fusion", "clinical_only", "image_only"}
+    assert card["data"]["n_patients"] == len(index.patient_ids)
+    assert "not a medical device" in card["intended_use"].lower()
+    for name in (SEG_FILE, GRADE_FILE):
+        assert card["files"][name]["sha256"] == sha256_file(tiny_weights / name)
+    events = json.loads((tiny_weights / "events.json").read_text())
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert {"step", "epoch"} <= set(kinds)
+
+
+def test_single_task_run_completes_folder_from_source(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seg-only"
+    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_weights)))
+    card = read_card(out)
+    assert card["segmentation"]["trained_in_this_run"] is True
+    assert card["grade"]["trained_in_this_run"] is False
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert is_complete(out)
+
+
+def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(tiny_weights: Path, synthetic_root: Path,
+                                                                               tmp_path: Path) -> None:
+    out = tmp_path / "refined"
+    run(tiny_config(synthetic_root, out, task="seg", init_from=str(tiny_weights), image_size=64, seg_epochs=1, lr=1e-9,
+                    slice_dice=True))
+    card, parent = read_card(out), read_card(tiny_weights)
+    lineage = card["segmentation"]["initialised_from"]
+    assert lineage["sha256"] == parent["files"][SEG_FILE]["sha256"]
+    assert lineage["train_config"]["image_size"] == 32 and card["segmentation"]["config"]["image_size"] == 64
+    # At a negligible learning rate the continued U-Net still holds the parent's weights (not a fresh init).
+    # Batch-norm running statistics move with the data, so only the learnt tensors are compared.
+    old, new = load_segmentation(tiny_weights)[0].state_dict(), load_segmentation(out)[0].state_dict()
+    learnt = [k for k in old if "running" not in k and "num_batches" not in k]
+    assert all(torch.allclose(old[k], new[k], atol=1e-4) for k in learnt)
+    # The grade model is copied byte for byte, but its held-out numbers use this run's masks.
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert card["grade"]["trained_in_this_run"] is False
+    assert card["grade"]["validation_masks"] == "predicted by this run's segmentation model"
+    assert card["grade"]["config"] == parent["grade"]["config"]
+    assert set(card["grade"]["per_patient_p_g3"]) <= set(card["split"]["val"])
+
+
+def test_model_copied_from_another_split_carries_no_held_out_numbers(tiny_weights: Path, synthetic_root: Path,
+                                                                      tmp_path: Path) -> None:
+    out = tmp_path / "other-split"
+    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_weights), seed=1))
+    card, source = read_card(out), read_card(tiny_weights)
+    assert card["split"]["train"] != source["split"]["train"]
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert "metrics" not in card["grade"] and "per_patient_p_g3" not in card["grade"]
+    assert card["grade"]["held_out_metrics"].startswith("withheld")
+    assert card["segmentation"]["metrics"]  # the model trained here is still scored
+    # A later run on this split, copying from that folder, must not re-score the foreign model either.
+    again = tmp_path / "again"
+    run(tiny_config(synthetic_root, again, task="seg", complete_from=str(out), seed=1))
+    assert "metrics" not in read_card(again)["grade"]
+
+
+def test_slice_dice_loss_counts_each_tumour_slice_once() -> None:
+    import segmentation_models_pytorch as smp
+
+    from lggdemo.train import slice_dice_loss
+
+    target = torch.zeros(2, 1, 32, 32)
+    target[0, 0, :, :20] = 1  # a large tumour, found
+    target[1, 0, :4, :4] = 1  # a small one, missed
+    logits = torch.where(target > 0, 10.0, -10.0)
+    logits[1] = -10.0
+    batch = smp.losses.DiceLoss(mode="binary", from_logits=True)(logits, target)
+    assert batch < 0.02  # pooled pixels hide the missed slice
+    assert 0.45 < slice_dice_loss(logits, target) < 0.55  # one of two tumour slices missed
+    empty = torch.zeros(2, 1, 8, 8)
+    assert slice_dice_loss(torch.full_like(empty, 5.0), empty) == 0  # no tumour slice: no term
+
+
+def test_epoch_validation_is_a_curve_only(synthetic_root: Path, tmp_path: Path) -> None:
+    states = []
+    for flag in (True, False):
+        out = tmp_path / str(flag)
+        run(tiny_config(synthetic_root, out, task="seg", seg_epochs=2, epoch_validation=flag))
+        states.append(load_segmentation(out)[0].state_dict())
+        assert bool(read_card(out)["segmentation"]["history"][0]["val"]) is flag
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_refine_refuses_a_parent_trained_on_another_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainError, match="different patient split"):
+        run(tiny_config(synthetic_root, tmp_path / "o", task="seg", init_from=str(tiny_weights), seed=1))
+    with pytest.raises(TrainError, match="--init-from"):
+        TrainConfig.from_preset("refine", data=str(synthetic_root), out=str(tmp_path / "o")).validate()
+    assert not (tmp_path / "o").exists()
+
+
+def test_sigterm_mid_run_leaves_previous_weights_byte_identical(tiny_weights: Path, synthetic_root: Path,
+                                                                 tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "weights"
+    shutil.copytree(tiny_weights, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    progress = tmp_path / "progress.jsonl"
+    cmd = [sys.executable, "-m", "lggdemo.train", "--preset", "quick", "--data", str(synthetic_root), "--out", str(out),
+           "--image-size", "32", "--grade-image-size", "32", "--samples-per-epoch", "4000", "--batch-size", "8",
+           "--epochs", "1", "--encoder", "resnet18", "--threads", "1", "--progress-file", str(progress), "--no-bar"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if progress.exists() and '"event": "step"' in progress.read_text():
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"trainer exited early: {proc.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("trainer never reached a training step")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    last = json.loads(progress.read_text().strip().splitlines()[-1])
+    assert last["event"] == "cancelled"
+
+
+def test_cli_rejects_impossible_settings_with_exit_2(synthetic_root: Path, tmp_path: Path) -> None:
+    progress = tmp_path / "p.jsonl"
+    res = subprocess.run([sys.executable, "-m", "lggdemo.train", "--data", str(synthetic_root), "--out",
+                          str(tmp_path / "o"), "--epochs", "0", "--progress-file", str(progress), "--no-bar"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "at least 1" in res.stderr
+    assert json.loads(progress.read_text().splitlines()[-1])["event"] == "error"
+
+
+def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+                          str(tiny_weights), "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads(out.read_text())
+    index = scan_dataset(synthetic_root)
+    per = result["segmentation"]["per_patient_dice"]
+    assert set(per) == set(index.patient_ids)
+    assert np.mean(list(per.values())) == pytest.approx(result["segmentation"]["metrics"]["per_volume_dice_mean"]["value"])
+    assert "per_volume_dice_median" in res.stdout
+    assert result["grade"]["metrics"]["auc"]["n"] == sum(index.clinical_for(p).grade is not None for p in index.patient_ids)
+    bins = result["segmentation"]["tumour_slice_dice_by_area"]
+    assert sum(b["n"] for b in bins.values()) == result["segmentation"]["metrics"]["tumour_slice_dice"]["n"]
+
+
+def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "val.json"
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+                          str(tiny_weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    card = read_card(tiny_weights)
+    assert set(json.loads(out.read_text())["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
+    assert "true tumour" in res.stdout
