@@ -128,6 +128,7 @@ def test_locked_server_visitors_see_the_list_but_cannot_delete(synthetic_root: P
     assert [c.id for c in corr.list_corrections()] == [saved.id]
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_sidebar_fine_tunes_the_active_weights_with_my_corrections(synthetic_root: Path, parent: Path,
                                                                      tmp_path: Path) -> None:
     active = tmp_path / "active"
@@ -153,6 +154,7 @@ def test_sidebar_fine_tunes_the_active_weights_with_my_corrections(synthetic_roo
     assert "--corrections" in command and "--init-from" in command
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_compare_after_a_phantom_fine_tune_shows_both_views(synthetic_root: Path, parent: Path) -> None:
     card = weights.read_card(parent)
     val_pid, train_pid = card["split"]["val"][0], card["split"]["train"][0]

@@ -55,6 +55,7 @@ def test_the_options_and_their_rules(tmp_path: Path) -> None:
                                                                                     corrections_weight=500).problems())
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_problems_before_launching(parent: Path, synthetic_root: Path, tmp_path: Path, tiny_weights: Path) -> None:
     index = scan_dataset(synthetic_root)
     empty = TrainConfig(corrections=str(tmp_path / "none"), init_from=str(parent), task="seg")
@@ -66,6 +67,7 @@ def test_problems_before_launching(parent: Path, synthetic_root: Path, tmp_path:
     assert any("record no patient split" in p for p in fine_tune_problems(no_split, index))
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_the_fine_tune_keeps_its_parents_split_even_when_the_dataset_grew(parent: Path, synthetic_root: Path,
                                                                           synthetic_copy: Path) -> None:
     card = read_card(parent)
@@ -85,6 +87,7 @@ def test_the_fine_tune_keeps_its_parents_split_even_when_the_dataset_grew(parent
         inherited_split(cfg, shrunk)
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_the_unet_trains_on_corrections_weighted_up_replacing_their_slices(parent: Path, synthetic_root: Path,
                                                                             tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,6 +124,7 @@ def test_the_unet_trains_on_corrections_weighted_up_replacing_their_slices(paren
     assert info["corrections"]["validation_patients_left_out"] == [val_pid]
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_phantom_fine_tune_with_corrections_writes_the_comparison(parent: Path, synthetic_root: Path,
                                                                   tmp_path: Path) -> None:
     card = read_card(parent)
@@ -154,6 +158,7 @@ def test_phantom_fine_tune_with_corrections_writes_the_comparison(parent: Path, 
     json.dumps(tuned)  # the card stays plain JSON
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_the_sidebar_settings_become_the_trainers_options(parent: Path, synthetic_root: Path, tmp_path: Path) -> None:
     from lggdemo import jobs
 
