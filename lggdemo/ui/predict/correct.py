@@ -113,7 +113,11 @@ def edited_masks(prefix: str) -> dict[str, np.ndarray]:
 
 
 def _canvas(background: bytes, tool: str, brush_px: int, key: str) -> dict[str, Any] | None:
-    """The drawing component, its drawing as Fabric JSON (tests replace this function)."""
+    """The drawing component, its drawing as Fabric JSON (tests replace this function).
+
+    Imported here, not at the top: the component registers its file-backed assets when imported, which
+    needs a running Streamlit (its manifest), so importing it while a test collects this module would fail.
+    """
     from streamlit_drawable_canvas import st_canvas
 
     side = 256 * SCALE
@@ -224,7 +228,7 @@ def render_editor(target: SliceTarget, *, key: str, history: str | None = None, 
 def _render_open(target: SliceTarget, key: str, history: str, channel: str,
                  extras: Callable[[np.ndarray], None] | None) -> np.ndarray:
     held = held_history(history, target)
-    c_tool, c_size, c_undo, c_reset = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+    c_tool, c_size, c_undo, c_reset = st.columns([3, 2, 1, 2], vertical_alignment="bottom")
     tool = c_tool.radio("Tool", TOOLS, index=0, horizontal=True, key=f"{key}_tool", help=TOOL_HELP)
     brush = c_size.slider("Brush size (radius, px)", 1, 20, 4, key=f"{key}_brush",
                           disabled=drawing_mode(tool) != "freedraw")
