@@ -7,8 +7,9 @@ of one DICOM study. One mask per input, named after it, in ``--format`` (nifti, 
 png); a report row per input (``--json``, ``--csv``). It runs the Predict page's code path
 (``readers`` -> ``wholepatient.predict_volume`` -> ``exporters``).
 
-Exit status: 0 when every input was predicted; 2 when any input was refused (each one named on stderr),
-after the good inputs have been written; 1 when the models cannot be loaded.
+Exit status: 0 when every input was predicted; 2 when any input was refused or its mask could not be made
+(each one named on stderr, never a traceback), after the good inputs have been written; 1 when the models
+cannot be loaded.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (VolumeError, ExportError) as exc:
             bad.append(f"{path}: {exc}")
             rows.append(patient_row(None, None, name=str(path), error=str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 -- one input's surprise must not lose the others: named, exit 2
+            message = f"unexpected {type(exc).__name__} ({exc}); please report it with this input"
+            bad.append(f"{path}: {message}")
+            rows.append(patient_row(None, None, name=str(path), error=message))
             continue
         row = patient_row(volume, prediction)
         row["input"], row["mask_file"] = str(path), written.name

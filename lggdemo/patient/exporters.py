@@ -2,9 +2,10 @@
 
 Masks go back onto the input's own grid (``Volume.mask_on_source_grid``): a NIfTI mask has the input's
 shape and affine and opens over it in 3D Slicer; for DICOM input, a DICOM SEG (highdicom) references the
-FLAIR series instance by instance, so OHIF and Slicer place it on the images. Every function returns
-bytes; :func:`write_outputs` is the one place that touches the disk (temp file then rename, inside the
-output folder only).
+FLAIR series instance by instance (frame by frame for an Enhanced MR object), so OHIF and Slicer place it on
+the images; sequences resampled onto FLAIR change nothing here, since FLAIR's grid is the volume's. Every
+function returns bytes; :func:`write_outputs` is the one place that touches the disk (temp file then rename,
+inside the output folder only).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import gzip
 import io
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from lggdemo import __version__
 from lggdemo._fs import atomic_write_bytes
-from lggdemo.data.imageio import encode_png, resize_mask
+from lggdemo.data.imageio import encode_png
+from lggdemo.patient.readers.multiframe import frame_sources
 from lggdemo.patient.volume import Volume, VolumeError
 
 FORMATS = ("nifti", "dicom-seg", "png")
@@ -50,18 +53,69 @@ def mask_nifti(volume: Volume, prediction: PredictedMask) -> bytes:
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
-def mask_dicom_seg(volume: Volume, prediction: PredictedMask) -> bytes:
-    """A binary DICOM SEG referencing the source (FLAIR) series; ExportError for non-DICOM input."""
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
+#: Type 2 attributes (present, may be empty) that highdicom copies from the source into the SEG. Anonymisers
+#: routinely drop or blank them; the SEG's copy of the source gets them empty, the source is left as it is.
+SEG_TYPE2_FROM_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                         "ReferringPhysicianName", "StudyDate", "StudyTime")
 
+
+def seg_source_copies(sources: Sequence[Any]) -> list[Any]:
+    """Copies of the source instances for highdicom: without pixel data (a SEG needs only their geometry and
+    identifiers), with missing Type 2 attributes present and empty. The originals are not changed."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+
+    def empty(keyword: str) -> DataElement:  # a new element: setting a value in place would reach the source
+        tag = tag_for_keyword(keyword)
+        return DataElement(tag, dictionary_VR(tag), "")
+
+    out = []
+    for ds in sources:
+        copy = Dataset()
+        copy.file_meta = getattr(ds, "file_meta", Dataset())
+        for element in ds:
+            if element.keyword != "PixelData":
+                copy.add(element)  # the element objects are shared and never modified
+        for keyword in SEG_TYPE2_FROM_SOURCE:
+            if keyword not in copy:
+                copy.add(empty(keyword))
+        if str(copy.get("PatientSex") or "") not in ("M", "F", "O", ""):  # highdicom accepts only these
+            copy.add(empty("PatientSex"))
+        out.append(copy)
+    return out
+
+
+def mask_dicom_seg(volume: Volume, prediction: PredictedMask) -> bytes:
+    """A binary DICOM SEG referencing the source (FLAIR) series; ExportError for non-DICOM input or any source
+    that highdicom cannot build a SEG from (the message says what it lacked)."""
     sources = volume.extra.get("dicom_sources")
     if volume.provenance.kind != "dicom" or not sources:
         raise ExportError(f"{volume.name}: a DICOM SEG needs DICOM input (this one is {volume.provenance.kind}); "
                           "use the NIfTI mask instead.")
-    grid = volume.mask_on_source_grid(prediction.mask)  # (columns, rows, slices) in the sources' order
-    frames = np.ascontiguousarray(np.transpose(grid, (2, 1, 0))).astype(bool)
+    try:
+        grid = volume.mask_on_source_grid(prediction.mask)  # (columns, rows, slices) in the sources' order
+        frames = np.ascontiguousarray(np.transpose(grid, (2, 1, 0))).astype(bool)
+        multiframe = frame_sources(list(sources))  # type: ignore[arg-type]
+        if multiframe is not None:  # one Enhanced MR object: its frames in the object's order, not by position
+            parent, index = multiframe
+            in_order = np.zeros((int(parent.NumberOfFrames), *frames.shape[1:]), bool)
+            in_order[index] = frames
+            return _seg_bytes(prediction, seg_source_copies([parent]), in_order)
+        return _seg_bytes(prediction, seg_source_copies(sources), frames)  # type: ignore[arg-type]
+    except (VolumeError, ExportError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- highdicom validates with many kinds (AttributeError for a missing one)
+        raise ExportError(f"{volume.name}: the DICOM SEG cannot be made from this series ({type(exc).__name__}: "
+                          f"{exc}); the NIfTI mask is still available.") from exc
+
+
+def _seg_bytes(prediction: PredictedMask, sources: Sequence[Any], frames: np.ndarray) -> bytes:
+    """The SEG of ``frames`` (one per source instance, or per frame of one multi-frame source)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
     algorithm = hd.AlgorithmIdentificationSequence(
         name="lggdemo U-Net (FLAIR abnormality)", family=codes.cid7162.ArtificialIntelligence,
         version=prediction.model_version, source="lggdemo")
@@ -83,6 +137,7 @@ def mask_dicom_seg(volume: Volume, prediction: PredictedMask) -> bytes:
 
 def mask_png_zip(volume: Volume, prediction: PredictedMask) -> bytes:
     """``<name>/<name>_<n>_mask.png`` for every slice (n from 1, head to foot), at the input's slice size."""
+    from lggdemo.data.imageio import resize_mask
 
     stem = safe_name(volume.name)
     buf = io.BytesIO()

@@ -87,17 +87,19 @@ def test_no_image_series_is_refused() -> None:
         open_files([("report.zip", _zip([("sr.dcm", buf.getvalue())]))], "report").volume()
 
 
-def test_series_on_different_grids_are_refused(patient) -> None:  # noqa: ANN001
+def test_series_on_different_grids_are_resampled_onto_flair(patient) -> None:  # noqa: ANN001
+    """Issue 22: a T1 with 5 mm slices is resampled onto FLAIR's 3 mm grid (geometry: test_readers_geometry.py)."""
     from pydicom.uid import generate_uid
 
     study, frame = generate_uid(), generate_uid()
     flair = dicom_series(patient.slices[:6, :, :, 1], "FLAIR", study_uid=study, for_uid=frame)
     t1 = dicom_series(patient.slices[:6, :, :, 0], "T1 pre", study_uid=study, for_uid=frame, spacing=(5.0, 0.8, 0.75))
     study_obj = scan_dicom_files(flair + t1, "mixed")
-    source = open_files(flair + t1, "mixed")
     assert len(study_obj.infos) == 2
-    with pytest.raises(VolumeError, match="do not share one grid"):
-        source.volume()
+    vol = open_files(flair + t1, "mixed").volume()
+    assert vol.n_slices == 6 and vol.spacing == pytest.approx(SPACING, abs=1e-6)
+    assert np.array_equal(vol.slices[..., 1], patient.slices[:6, :, :, 1])  # FLAIR as it was
+    assert any("series 'T1 pre' was on its own grid (256×256×6 at 0.75×0.80×5.00 mm)" in n for n in vol.provenance.notes)
 
 
 def test_duplicate_positions_and_single_images_are_refused(patient) -> None:  # noqa: ANN001

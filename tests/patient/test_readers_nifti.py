@@ -91,15 +91,18 @@ def test_bad_shapes_are_refused(shape: tuple[int, ...], message: str) -> None:
         load_nifti(_nii(np.zeros(shape, np.int16)), "bad.nii")
 
 
-def test_sequences_that_cannot_be_aligned_are_refused() -> None:
+def test_sequences_on_other_grids_are_resampled_and_disjoint_ones_refused() -> None:
+    """Issue 22: another shape or affine is resampled onto FLAIR (geometry checked in test_readers_geometry.py);
+    only sequences that do not overlap FLAIR in space are refused."""
     a = load_nifti(_nii(np.zeros((8, 8, 4), np.int16)), "flair.nii")
-    b = load_nifti(_nii(np.zeros((8, 8, 5), np.int16)), "t1.nii")
-    with pytest.raises(VolumeError, match="cannot be aligned"):
-        nifti_volume([a, b], {"FLAIR": 0, "pre-contrast": 1})
+    b = load_nifti(_nii(np.ones((8, 8, 5), np.int16)), "t1.nii")
+    vol = nifti_volume([a, b], {"FLAIR": 0, "pre-contrast": 1})
+    assert any(n.startswith("t1.nii (pre-contrast) was on its own grid (8×8×5 at 1.00×1.00×1.00 mm)") and
+               "onto FLAIR's (8×8×4 at 1.00×1.00×1.00 mm)" in n for n in vol.provenance.notes)
     shifted = np.eye(4)
     shifted[0, 3] = 12.0
     c = load_nifti(_nii(np.zeros((8, 8, 4), np.int16), shifted), "t1.nii")
-    with pytest.raises(VolumeError, match="different orientations or positions"):
+    with pytest.raises(VolumeError, match=r"t1\.nii \(pre-contrast\).*do not overlap in space"):
         nifti_volume([a, c], {"FLAIR": 0, "pre-contrast": 1})
     with pytest.raises(VolumeError, match="FLAIR"):
         nifti_volume([a, c], {"FLAIR": None, "pre-contrast": 1})

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lggdemo.patient.readers.dicom import dicom_volume, guess_series_roles, scan_dicom_files
+from lggdemo.patient.readers.dicom import dicom_volume, guess_series_roles, has_dicom_prefix, scan_dicom_files
 from lggdemo.patient.readers.kaggle import is_slice_name, kaggle_volume
 from lggdemo.patient.readers.nifti import MASK_ROLE, guess_roles, is_nifti_name, load_nifti, nifti_volume, stem
 from lggdemo.patient.readers.safezip import read_zip
@@ -45,10 +45,6 @@ class PatientSource:
         return self._build(assignment if assignment is not None else self.guess)
 
 
-def _is_dicom_bytes(data: bytes) -> bool:
-    return len(data) > 132 and data[128:132] == b"DICM"
-
-
 def open_files(files: Sequence[tuple[str, bytes]], name: str) -> PatientSource:
     """(name, bytes) uploads of ONE patient: one or more NIfTI files, a zip, or slices/DICOM files."""
     if not files:
@@ -66,7 +62,7 @@ def open_files(files: Sequence[tuple[str, bytes]], name: str) -> PatientSource:
     slices = [(n, d) for n, d in files if is_slice_name(n)]
     if slices:
         return PatientSource(name, "kaggle", (), (), {}, lambda _a: kaggle_volume(slices, name))
-    if any(_is_dicom_bytes(d) or n.lower().endswith(".dcm") for n, d in files):
+    if any(has_dicom_prefix(d) or n.lower().endswith(".dcm") for n, d in files):
         study = scan_dicom_files(files, name)
         return PatientSource(name, "dicom", tuple(i.label for i in study.infos), ROLES, guess_series_roles(study),
                              lambda a: dicom_volume(study, a))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lggdemo.patient.readers.assemble import assemble, check_spatial_shape
+from lggdemo.patient.readers.resample import resample_onto, same_grid
 from lggdemo.patient.volume import MAX_SLICES, MAX_VOXEL_BYTES, ROLES, Volume, VolumeError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -64,6 +65,9 @@ def _gunzip(raw: bytes, name: str) -> bytes:
         raise VolumeError(f"{name}: the gzip stream is corrupt ({exc}).") from exc
     if inflater.unconsumed_tail:
         raise VolumeError(f"{name}: decompresses to more than {MAX_VOXEL_BYTES / 2**20:.0f} MiB; refused.")
+    if not inflater.eof:  # zlib returns what it could inflate and stays silent about the missing end
+        raise VolumeError(f"{name}: the gzip stream stops before its end: the file is cut short (an interrupted "
+                          "copy or download?).")
     return out
 
 
@@ -103,6 +107,10 @@ def load_nifti(source: bytes | Path, name: str | None = None) -> NiftiInput:
     if len(shape) == 4 and shape[3] not in (1, 3) or len(shape) > 4:
         raise VolumeError(f"{label}: shape {shape}: a 4D file must hold 3 channels (pre-contrast, FLAIR, "
                           "post-contrast) in its last dimension; time series are not taken.")
+    held = len(raw) - int(image.header.get_data_offset())
+    if held < nbytes:  # checked here, so that a cut file is named before any voxel is read
+        raise VolumeError(f"{label}: holds {max(held, 0)} bytes of voxel data but its header says {nbytes}: the file "
+                          "is cut short or damaged (an interrupted copy?).")
     return NiftiInput(label, image)
 
 
@@ -126,7 +134,10 @@ def guess_roles(names: Sequence[str]) -> dict[str, int | None]:
 
 
 def _data(inp: NiftiInput) -> np.ndarray:
-    arr = np.asanyarray(inp.image.dataobj)  # type: ignore[attr-defined]
+    try:
+        arr = np.asanyarray(inp.image.dataobj)  # type: ignore[attr-defined]
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # what nibabel raises for damaged voxel data
+        raise VolumeError(f"{inp.name}: the voxel data cannot be read ({exc}).") from exc
     return arr.reshape(arr.shape[:3]) if arr.ndim == 4 and arr.shape[3] == 1 else arr
 
 
@@ -135,8 +146,9 @@ def nifti_volume(inputs: Sequence[NiftiInput], assignment: Mapping[str, int | No
     """One patient from NIfTI files: a single 3-channel (x, y, z, 3) file, or one 3D file per sequence.
 
     ``assignment`` maps a role (``ROLES`` and ``MASK_ROLE``) to an index into ``inputs`` (None: absent);
-    default: :func:`guess_roles`. Sequences must share one grid (shape and affine): they are stacked voxel
-    by voxel, and resampling one onto another is a registration problem this demo does not solve.
+    default: :func:`guess_roles`. FLAIR's grid is the volume's: a file on another grid (shape or affine) is
+    resampled onto it in world coordinates (linear; nearest for the mask), said so in the notes. No
+    registration is done: the affines are trusted.
     """
     if not inputs:
         raise VolumeError("No NIfTI file was given.")
@@ -157,21 +169,26 @@ def nifti_volume(inputs: Sequence[NiftiInput], assignment: Mapping[str, int | No
     ref = inputs[roles["FLAIR"]] if roles.get("FLAIR") is not None else None
     if ref is None:
         raise VolumeError(f"{label}: no file is assigned to FLAIR; the models need at least FLAIR.")
-    for role, idx in roles.items():
-        if idx is None:
-            continue
-        inp = inputs[idx]
+    for inp in (inputs[idx] for idx in roles.values() if idx is not None):
         if len(inp.shape) != 3 and not (len(inp.shape) == 4 and inp.shape[3] == 1):
             raise VolumeError(f"{inp.name}: shape {inp.shape}; a per-sequence file must be 3D.")
-        if inp.shape[:3] != ref.shape[:3]:
-            raise VolumeError(f"{inp.name} ({role}) has shape {inp.shape[:3]} but the FLAIR {ref.name} has "
-                              f"{ref.shape[:3]}: the sequences cannot be aligned voxel by voxel. Resample them onto "
-                              "one grid first.")
-        if not np.allclose(inp.affine, ref.affine, atol=1e-3):
-            raise VolumeError(f"{inp.name} ({role}) and the FLAIR {ref.name} have different orientations or "
-                              "positions (affines differ): they cannot be aligned voxel by voxel. Register and "
-                              "resample them onto one grid first.")
-    channels = {role: (_data(inputs[roles[role]]) if roles.get(role) is not None else None) for role in ROLES}
-    truth = _data(inputs[roles[MASK_ROLE]]) if roles.get(MASK_ROLE) is not None else None
-    notes = [f"{role}: {inputs[idx].name}" for role, idx in roles.items() if idx is not None]
+    notes: list[str] = []
+
+    def on_flair_grid(role: str) -> np.ndarray | None:
+        """The role's file on FLAIR's grid: as it is when it shares it, else resampled through the affines."""
+        idx = roles.get(role)
+        if idx is None:
+            return None
+        inp = inputs[idx]
+        data = _data(inp)
+        if same_grid(inp.shape, inp.affine, ref.shape, ref.affine):
+            return data
+        moved = resample_onto(data, inp.affine, ref.shape[:3], ref.affine, what=f"{inp.name} ({role})",
+                              mask=role == MASK_ROLE)
+        notes.append(moved.note)
+        return moved.data
+
+    channels = {role: on_flair_grid(role) for role in ROLES}
+    truth = on_flair_grid(MASK_ROLE)
+    notes += [f"{role}: {inputs[idx].name}" for role, idx in roles.items() if idx is not None]
     return assemble(channels, ref.affine, name=label, kind="nifti", files=files, notes=notes, truth=truth)

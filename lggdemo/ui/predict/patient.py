@@ -233,6 +233,7 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
     held = st.session_state.get("patient_downloads")
     if held is None or held[0] != key:
         files: list[tuple[str, str, bytes, str]] = []
+        failed: list[str] = []  # kept with the files: a rerun shows the error again, not a missing button
         formats = [("nifti", "Download mask (NIfTI)", "application/gzip"), ("png", "Download masks (PNG zip)", "application/zip")]
         if volume.provenance.kind == "dicom":
             formats.insert(1, ("dicom-seg", "Download mask (DICOM SEG)", "application/dicom"))
@@ -240,7 +241,7 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
             try:
                 name, data = mask_bytes(fmt, volume, result)
             except (ExportError, VolumeError, ValueError) as exc:
-                st.warning(f"{label}: not available ({exc})")
+                failed.append(f"{label}: could not be made ({exc})")
                 continue
             files.append((label, name, data, mime))
         rows = [patient_row(volume, result)]
@@ -248,9 +249,11 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
         files.append(("Download report (JSON)", f"{volume.name}_report.json", patient_report_json(rows, notes),
                       "application/json"))
         files.append(("Download report (CSV)", f"{volume.name}_report.csv", patient_report_csv(rows), "text/csv"))
-        held = (key, files)
+        held = (key, files, failed)
         st.session_state["patient_downloads"] = held
     st.subheader("Downloads")
+    for message in held[2]:
+        st.error(message)
     for col, (label, name, data, mime) in zip(itertools.cycle(st.columns(3)), held[1]):
         col.download_button(label, data, file_name=name, mime=mime, key=f"patient_dl_{label}", on_click="ignore")
 
