@@ -163,6 +163,13 @@ class TrainConfig:
     # weights folder whose U-Net this run continues (same split required)
     init_from: str | None = _set(None, option="init_from", help="weights folder whose U-Net this run continues (the "
                                  "refine preset); same patient split required")
+    # corrected slices (a kaggle_3m folder, see lggdemo.corrections) to fine-tune the --init-from U-Net on
+    corrections: str | None = _set(None, option="corrections", metavar="DIR",
+                                   help="folder of corrected slices (kaggle_3m layout, the app's runs/corrections) "
+                                        "added to the U-Net's training data of an --init-from run; never validated on")
+    corrections_weight: int = _set(10, option="corrections_weight", label="Corrections weight", type=int, minimum=1,
+                                   maximum=100, help="draw each corrected slice this many times as often as a tumour "
+                                                     "slice of the dataset")
     slice_dice: bool = False  # add a Dice term per tumour slice to the batch Dice (see slice_dice_loss)
     refine_epochs: int = _set(0, option="refine_epochs", type=int, minimum=0,
                               help="then continue the U-Net in the same run for this many epochs as the refine "
@@ -212,6 +219,10 @@ class TrainConfig:
             found.append("Folds must be 0 (no cross-validation) or at least 2.")
         if self.fold is not None and not (self.fold[1] >= 2 and 0 <= self.fold[0] < self.fold[1]):
             found.append(f"Fold must be I/K with K at least 2 and 0 <= I < K (got {self.fold[0]}/{self.fold[1]}).")
+        if self.corrections and not self.init_from:
+            found.append("--corrections fine-tunes a trained U-Net: give its weights folder with --init-from.")
+        if self.corrections and self.task == "grade":
+            found.append("--corrections trains the U-Net: use --task seg (or all), not grade.")
         required = PRESET_REQUIRES.get(self.preset)
         if required and not getattr(self, required[0]):
             found.append(required[1])

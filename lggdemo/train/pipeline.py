@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lggdemo.data.arrays import SliceArrays
@@ -21,8 +20,10 @@ from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
 from lggdemo.train.card import metrics_dict, publish, signals_deferred
 from lggdemo.train.config import TrainConfig
+from lggdemo.train.corrections import load_corrections
 from lggdemo.train.distributed import is_main
 from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
+from lggdemo.train.finetune import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
 from lggdemo.train.progress import Progress, ProgressCallback
@@ -51,6 +52,11 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
                   epochs={"segmentation": cfg.seg_epochs, "grade": cfg.grade_epochs},
                   patients={"train": len(split.train), "val": len(split.val)}, data=str(index.root))
     prep = prepare(index, split, device)
+    if cfg.corrections:
+        prep.corrections = load_corrections(cfg, split)
+        progress.emit(INFO, message=f"fine-tuning on {len(prep.corrections.ids)} corrected slice(s), each drawn "
+                                    f"{cfg.corrections_weight}x as often as a tumour slice; validation patients left "
+                                    f"out (corrected): {', '.join(prep.corrections.held_back) or 'none'}")
     card: dict[str, Any] = {}
 
     seg_model: torch.nn.Module | None = None
@@ -67,7 +73,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             train_grade(cfg, prep, progress, seg_model, seg_cfg)
         return out
 
-    val_sel = np.isin(prep.arrays_256.patient_ids, split.val)
+    val_sel = prep.validation_selection()
     val_pred = None
     if seg_model is not None and seg_cfg is not None and val_sel.any():
         val_pred = predict_patient_masks(seg_model, seg_cfg, prep.arrays_256.images[val_sel],
@@ -81,6 +87,9 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
             card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
                                          "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
+            if prep.corrections is not None:
+                card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_model, seg_cfg,
+                                                                     prep, val_pred)
         else:
             card["segmentation"]["held_out_metrics"] = NO_VALIDATION
 
@@ -90,12 +99,13 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
                              prep.arrays_256.patient_ids[val_sel], prep.arrays_256.numbers[val_sel])
     masks = val_pred if val_pred is not None else val_arrays.masks
     masks_text = "predicted by the segmentation model" if val_pred is not None else "ground truth"
+    scored = prep.scored_split()  # the validation patients the numbers are measured on
     if want_grade:
         grade_model, grade_cfg, grade_info = train_grade(cfg, prep, progress, seg_model, seg_cfg)
         card["grade"] = {"config": dataclasses.asdict(grade_cfg), "trained_in_this_run": True,
-                         **grade_validation(grade_model, grade_cfg, val_arrays, masks, index, split, device, cfg.seed),
+                         **grade_validation(grade_model, grade_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                          "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
-        if not split.val:
+        if not scored.val:
             card["grade"]["validation_masks"] = None
             card["grade"]["held_out_metrics"] = NO_VALIDATION
     elif want_seg and val_pred is not None:
@@ -108,7 +118,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         except WeightsError:
             comparable = False
         if comparable:
-            card["grade"] = {**grade_validation(kept, kept_cfg, val_arrays, masks, index, split, device, cfg.seed),
+            card["grade"] = {**grade_validation(kept, kept_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                              "validation_masks": "predicted by this run's segmentation model"}
 
     # --- publish: nothing has touched `out` until here ---

@@ -78,8 +78,17 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress, fit
     net = distribute(model, dev, channels_last=channels_last(dev, cfg.precision))
     arrays = slice_arrays(prep.index, cfg.image_size)
     train_sel = np.isin(arrays.patient_ids, prep.split.train)
+    extra = prep.corrections
+    if extra is not None:  # a corrected slice stands in for the original one
+        train_sel &= ~extra.replaced(arrays.patient_ids, arrays.numbers)
     x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
     y_all = torch.from_numpy(arrays.masks[train_sel]).float()[:, None]
+    draw_weights = sampling_weights(y_all, cfg.small_tumour_boost)
+    if extra is not None:
+        fixed = extra.arrays(cfg.image_size)
+        x_all = torch.cat([x_all, torch.from_numpy(normalize_images(fixed.images))])
+        y_all = torch.cat([y_all, torch.from_numpy(fixed.masks).float()[:, None]])
+        draw_weights = torch.cat([draw_weights, torch.full((len(fixed.masks),), 3.0 * extra.weight)])
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
     gen = torch.Generator().manual_seed(rank_seed(cfg.seed))
 
@@ -91,7 +100,7 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress, fit
         loss = dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
         return loss + slice_dice_loss(logits, yb) if cfg.slice_dice else loss
 
-    val_sel = np.isin(prep.arrays_256.patient_ids, prep.split.val)
+    val_sel = prep.validation_selection()
 
     def validate() -> dict[str, float]:
         if not val_sel.any():
@@ -101,12 +110,14 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress, fit
         return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
-                      sampling_weights(y_all, cfg.small_tumour_boost),
+                      draw_weights,
                       batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
                       gen=gen, progress=progress, fit=fit, validate=validate if cfg.epoch_validation and is_main() else None,
                       history=prep.history["segmentation"])
     if lineage:
         info["initialised_from"] = lineage
+    if extra is not None:
+        info["corrections"] = extra.card_entry()
     return model.eval(), seg_cfg, info
 
 

@@ -33,6 +33,7 @@ from lggdemo.patient.readers.kaggle import index_volume
 from lggdemo.patient.readers.nifti import stem
 from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.dataset import active_dataset
+from lggdemo.ui.predict.correct import render_patient_correction
 from lggdemo.ui.predict.shared import (
     SEX_OPTIONS,
     active_card,
@@ -298,6 +299,8 @@ def render_patient_mode(predictor: Predictor) -> None:
     token = st.session_state.get("patient_token")
     idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
     _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
+    render_patient_correction(volume, result, idx - 1, st.session_state.get("patient_channel", CHANNELS[1]),
+                              (token, predictor.version), str(predictor.card.get("version", "?")), clinical)
     st.caption("The lesson below takes this slice on its own (2D clean-up only); the whole-patient mask above also "
                "keeps only the largest 3D tumour component.")
     render_slice_lesson(volume.slices[idx - 1], None if volume.truth is None else volume.truth[idx - 1], predictor,

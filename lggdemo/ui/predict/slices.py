@@ -26,6 +26,7 @@ from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import InputError, PredictionResult, Predictor
 from lggdemo.inference.reports import slice_report_csv, slice_report_json
 from lggdemo.models.card import card_metric
+from lggdemo.ui.predict.correct import render_slice_correction
 from lggdemo.ui.predict.shared import (
     SEX_OPTIONS,
     active_card,
@@ -228,6 +229,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),
                            file_name=f"{sl.name.rsplit('.', 1)[0]}_predicted_mask.png", mime="image/png",
                            key="predict_dl_mask", on_click="ignore")
+    render_slice_correction(sl, src, predictor, idx, channel, result.clinical)
     for col, c in zip(st.columns(3), range(3), strict=True):
         col.image(channel_rgb(src.image, c), caption=CHANNELS[c], width="stretch")
 

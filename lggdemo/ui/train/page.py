@@ -21,6 +21,7 @@ from lggdemo.inference.grade import grade_verdict
 from lggdemo.models import weights
 from lggdemo.models.card import ModelCard
 from lggdemo.ui.access import can_manage, locked_hint
+from lggdemo.ui.train.finetune import render_fine_tune_compare
 from lggdemo.viz.reliability import reliability_figure
 
 #: Seconds between refreshes of the Train page's curves and log.
@@ -360,6 +361,7 @@ def render_history() -> None:
                 st.rerun()
     if not run.complete and run.state != "running":
         st.caption("This run's folder is not a complete weights folder, so it cannot be activated.")
+    render_fine_tune_compare(run)
     card = run.card()
     with st.expander("Model card", expanded=False):
         if card:
