@@ -27,8 +27,12 @@ from lggdemo.train.finetune import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
 from lggdemo.train.progress import Progress, ProgressCallback
-from lggdemo.train.segmentation import train_segmentation
+from lggdemo.train.segmentation import train_unet
 from lggdemo.train.split import same_split
+
+#: What a card says in place of held-out numbers when the run trained on every patient (the bundled preset).
+NO_VALIDATION = ("none: trained on every patient given; the cross-validation of the same recipe "
+                 "(python -m lggdemo.crossval --record-in) is its estimate")
 
 
 def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: threading.Event | None = None) -> Path:
@@ -58,7 +62,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
     seg_model: torch.nn.Module | None = None
     seg_cfg: SegConfig | None = None
     if want_seg:
-        seg_model, seg_cfg, seg_info = train_segmentation(cfg, prep, progress)
+        seg_model, seg_cfg, seg_info = train_unet(cfg, prep, progress)
     else:
         try:
             seg_model, seg_cfg = load_segmentation(source, device)
@@ -71,20 +75,23 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
 
     val_sel = prep.validation_selection()
     val_pred = None
-    if seg_model is not None and seg_cfg is not None:
+    if seg_model is not None and seg_cfg is not None and val_sel.any():
         val_pred = predict_patient_masks(seg_model, seg_cfg, prep.arrays_256.images[val_sel],
                                          prep.arrays_256.patient_ids[val_sel], device)
-    if want_seg and seg_cfg is not None and val_pred is not None:
-        val_truth = prep.arrays_256.masks[val_sel]
-        ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
-        card["segmentation"] = {"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
-                                "config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
+    if want_seg and seg_cfg is not None:
+        card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
                                 "postprocess": patient_rule_text(seg_cfg.min_component_px),
-                                "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient,
                                 "history": prep.history["segmentation"], **seg_info}
-        if prep.corrections is not None:
-            card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_model, seg_cfg, prep,
-                                                                 val_pred)
+        if val_pred is not None:
+            val_truth = prep.arrays_256.masks[val_sel]
+            ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
+            card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
+                                         "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
+            if prep.corrections is not None:
+                card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_model, seg_cfg,
+                                                                     prep, val_pred)
+        else:
+            card["segmentation"]["held_out_metrics"] = NO_VALIDATION
 
     grade_model: GradeNet | None = None
     grade_cfg: GradeConfig | None = None
@@ -98,6 +105,9 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         card["grade"] = {"config": dataclasses.asdict(grade_cfg), "trained_in_this_run": True,
                          **grade_validation(grade_model, grade_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                          "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
+        if not scored.val:
+            card["grade"]["validation_masks"] = None
+            card["grade"]["held_out_metrics"] = NO_VALIDATION
     elif want_seg and val_pred is not None:
         # The grade model is copied, but it crops where the new U-Net draws: re-measure it with those masks
         # (only on the split it was trained for: otherwise its "validation" patients include its training ones).

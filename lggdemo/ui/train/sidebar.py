@@ -33,6 +33,9 @@ PRESET_HELP = {
     "quick": "quick: a few minutes on a CPU, enough to watch the loss fall.",
     "full": ("full: stage 1 of the bundled weights (much longer; cross-validates the grade model). Their second "
              "stage, refine, runs from the command line: see weights/README.md."),
+    "bundled": ("bundled: the shipped recipe in one long run (both U-Net stages, then the grade model) on every "
+                "patient, so the run itself reports no held-out numbers: its estimate is the recipe's "
+                "cross-validation (see weights/README.md)."),
 }
 
 
