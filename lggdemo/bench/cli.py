@@ -2,7 +2,8 @@
 
 ``--infer`` times what a Predict page visitor waits for -- one 256² slice's mask, its grade, each
 Grad-CAM, and a 40-slice patient in batches -- as medians over repeats after warm-up, on the CPU and
-on CUDA where present. It uses the active weights when they are installed, else untrained models
+on CUDA where present, on each engine asked for (``--engine torch,onnx`` times both in one run, side by side,
+with the ONNX/PyTorch ratios). It uses the active weights when they are installed, else untrained models
 built from the configs given on the command line (speed does not depend on the weights' values),
 so the encoder and input sizes can be compared before anything is trained.
 
@@ -28,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import lggdemo  # noqa: F401  (torchvision guard before smp / grad-cam)
+from lggdemo import train  # module attribute calls: tests substitute the trainer's benchmarks
 from lggdemo._fs import atomic_write_bytes
-from lggdemo.bench.infer import bench_infer
+from lggdemo.bench.infer import bench_infer, compare_engines
 from lggdemo.bench.load import run_load
 from lggdemo.bench.teach import bench_teach
 from lggdemo.device import DeviceError, available_devices
-from lggdemo.train import benchmark_distributed, benchmark_training
+from lggdemo.models.engine import CHOICES as ENGINES
+from lggdemo.models.engine import EngineError
 
 
 def format_table(rows: dict[str, Any], title: str) -> str:
@@ -83,47 +86,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, help="--train: image side (default: the full preset's)")
     parser.add_argument("--world-size", type=int, default=1,
                         help="--train: also time this many DDP processes on this machine and report the ratio to one")
+    parser.add_argument("--engine", type=_engines, default=[None], metavar="E[,E]",
+                        help="--infer, --teach, --load: auto, torch or onnx, or several side by side (torch,onnx); "
+                             "default: $LGG_ENGINE, else auto")
     args = parser.parse_args(argv)
-
 
     report: dict[str, Any] = {}
     if args.load is not None:
         if args.load < 1:
             parser.error("--load needs at least 1 session")
         device = "auto" if args.device == "all" else args.device
-        try:
-            load = run_load(args.load, clicks=max(1, args.clicks), data=args.data, weights_dir=args.weights,
-                            device=device)
-        except DeviceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        report["load"] = load.as_dict()
-        print(format_table(_flatten(report["load"]), f"{args.load} concurrent Predict sessions"))
+        errors = 0
+        for engine in args.engine:
+            name = "load" if len(args.engine) == 1 else f"load/{engine}"
+            try:
+                load = run_load(args.load, clicks=max(1, args.clicks), data=args.data, weights_dir=args.weights,
+                                device=device, engine=engine)
+            except (DeviceError, EngineError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            report[name] = load.as_dict()
+            errors += len(load.errors)
+            print(format_table(_flatten(report[name]), f"{args.load} concurrent Predict sessions ({name})"))
+            print()
+        if len(args.engine) > 1:
+            print("note: peak RSS is this process's high-water mark: compare engines' memory in separate runs")
         _write_json(args.json, report)
-        return 1 if load.errors else 0
+        return 1 if errors else 0
     try:
         for device in _devices(args.device):
-            if args.infer:
-                res = bench_infer(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
-                                  patient_slices=max(1, args.slices),
-                                  weights_dir=args.weights, seg_encoder=args.seg_encoder, seg_size=args.seg_size,
-                                  grade_size=args.grade_size, data=args.data)
-            elif args.teach:
-                res = bench_teach(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
-                                  weights_dir=args.weights, data=args.data)
-            else:
-
-                res = benchmark_training(device=device, image_size=args.image_size) if args.world_size <= 1 else \
-                    benchmark_distributed(args.world_size, device=device, image_size=args.image_size)
-            report[device] = res
-            kind = "inference" if args.infer else "teaching" if args.teach else "training"
-            print(format_table(_flatten(res), f"{kind} on {device}"))
-            print()
-    except (DeviceError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU, a world size of 1)
+            runs: dict[str, dict[str, Any]] = {}
+            for engine in args.engine if (args.infer or args.teach) else [None]:  # training has no engine
+                if args.infer:
+                    res = bench_infer(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
+                                      patient_slices=max(1, args.slices),
+                                      weights_dir=args.weights, seg_encoder=args.seg_encoder, seg_size=args.seg_size,
+                                      grade_size=args.grade_size, data=args.data, engine=engine)
+                elif args.teach:
+                    res = bench_teach(device, repeats=max(1, args.repeats), warmup=max(0, args.warmup),
+                                      weights_dir=args.weights, data=args.data, engine=engine)
+                else:
+                    res = train.benchmark_training(device=device, image_size=args.image_size) if args.world_size <= 1 \
+                        else train.benchmark_distributed(args.world_size, device=device, image_size=args.image_size)
+                key = device if len(args.engine) == 1 or engine is None else f"{device}/{engine}"
+                runs[str(res.get("engine", engine))] = res
+                report[key] = res
+                kind = "inference" if args.infer else "teaching" if args.teach else "training"
+                print(format_table(_flatten(res), f"{kind} on {key}"))
+                print()
+            if "torch" in runs and "onnx" in runs:
+                report[f"{device}/onnx_vs_torch"] = compare_engines(runs["torch"], runs["onnx"])
+                print(format_table(report[f"{device}/onnx_vs_torch"], f"ONNX Runtime / PyTorch on {device}"))
+                print()
+    except (DeviceError, EngineError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU, ...)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _write_json(args.json, report)
     return 0
+
+
+def _engines(text: str) -> list[str | None]:
+    """``--engine torch,onnx`` -> ["torch", "onnx"]; each name checked (argparse turns the error into a usage line)."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in ENGINES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"engines are {', '.join(ENGINES)} (comma-separated), got {text!r}")
+    return list(dict.fromkeys(names))
 
 
 def _write_json(path: Path | None, report: dict[str, Any]) -> None:

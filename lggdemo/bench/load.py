@@ -27,7 +27,7 @@ from lggdemo.bench.infer import build_predictor
 from lggdemo.data.kaggle import DatasetIndex, scan_dataset
 from lggdemo.data.sources import choose_dataset
 from lggdemo.inference.examples import example_case
-from lggdemo.inference.gradcam import grade_cam, segmentation_cam
+from lggdemo.inference.gradcam import slice_cams
 from lggdemo.inference.predictor import safe_clinical
 
 
@@ -54,8 +54,8 @@ class LoadReport:
     dataset: str = ""
     torch_threads: int = 0
     cpu_count: int = 0
-    serialised_by: str = ("lggdemo.inference.predictor.MODEL_LOCK: one RLock around every forward pass and Grad-CAM, "
-                          "for all sessions")
+    engine: str = ""  # what ran the predictions, e.g. "CPU, ONNX Runtime, 2 threads"
+    serialised_by: str = ""  # which lock a click waits on, and how often
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,16 +76,31 @@ def peak_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def example_click(predictor: Any, index: DatasetIndex, which: int) -> None:
-    """What one press of "Try an example" computes: the example's slices, masks and grade, both Grad-CAMs."""
+def serialisation(predictor: Any) -> str:
+    """How a click is serialised against the other sessions' on this Predictor's engine, in words."""
+    if predictor.engine.name == "onnx":
+        return ("lggdemo.models.engine.MODEL_LOCK (FIFO, reentrant): once per click, around both Grad-CAMs; the masks "
+                "and grade run on ONNX Runtime with no lock")
+    return ("lggdemo.models.engine.MODEL_LOCK (FIFO, reentrant): once per click, around the masks, grade and both "
+            "Grad-CAMs (the PyTorch engine's modules are Grad-CAM's)")
 
+
+def example_click(predictor: Any, index: DatasetIndex, which: int) -> None:
+    """What one press of "Try an example" computes: the example's slices, masks and grade, both Grad-CAMs.
+
+    One acquisition of the model lock at most (:func:`serialisation`): ``engine.serialised()`` is the lock on the
+    PyTorch engine and nothing on ONNX Runtime, and ``slice_cams`` takes both heatmaps in one turn.
+    """
     case = example_case(index, which)
     clinical, _ = safe_clinical(case.clinical)  # the page's age and sex fields, as the example fills them
-    result = predictor.predict_uploads(case.batch, clinical)
-    first, image = result.slices[0], case.batch.slices[0].image
-    if result.clinical is not None:
-        grade_cam(predictor.grade_model, predictor.grade_config, image, first.mask, result.clinical)
-    segmentation_cam(predictor.seg_model, predictor.seg_config, image, first.mask)
+    with predictor.engine.serialised():
+        result = predictor.predict_uploads(case.batch, clinical)
+        first, image = result.slices[0], case.batch.slices[0].image
+        grade, seg = slice_cams(predictor.grade_model, predictor.grade_config, predictor.seg_model,
+                                predictor.seg_config, image, first.mask, result.clinical)
+    for cam in (grade, seg):
+        if isinstance(cam, Exception):
+            raise cam
 
 
 def _timed_click(predictor: Any, index: DatasetIndex, which: int) -> tuple[float, str | None]:
@@ -135,7 +150,7 @@ def _phase(predictor: Any, index: DatasetIndex, sessions: int, clicks: int, labe
 
 
 def run_load(sessions: int, *, clicks: int = 3, data: Path | None = None, weights_dir: Path | None = None,
-             device: str = "auto") -> LoadReport:
+             device: str = "auto", engine: str | None = None) -> LoadReport:
     """A warm-up pass, single-user clicks, then ``sessions`` visitors clicking together, all on the same patients.
 
     The warm-up clicks the very patients that are timed: torch's first calls at each new batch shape cost
@@ -149,7 +164,7 @@ def run_load(sessions: int, *, clicks: int = 3, data: Path | None = None, weight
         raise ValueError("sessions and clicks must be at least 1")
     root = data or choose_dataset().root
     index = scan_dataset(root)
-    predictor, models = build_predictor(device, weights_dir, None, None, None)
+    predictor, models = build_predictor(device, weights_dir, None, None, None, engine)
     warm = _phase(predictor, index, 1, clicks, "warm-up")
     single = _phase(predictor, index, 1, clicks, "single user")
     peak_single = peak_rss_mb()
@@ -168,4 +183,5 @@ def run_load(sessions: int, *, clicks: int = 3, data: Path | None = None, weight
         errors=warm.errors + single.errors + load.errors,
         peak_rss_single_mb=round(peak_single, 1), peak_rss_mb=round(peak_rss_mb(), 1),
         models=models, dataset=str(root), torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count() or 0,
+        engine=predictor.device_text, serialised_by=serialisation(predictor),
     )

@@ -22,7 +22,7 @@ TARGET_UNCERTAINTY_MS = 1000.0
 
 
 def bench_teach(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, weights_dir: Path | None = None,
-                data: Path | None = None) -> dict[str, Any]:
+                data: Path | None = None, engine: str | None = None) -> dict[str, Any]:
     """Median milliseconds of the teaching layer (``lggdemo.teach``) on one tumour slice.
 
     ``lesson_redraw_ms`` is what the lesson recomputes when the Threshold moves (masks at the threshold,
@@ -36,7 +36,7 @@ def bench_teach(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, weig
     import torch
 
 
-    predictor, source = build_predictor(device, weights_dir, None, None, None)
+    predictor, source = build_predictor(device, weights_dir, None, None, None, engine)
     dev = predictor.device
 
     def sync() -> None:
@@ -48,9 +48,9 @@ def bench_teach(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, weig
     if rec is None:
         raise ValueError(f"no slice with tumour in {index.root}")
     image, truth = load_image(rec), load_mask(rec)
-    seg, cfg = predictor.seg_model, predictor.seg_config
-    view = model_view(seg, cfg, image, dev)
-    unc = tta_uncertainty(seg, cfg, image, dev)
+    seg, cfg = predictor.engine, predictor.seg_config
+    view = model_view(seg, cfg, image)
+    unc = tta_uncertainty(seg, cfg, image)
     base = channel_rgb(image, 1)
     thresholds = iter(np.tile(np.linspace(0.2, 0.8, 13), 100))
 
@@ -72,6 +72,7 @@ def bench_teach(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, weig
 
     results: dict[str, Any] = {
         "device": predictor.device_text,
+        "engine": predictor.engine.name,
         "threads": torch.get_num_threads(),
         "models": source,
         "segmentation": f"{cfg.encoder} U-Net @ {cfg.image_size}px",
@@ -80,8 +81,8 @@ def bench_teach(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, weig
                                                                     truth), repeats, warmup, sync), 2),
         "lesson_redraw_ms": round(median_ms(redraw, repeats, warmup, sync), 1),
         "lesson_first_draw_ms": round(median_ms(first_draw, repeats, warmup, sync), 1),
-        "first_view_ms": round(median_ms(lambda: model_view(seg, cfg, image, dev), repeats, warmup, sync), 1),
-        "uncertainty_ms": round(median_ms(lambda: tta_uncertainty(seg, cfg, image, dev), repeats, warmup, sync), 1),
+        "first_view_ms": round(median_ms(lambda: model_view(seg, cfg, image), repeats, warmup, sync), 1),
+        "uncertainty_ms": round(median_ms(lambda: tta_uncertainty(seg, cfg, image), repeats, warmup, sync), 1),
     }
     for name, target in (("lesson_redraw_ms", TARGET_TEACH_REDRAW_MS), ("uncertainty_ms", TARGET_UNCERTAINTY_MS)):
         over = results[name] - target

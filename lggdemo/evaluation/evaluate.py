@@ -39,10 +39,12 @@ from lggdemo.metrics.definitions import Metric
 from lggdemo.metrics.grade import brier, grade_metrics, log_loss_g3
 from lggdemo.metrics.segmentation import evaluate_segmentation, tumour_slice_dice_by_area
 from lggdemo.models.card import ModelCard
+from lggdemo.models.engine import CHOICES as ENGINES
+from lggdemo.models.engine import ENV_VAR, Engine, EngineError, as_engine, choose_engine, load_engine
 from lggdemo.models.forward import grade_slice_logits, predict_patient_masks
-from lggdemo.models.networks import GradeConfig, GradeNet
+from lggdemo.models.networks import GradeConfig, GradeNet, grade_config_from_dict, seg_config_from_dict
 from lggdemo.models.postprocess import patient_rule_text
-from lggdemo.models.weights import WeightsError, active_dir, load_card, load_grade, load_segmentation
+from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, active_dir, load_card, read_config
 
 # --- model evaluation ------------------------------------------------------------------------
 
@@ -71,15 +73,17 @@ class GradeEvaluation:
         return {p: float(g.logit) for p, g in self.grades.items() if g.logit is not None}
 
 
-def evaluate_grade(model: GradeNet, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
-                   index: DatasetIndex, patients: Sequence[str], device: torch.device, seed: int = 0,
+def evaluate_grade(model: GradeNet | Engine, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
+                   index: DatasetIndex, patients: Sequence[str], device: torch.device | None = None, seed: int = 0,
                    card: ModelCard | dict[str, Any] | None = None) -> GradeEvaluation:
     """Patient-level P(G3) for every patient with a recorded grade, and the metrics over them.
 
+    ``model``: an engine (:mod:`lggdemo.models.engine`) or a bare grade network (run on the ``torch`` engine).
     Each patient's grade is the app's :class:`PatientGrade` (``patient_grade``, under ``card``'s rule): the raw
     score is what the metrics score, and ``grades`` says what the app would state for that patient.
     """
     grades, labels = {}, {}
+    model = as_engine(model, device)
     for pid in patients:
         c = index.clinical_for(pid)
         if c.grade is None:
@@ -128,16 +132,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--split", choices=["train", "val"], default=None,
                        help="score the patients the weights' card lists on that side of its split")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--engine", choices=ENGINES, default=None,
+                    help=f"what runs the networks (default: ${ENV_VAR}, else auto: ONNX Runtime on a CPU, PyTorch on a GPU)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     try:
         device = choose_device(args.device)
+        choice = choose_engine(args.engine, device)
         index = scan_dataset(args.data)
         wdir = Path(args.weights) if args.weights else active_dir()
-        seg, seg_cfg = load_segmentation(wdir, device)
-    except (DatasetError, DeviceError, WeightsError) as exc:
+        seg_cfg = seg_config_from_dict(read_config(wdir / SEG_FILE))
+        seg = load_engine(wdir, device, choice, models=("segmentation",))
+    except (DatasetError, DeviceError, WeightsError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if seg.note:
+        print(f"note: {seg.note}", file=sys.stderr)
     for p in index.problems:
         print(f"warning: {p}", file=sys.stderr)
     chosen = args.patients.split(",") if args.patients else None
@@ -153,10 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrays = slice_arrays(index, 256)
     keep = np.isin(arrays.patient_ids, chosen) if chosen is not None else np.ones(len(arrays.patient_ids), bool)
     arrays = SliceArrays(arrays.images[keep], arrays.masks[keep], arrays.patient_ids[keep], arrays.numbers[keep])
-    pred = predict_patient_masks(seg, seg_cfg, arrays.images, arrays.patient_ids, device)
+    pred = predict_patient_masks(seg, seg_cfg, arrays.images, arrays.patient_ids)
     seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
     by_area = tumour_slice_dice_by_area(pred, arrays.masks)
     result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
+                                 "engine": seg.description,
                                  "segmentation": {"postprocess": patient_rule_text(seg_cfg.min_component_px),
                                                   "per_patient_dice": seg_eval.per_patient,
                                                   "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
@@ -171,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for area, b in by_area.items():
         print(f"tumour-slice Dice, true tumour {area}: {b['dice']:.3f}  n={b['n']}")
     try:
-        grade, grade_cfg = load_grade(wdir, device)
+        grade_cfg = grade_config_from_dict(read_config(wdir / GRADE_FILE))
+        grade = load_engine(wdir, device, choice, models=("grade",))
     except WeightsError as exc:
         print(f"grade model not evaluated: {exc}", file=sys.stderr)
     else:

@@ -24,6 +24,8 @@ from lggdemo.device import DeviceError
 from lggdemo.inference.predictor import Predictor
 from lggdemo.inference.reports import patient_report_csv, patient_report_json, patient_row
 from lggdemo.inference.wholepatient import predict_volume
+from lggdemo.models.engine import CHOICES as ENGINES
+from lggdemo.models.engine import EngineError
 from lggdemo.models.preprocess import ClinicalInputError, validate_clinical
 from lggdemo.models.weights import WeightsError, active_dir
 from lggdemo.patient.exporters import FORMATS, ExportError, mask_bytes, write_inside
@@ -46,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-grade", action="store_true", help="masks and volumes only")
     ap.add_argument("--weights", type=Path, help="weights folder (default: the active weights)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--engine", choices=ENGINES, default=None,
+                    help="what runs the networks (default: $LGG_ENGINE, else auto: ONNX Runtime on a CPU, PyTorch on a GPU)")
     args = ap.parse_args(argv)
 
     from tqdm import tqdm
@@ -56,10 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if clinical is not None:
 
             validate_clinical(clinical)
-        predictor = Predictor.from_directory(args.weights or active_dir(), args.device)
-    except (WeightsError, DeviceError, ClinicalInputError) as exc:
+        predictor = Predictor.from_directory(args.weights or active_dir(), args.device, engine=args.engine)
+    except (WeightsError, DeviceError, ClinicalInputError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if predictor.engine_note:
+        print(f"note: {predictor.engine_note}", file=sys.stderr)
     if clinical is not None and not predictor.grade_verdict.informative:
         print(f"note: {predictor.grade_verdict.sentence} The report's p_g3 is null; raw_score is the model's "
               "uncalibrated output.", file=sys.stderr)

@@ -4,8 +4,10 @@ Both maps are computed on exactly the tensors the prediction used (``preprocess`
 back onto the 256×256 slice: the grade model only ever saw a crop around the tumour, so its map lives
 in that box and is zero elsewhere. Every CAM object is used as a context manager so its hooks are
 removed even when a call fails -- otherwise each page rerun would stack another pair of hooks -- and
-holds ``inference.predictor.MODEL_LOCK``: hooks live on the shared, cached model, so another session's forward pass
-must not run while they are attached.
+holds ``models.engine.MODEL_LOCK``: hooks live on the shared, cached model, so another session's forward pass
+must not run while they are attached. :func:`slice_cams` computes both maps of a slice in one turn of that
+(fair) lock, so a click queues once behind other sessions, not twice. The predictions themselves run on the
+Predictor's engine; Grad-CAM alone needs PyTorch's gradients.
 
 Grad-CAM shows where the gradient of one output is large at one layer. It is a rough picture of what
 the network responds to, not a proof of what it "looked at", and says nothing about correctness.
@@ -18,7 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,7 +32,7 @@ from torch import nn
 
 from lggdemo.data.imageio import SLICE_SIZE, resize_mask
 from lggdemo.data.kaggle import Clinical
-from lggdemo.inference.predictor import MODEL_LOCK
+from lggdemo.models.engine import MODEL_LOCK
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
 from lggdemo.models.preprocess import crop_tumour, encode_clinical, prepare_images, tumour_box
 
@@ -170,3 +172,24 @@ def segmentation_cam(model: nn.Module, config: SegConfig, image: np.ndarray, mas
         heat = _paste(heat, (0, 0, SLICE_SIZE, SLICE_SIZE))
     note = "Flat map: no region raises the tumour logits at this layer." if heat.max() <= 0 else None
     return CamResult(np.clip(heat, 0.0, 1.0).astype(np.float32), target, layer, None, note)
+
+
+def slice_cams(grade_model: GradeNet | None, grade_config: GradeConfig, seg_model: nn.Module, seg_config: SegConfig,
+               image: np.ndarray, mask: np.ndarray,
+               clinical: Clinical | None) -> tuple[CamResult | Exception | None, CamResult | Exception]:
+    """Both heatmaps of one slice in one acquisition of ``MODEL_LOCK``: (grade map, segmentation map).
+
+    The grade map is None without accepted clinical fields (or without a grade model); a map that cannot be
+    computed comes back as its exception (ValueError, RuntimeError) so the other one is still shown.
+    """
+    def attempt(fn: Callable[[], CamResult]) -> CamResult | Exception:
+        try:
+            return fn()
+        except (ValueError, RuntimeError) as exc:
+            return exc
+
+    with MODEL_LOCK:  # reentrant: the two calls inside take it again for free
+        grade = None if clinical is None or grade_model is None else \
+            attempt(lambda: grade_cam(grade_model, grade_config, image, mask, clinical))
+        seg = attempt(lambda: segmentation_cam(seg_model, seg_config, image, mask))
+    return grade, seg

@@ -24,23 +24,38 @@ import torch
 
 from lggdemo.data.imageio import SLICE_SIZE, UploadBatch, encode_png, resize_image, resize_mask
 from lggdemo.data.kaggle import Clinical
-from lggdemo.device import choose_device, describe
+from lggdemo.device import choose_device
 from lggdemo.inference.grade import GradeVerdict, PatientGrade, grade_verdict, patient_grade, sigmoid
 from lggdemo.metrics.segmentation import dice
+from lggdemo.models.engine import (  # noqa: F401  (MODEL_LOCK: re-exported)
+    MODEL_LOCK,
+    Engine,
+    EngineChoice,
+    TorchEngine,
+    engine_from_modules,
+    load_engine,
+)
+from lggdemo.models.engine.onnx_engine import return_freed_memory
 from lggdemo.models.forward import grade_slice_logits, segment_slices
-from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
+from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, grade_config_from_dict, seg_config_from_dict
 from lggdemo.models.preprocess import (
     BACKGROUND_LEVEL,
     ClinicalInputError,
     validate_clinical,
 )
-from lggdemo.models.weights import WeightsError, load_grade, load_segmentation, read_card
+from lggdemo.models.weights import (
+    GRADE_FILE,
+    SEG_FILE,
+    WeightsError,
+    load_grade,
+    load_segmentation,
+    read_card,
+    read_config,
+    sha256_file,
+)
 
 #: Slices per forward pass: a 40-slice patient in three passes keeps peak memory near 1 GB on a CPU.
 DEFAULT_BATCH = 16
-#: One model call at a time: the app shares one cached Predictor between sessions (threads), and a
-#: Grad-CAM attaches hooks to those very modules (see ``explain``).
-MODEL_LOCK = threading.RLock()
 
 
 class InputError(ValueError):
@@ -100,36 +115,96 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 class Predictor:
-    """Both models, their configs and the device they run on; ``predict`` is the whole pipeline."""
+    """Both models' configs and the engine that runs them; ``predict`` is the whole pipeline.
 
-    def __init__(self, seg_model: torch.nn.Module, seg_config: SegConfig, grade_model: GradeNet,
+    The engine (:mod:`lggdemo.models.engine`) runs every forward pass. ``seg_model`` and ``grade_model`` are the PyTorch
+    modules Grad-CAM needs: on the ``torch`` engine they are the engine's own, on ``onnx`` they are loaded from
+    the weights folder the first time a heatmap asks for them (a visitor who never opens one never pays for them).
+    """
+
+    def __init__(self, seg_model: torch.nn.Module | None, seg_config: SegConfig, grade_model: GradeNet | None,
                  grade_config: GradeConfig, device: torch.device, *, card: dict[str, Any] | None = None,
-                 version: str = "", batch_size: int = DEFAULT_BATCH) -> None:
-        self.seg_model = seg_model.to(device).eval()
+                 version: str = "", batch_size: int = DEFAULT_BATCH, engine: Engine | str | EngineChoice | None = None,
+                 weights_dir: Path | None = None) -> None:
+        """``engine``: a ready engine, or a name (None: ``$LGG_ENGINE``/auto) to build one from the modules given.
+        ``weights_dir``: where modules left ``None`` are loaded from when Grad-CAM first needs them."""
+        self._seg_model = seg_model.to(device).eval() if seg_model is not None else None
         self.seg_config = seg_config
-        self.grade_model = grade_model.to(device).eval()
+        self._grade_model = grade_model.to(device).eval() if grade_model is not None else None
         self.grade_config = grade_config
         self.device = device
         self.card = card or {}
         self.version = version or str(self.card.get("version", "unversioned"))
         self.batch_size = batch_size
+        self.weights_dir = weights_dir
+        self._load_lock = threading.Lock()
+        if engine is None or isinstance(engine, (str, EngineChoice)):
+            engine = engine_from_modules(device, engine, seg=self._seg_model, seg_size=seg_config.image_size,
+                                         grade=self._grade_model, grade_size=grade_config.image_size)
+        self.engine: Engine = engine
+        if isinstance(engine, TorchEngine):  # Grad-CAM shares the engine's modules (one copy, one lock)
+            if self._seg_model is None:
+                self._seg_model = engine.seg
+            if self._grade_model is None:
+                self._grade_model = engine.grade_net  # type: ignore[assignment]
+        # What the engine was made of: a module loaded later for Grad-CAM must come from the same bytes.
+        self._weights_sha = {name: sha256_file(weights_dir / name) for name, held in
+                             ((SEG_FILE, self._seg_model), (GRADE_FILE, self._grade_model))
+                             if weights_dir is not None and held is None}
 
     @classmethod
     def from_directory(cls, directory: Path, device: str | torch.device = "auto", *,
-                       batch_size: int = DEFAULT_BATCH) -> Predictor:
-        """Load a weights folder; raises WeightsError (missing, corrupt) or DeviceError (no such device)."""
+                       batch_size: int = DEFAULT_BATCH, engine: str | EngineChoice | None = None) -> Predictor:
+        """Load a weights folder; raises WeightsError (missing, corrupt), DeviceError (no such device) or
+        EngineError (an unknown engine name). ``engine``: auto/torch/onnx, None for ``$LGG_ENGINE`` (else auto)."""
         dev = device if isinstance(device, torch.device) else choose_device(device)
-        seg, seg_cfg = load_segmentation(directory, dev)
-        grade, grade_cfg = load_grade(directory, dev)
+        directory = Path(directory)
+        seg_cfg = seg_config_from_dict(read_config(directory / SEG_FILE))
+        grade_cfg = grade_config_from_dict(read_config(directory / GRADE_FILE))
+        runner = load_engine(directory, dev, engine)
         try:
             card = read_card(directory)
         except WeightsError:
             card = {}
-        return cls(seg, seg_cfg, grade, grade_cfg, dev, card=card, batch_size=batch_size)
+        return cls(None, seg_cfg, None, grade_cfg, dev, card=card, batch_size=batch_size, engine=runner,
+                   weights_dir=directory)
+
+    def _module(self, attr: str, file: str) -> Any:
+        """A PyTorch module for Grad-CAM, loaded once on first use -- from the very file the engine was made of."""
+        held = getattr(self, attr)
+        if held is not None:
+            return held
+        with self._load_lock:
+            if getattr(self, attr) is None:
+                if self.weights_dir is None:
+                    raise WeightsError("this Predictor was built without its PyTorch modules or a weights folder")
+                if sha256_file(self.weights_dir / file) != self._weights_sha.get(file):
+                    raise WeightsError(f"{file} in {self.weights_dir} changed after the models were loaded; "
+                                       "reload the page to use the new weights.")
+                loader = load_segmentation if file == SEG_FILE else load_grade
+                setattr(self, attr, loader(self.weights_dir, self.device)[0])
+                return_freed_memory()  # the float16 copies the float32 module was made from
+        return getattr(self, attr)
+
+    @property
+    def seg_model(self) -> torch.nn.Module:
+        """The U-Net as a PyTorch module (Grad-CAM); loaded on first use when the engine is ONNX Runtime."""
+        return self._module("_seg_model", SEG_FILE)
+
+    @property
+    def grade_model(self) -> GradeNet:
+        """The grade network as a PyTorch module (Grad-CAM); loaded on first use when the engine is ONNX Runtime."""
+        return self._module("_grade_model", GRADE_FILE)
 
     @property
     def device_text(self) -> str:
-        return describe(self.device)
+        """Where and on what the models run, e.g. "CPU, ONNX Runtime, 2 threads"."""
+        return self.engine.description
+
+    @property
+    def engine_note(self) -> str | None:
+        """Why the engine is not the one asked for (ONNX Runtime missing, a failed export), else None."""
+        return self.engine.note
 
     @property
     def grade_verdict(self) -> GradeVerdict:
@@ -144,16 +219,14 @@ class Predictor:
 
     def segment(self, images_256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8 and tumour probabilities (N, 256, 256) float32."""
-        with MODEL_LOCK:
-            masks, probs = segment_slices(self.seg_model, self.seg_config, images_256, self.device, self.batch_size,
-                                          probabilities=True)
+        masks, probs = segment_slices(self.engine, self.seg_config, images_256, batch_size=self.batch_size,
+                                      probabilities=True)
         return masks, probs  # type: ignore[return-value]
 
     def grade(self, images_256: np.ndarray, masks_256: np.ndarray, clinical: Clinical) -> np.ndarray:
         """Per-slice G3 logits from tumour crops of the predicted masks plus the clinical vector."""
-        with MODEL_LOCK:
-            return grade_slice_logits(self.grade_model, self.grade_config, images_256, masks_256, clinical,
-                                      self.device, self.batch_size)
+        return grade_slice_logits(self.engine, self.grade_config, images_256, masks_256, clinical,
+                                  batch_size=self.batch_size)
 
     # --- the whole pipeline ---------------------------------------------------------------------
 
@@ -176,9 +249,10 @@ class Predictor:
         if not len(names) == len(truths) == len(sizes) == len(arrays):
             raise InputError("names, truths and original_sizes must have one entry per slice.")
         batch = np.stack([resize_image(a, SLICE_SIZE) for a in arrays])
-        masks, probs = self.segment(batch)
-        areas = masks.reshape(len(masks), -1).sum(axis=1)
-        logits = self.grade(batch, masks, clinical) if clinical is not None else None
+        with self.engine.serialised():  # torch: one turn of the model lock for both models; onnx: no lock at all
+            masks, probs = self.segment(batch)
+            areas = masks.reshape(len(masks), -1).sum(axis=1)
+            logits = self.grade(batch, masks, clinical) if clinical is not None else None
         heads = [head_mask(im) for im in batch]
         slices = []
         for i, (name, size, truth) in enumerate(zip(names, sizes, truths, strict=True)):

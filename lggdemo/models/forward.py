@@ -1,7 +1,9 @@
 """The forward passes of both networks on uint8 slices: the one path from pixels to logits and masks.
 
 The trainer's validation, the evaluator and the app's Predictor all call these, so a card's Dice describes
-exactly what the app shows.
+exactly what the app shows. The networks themselves run on an engine (:mod:`lggdemo.models.engine`: PyTorch or
+ONNX Runtime); everything around them -- preprocessing, the test-time flip, thresholds, post-processing -- is here,
+the same for both.
 """
 
 from __future__ import annotations
@@ -12,30 +14,31 @@ import numpy as np
 import torch
 
 from lggdemo.data.kaggle import Clinical
+from lggdemo.models.engine import Engine, as_engine
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, masks_from_logits, seg_logits
 from lggdemo.models.postprocess import keep_main_components_by_patient
 from lggdemo.models.preprocess import crop_tumour, encode_clinical, normalize_images, prepare_images
 
 
 @torch.no_grad()
-def segment_logits(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray,
-                   device: torch.device) -> torch.Tensor:
-    """(N, 256, 256, 3) uint8 -> (N, 1, s, s) float32 tumour logits at the U-Net's input side ``s``.
+def segment_logits(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """(N, 256, 256, 3) uint8 -> (N, 1, s, s) float32 CPU tumour logits at the U-Net's input side ``s``.
 
     The forward half of :func:`segment_slices`, on its own so that a caller needing the logits
     themselves (the teaching view's threshold slider) gets exactly the numbers the masks come from.
+    ``model`` is an engine (:mod:`lggdemo.models.engine`) or a bare U-Net (run on the ``torch`` engine); the
+    test-time flip is :func:`lggdemo.models.networks.seg_logits`'s, whichever engine runs the network.
     """
-
-    model.eval()
-    x = prepare_images(images_256, config.image_size).to(device)
-    with torch.autocast(device.type, enabled=device.type == "cuda"):
-        logits = seg_logits(model, config, x)
-    return logits.float()
+    engine = as_engine(model, device)
+    x = prepare_images(images_256, config.image_size)
+    return seg_logits(lambda t: torch.from_numpy(engine.segment(t.numpy())), config, x).float()
 
 
 @torch.no_grad()
-def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray, device: torch.device,
-                   batch_size: int = 32, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def segment_slices(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                   device: torch.device | None = None, batch_size: int = 32, *,
+                   probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
 
     The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
@@ -43,8 +46,9 @@ def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.nda
     """
     size = images_256.shape[1]
     masks, probs = [], []
+    engine = as_engine(model, device)
     for i in range(0, len(images_256), batch_size):
-        logits = segment_logits(model, config, images_256[i : i + batch_size], device)
+        logits = segment_logits(engine, config, images_256[i : i + batch_size])
         masks.append(masks_from_logits(logits, config, size))
         if probabilities:
             if logits.shape[-1] != size:
@@ -55,8 +59,8 @@ def segment_slices(model: torch.nn.Module, config: SegConfig, images_256: np.nda
             (np.concatenate(probs) if probs else empty.astype(np.float32)) if probabilities else None)
 
 
-def predict_patient_masks(model: torch.nn.Module, config: SegConfig, images_256: np.ndarray,
-                          patient_ids: Sequence[str], device: torch.device, batch_size: int = 32) -> np.ndarray:
+def predict_patient_masks(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                          patient_ids: Sequence[str], device: torch.device | None = None, batch_size: int = 32) -> np.ndarray:
     """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows.
 
     The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
@@ -70,15 +74,17 @@ def predict_patient_masks(model: torch.nn.Module, config: SegConfig, images_256:
 
 
 @torch.no_grad()
-def grade_slice_logits(model: GradeNet, config: GradeConfig, images_256: np.ndarray, masks_256: np.ndarray,
-                       clinical: Clinical, device: torch.device, batch_size: int = 64) -> np.ndarray:
-    """Per-slice G3 logits for one patient: tumour crops from normalised slices + the clinical vector."""
-    model.eval()
-    clin = torch.from_numpy(encode_clinical(clinical, config.age_scale))
+def grade_slice_logits(model: GradeNet | Engine, config: GradeConfig, images_256: np.ndarray, masks_256: np.ndarray,
+                       clinical: Clinical, device: torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+    """Per-slice G3 logits for one patient: tumour crops from normalised slices + the clinical vector.
+
+    ``model``: an engine or a bare grade network (run on the ``torch`` engine).
+    """
+    engine = as_engine(model, device)
+    clin = encode_clinical(clinical, config.age_scale)
     logits = []
     for i in range(0, len(images_256), batch_size):
         full = torch.from_numpy(normalize_images(images_256[i : i + batch_size]))
-        crops = crop_tumour(full, masks_256[i : i + batch_size], config.image_size).to(device)
-        c = clin[None].expand(len(crops), -1).to(device)
-        logits.append(model(crops, c)[:, 0].float().cpu().numpy())
+        crops = crop_tumour(full, masks_256[i : i + batch_size], config.image_size).numpy()
+        logits.append(np.asarray(engine.grade(crops, np.repeat(clin[None], len(crops), axis=0)), np.float32))
     return np.concatenate(logits) if logits else np.zeros(0, np.float32)

@@ -90,6 +90,22 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}, json.loads(meta.get("config", "{}"))
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """The model config stored in a safetensors header, without reading the tensors (an engine that runs an
+    exported graph needs the config, not the weights); WeightsError when the file is missing or unreadable."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Missing weights file: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        return json.loads(meta.get("config", "{}"))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"Cannot read {path.name}: {exc}") from exc
+
+
 def load_segmentation(directory: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, SegConfig]:
     state, cfg = _read_state(Path(directory) / SEG_FILE)
     config = seg_config_from_dict(cfg)

@@ -4,7 +4,7 @@ post-processing, final mask.
 The network runs once per slice (:func:`model_view`); every later step is a cheap function of the
 logits it returned (:func:`masks_at`), so a threshold slider can redraw the mask without another
 forward pass. Nothing is re-implemented: the forward pass is :func:`lggdemo.evaluate.segment_logits`
-(what ``Predictor.segment`` runs) and the threshold and small-component rule is
+(what ``Predictor.segment`` runs, on the same engine) and the threshold and small-component rule is
 :func:`lggdemo.models.masks_from_logits` called with the chosen threshold, so at the model's own
 threshold the final mask here *is* the model's mask, pixel for pixel.
 """
@@ -19,7 +19,7 @@ import torch
 from scipy import ndimage
 
 from lggdemo.data.imageio import SLICE_SIZE
-from lggdemo.inference.predictor import MODEL_LOCK
+from lggdemo.models.engine import Engine
 from lggdemo.models.forward import segment_logits
 from lggdemo.models.networks import SegConfig, masks_from_logits
 from lggdemo.models.preprocess import prepare_images
@@ -70,12 +70,14 @@ def to_slice_size(logits: torch.Tensor) -> torch.Tensor:
                                            align_corners=False)
 
 
-def model_view(model: torch.nn.Module, config: SegConfig, image_256: np.ndarray, device: torch.device) -> ModelView:
-    """Run the U-Net once on a (256, 256, 3) uint8 slice and keep its input and logits."""
+def model_view(model: torch.nn.Module | Engine, config: SegConfig, image_256: np.ndarray,
+               device: torch.device | None = None) -> ModelView:
+    """Run the U-Net once on a (256, 256, 3) uint8 slice and keep its input and logits.
 
+    ``model``: the Predictor's engine (``predictor.engine``, so the lesson shows the app's numbers) or a bare U-Net.
+    """
     image = _check_image(image_256)
-    with MODEL_LOCK:
-        logits = segment_logits(model, config, image[None], device)
+    logits = segment_logits(model, config, image[None], device)
     big = to_slice_size(logits.cpu())[0, 0]
     x = prepare_images(image[None], config.image_size)[0].numpy()  # the very tensor segment_logits fed the U-Net
     return ModelView(network_input=x, logits=big.numpy().astype(np.float32),

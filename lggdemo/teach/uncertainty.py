@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lggdemo.inference.predictor import MODEL_LOCK
+from lggdemo.models.engine import Engine, as_engine
 from lggdemo.models.networks import SegConfig
 from lggdemo.models.preprocess import prepare_images
 from lggdemo.teach.steps import _check_image, to_slice_size
@@ -58,17 +58,16 @@ def _backward(y: torch.Tensor, k: int, mirror: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def tta_uncertainty(model: torch.nn.Module, config: SegConfig, image_256: np.ndarray,
-                    device: torch.device) -> Uncertainty:
-    """Per-pixel spread of the U-Net's probabilities over the four mirrored copies of a slice (:data:`VIEWS`)."""
+def tta_uncertainty(model: torch.nn.Module | Engine, config: SegConfig, image_256: np.ndarray,
+                    device: torch.device | None = None) -> Uncertainty:
+    """Per-pixel spread of the U-Net's probabilities over the four mirrored copies of a slice (:data:`VIEWS`).
+
+    ``model``: the Predictor's engine (one pass of the four copies as a batch) or a bare U-Net.
+    """
     image = _check_image(image_256)
-    x = prepare_images(image[None], config.image_size).to(device)
+    x = prepare_images(image[None], config.image_size)
     batch = torch.cat([_forward(x, k, m) for k, m in VIEWS])
-    with MODEL_LOCK:
-        model.eval()
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            out = model(batch)
-    out = out.float()
+    out = torch.from_numpy(as_engine(model, device).segment(batch.numpy())).float()
     logits = torch.cat([_backward(out[i : i + 1], k, m) for i, (k, m) in enumerate(VIEWS)])
     probs = torch.sigmoid(to_slice_size(logits.cpu()))[:, 0].numpy()
     return Uncertainty(std=probs.std(axis=0).astype(np.float32), mean_probability=probs.mean(axis=0).astype(np.float32),

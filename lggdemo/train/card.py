@@ -25,6 +25,7 @@ from lggdemo.data.kaggle import DatasetIndex
 from lggdemo.device import describe
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
 from lggdemo.models.card import ModelCard
+from lggdemo.models.engine.export import DERIVED_FILES_NOTE
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
 from lggdemo.train.config import TrainConfig
@@ -108,6 +109,7 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
                                  "resized to the grade model's input size, plus age (standardised), sex and "
                                  "missing-value indicators"},
         "storage": "safetensors, float16; upcast to float32 when loaded",
+        "derived_files": DERIVED_FILES_NOTE,
         "files": files,
         "data": {"root": str(index.root), **data_fingerprint(index)},
         "split": {**({"method": "patient-level, stratified by grade", "val_fraction": cfg.val_fraction} if not cfg.fold

@@ -34,6 +34,7 @@ from lggdemo.train.events import CV_VARIANTS, INFO, Fit, cv_fit, final_fit
 from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
+from lggdemo.train.scoring import scoring_engine
 from lggdemo.train.split import Split, kfold
 
 
@@ -96,14 +97,15 @@ def fit_grade(cfg: TrainConfig, grade_cfg: GradeConfig, data: GradeData, dev: to
     return model.eval(), {**info, "encoder_tensors_from_segmentation": copied}
 
 
-@torch.no_grad()
-def _patient_probs(model: GradeNet, data: GradeData, patients: Sequence[str], dev: torch.device) -> dict[str, float]:
+def _patient_probs(model: GradeNet, data: GradeData, patients: Sequence[str], dev: torch.device,
+                   progress: Progress | None = None) -> dict[str, float]:
+    engine = scoring_engine(dev, progress, grade=model, grade_size=model.config.image_size)
     out = {}
     for pid in patients:
-        sel = torch.from_numpy(data.patients == pid)
+        sel = data.patients == pid
         if not sel.any():
             continue
-        logits = model(data.crops[sel].to(dev), data.clinical[sel].to(dev))[:, 0].float().cpu().numpy()
+        logits = engine.grade(data.crops[sel].numpy(), data.clinical[sel].numpy())
         # Crops here come from ground-truth masks; their pixel counts are not kept, so weight equally.
         out[pid] = float(1 / (1 + np.exp(-patient_logit(logits, np.ones_like(logits)))))
     return out
@@ -138,7 +140,7 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
                     sub = GradeData(data.crops[sel], data.clinical[sel], data.labels[sel], data.patients[sel])
                     m, _ = fit_grade(cfg, vcfg, sub, dev, progress, cv_fit(name, i, cfg.folds), seg_model)
                     if is_main():  # scoring is rank 0's: DDP keeps the fold's model the same on every rank
-                        oof.update(_patient_probs(m, data, te, dev))
+                        oof.update(_patient_probs(m, data, te, dev, progress))
                 if not is_main():
                     continue
                 y = [labels[patients.index(p)] for p in oof]

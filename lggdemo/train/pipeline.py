@@ -27,6 +27,7 @@ from lggdemo.train.finetune import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
 from lggdemo.train.progress import Progress, ProgressCallback
+from lggdemo.train.scoring import scoring_engine
 from lggdemo.train.segmentation import train_unet
 from lggdemo.train.split import same_split
 
@@ -76,8 +77,8 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
     val_sel = prep.validation_selection()
     val_pred = None
     if seg_model is not None and seg_cfg is not None and val_sel.any():
-        val_pred = predict_patient_masks(seg_model, seg_cfg, prep.arrays_256.images[val_sel],
-                                         prep.arrays_256.patient_ids[val_sel], device)
+        val_pred = predict_patient_masks(scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size),
+                                         seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel])
     if want_seg and seg_cfg is not None:
         card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
                                 "postprocess": patient_rule_text(seg_cfg.min_component_px),
@@ -103,7 +104,9 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
     if want_grade:
         grade_model, grade_cfg, grade_info = train_grade(cfg, prep, progress, seg_model, seg_cfg)
         card["grade"] = {"config": dataclasses.asdict(grade_cfg), "trained_in_this_run": True,
-                         **grade_validation(grade_model, grade_cfg, val_arrays, masks, index, scored, device, cfg.seed),
+                         **grade_validation(scoring_engine(device, progress, grade=grade_model,
+                                                           grade_size=grade_cfg.image_size),
+                                            grade_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                          "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
         if not scored.val:
             card["grade"]["validation_masks"] = None
@@ -118,7 +121,8 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         except WeightsError:
             comparable = False
         if comparable:
-            card["grade"] = {**grade_validation(kept, kept_cfg, val_arrays, masks, index, scored, device, cfg.seed),
+            kept_engine = scoring_engine(device, progress, grade=kept, grade_size=kept_cfg.image_size)
+            card["grade"] = {**grade_validation(kept_engine, kept_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                              "validation_masks": "predicted by this run's segmentation model"}
 
     # --- publish: nothing has touched `out` until here ---

@@ -24,6 +24,7 @@ from lggdemo.train.events import Fit
 from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
+from lggdemo.train.scoring import scoring_engine
 from lggdemo.train.split import Split, same_split
 
 
@@ -105,7 +106,8 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress, fit
     def validate() -> dict[str, float]:
         if not val_sel.any():
             return {}
-        pred = predict_patient_masks(model, seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel], dev)
+        engine = scoring_engine(dev, progress, seg=model, seg_size=seg_cfg.image_size)
+        pred = predict_patient_masks(engine, seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel])
         ev = evaluate_segmentation(pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
         return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
 

@@ -25,6 +25,7 @@ from lggdemo.data.imageio import SLICE_SIZE, encode_png, resize_mask
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.inference.predictor import Predictor
 from lggdemo.models import weights
+from lggdemo.models.engine import EngineError
 from lggdemo.teach import (
     ERROR_MARKDOWN_COLOURS,
     ERROR_NAMES,
@@ -43,7 +44,7 @@ from lggdemo.teach import (
     model_view,
     tta_uncertainty,
 )
-from lggdemo.ui.predict.shared import load_predictor
+from lggdemo.ui.predict.shared import engine_choice, load_predictor
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 
 CACHE_KEY = "teach_cache"
@@ -80,12 +81,12 @@ def _cached(kind: str, predictor: Predictor, image: np.ndarray, compute: Callabl
 
 def cached_view(predictor: Predictor, image: np.ndarray) -> ModelView:
     return _cached("view", predictor, image,
-                   lambda: model_view(predictor.seg_model, predictor.seg_config, image, predictor.device))
+                   lambda: model_view(predictor.engine, predictor.seg_config, image))
 
 
 def cached_uncertainty(predictor: Predictor, image: np.ndarray) -> Uncertainty:
     return _cached("uncertainty", predictor, image,
-                   lambda: tta_uncertainty(predictor.seg_model, predictor.seg_config, image, predictor.device))
+                   lambda: tta_uncertainty(predictor.engine, predictor.seg_config, image))
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,9 @@ def weight_choices(active: Path | None = None) -> list[WeightsChoice]:
 def _load(directory: Path) -> Predictor | str:
     """A folder's Predictor through the page's own cached loader (so the active one is not loaded twice)."""
     try:
-        return load_predictor(weights.weights_version(directory), str(directory), str(choose_device("auto")))
-    except (weights.WeightsError, DeviceError) as exc:
+        device = choose_device("auto")
+        return load_predictor(weights.weights_version(directory), str(directory), str(device), engine_choice(device))
+    except (weights.WeightsError, DeviceError, EngineError) as exc:
         return f"The weights in `{directory}` cannot be used: {exc}"
 
 

@@ -34,7 +34,9 @@ from lggdemo.models.preprocess import ClinicalInputError
 
 @pytest.fixture(scope="module")
 def predictor(tiny_weights: Path) -> Predictor:
-    return Predictor.from_directory(tiny_weights, "cpu")
+    # The reference engine: these tests check the pipeline against PyTorch step for step, on untrained models whose
+    # probabilities hover at 0.5; ONNX Runtime's agreement with it is tests/test_engine.py's business.
+    return Predictor.from_directory(tiny_weights, "cpu", engine="torch")
 
 
 @pytest.fixture(scope="module")

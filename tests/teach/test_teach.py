@@ -111,7 +111,7 @@ def test_threshold_path_is_the_models_own_path_with_the_bundled_weights(dataset:
     assert predictor.seg_config.min_component_px > 0  # the bundled model post-processes: the rule is exercised
     for image, _ in _slices(root):
         masks, probs = predictor.segment(image[None])
-        view = model_view(predictor.seg_model, predictor.seg_config, image, predictor.device)
+        view = model_view(predictor.engine, predictor.seg_config, image)
         steps = masks_at(view)
         assert steps.threshold == predictor.seg_config.threshold
         np.testing.assert_array_equal(steps.final, masks[0])

@@ -26,6 +26,8 @@ def render_page() -> None:
     st.caption(f"Models: card `{predictor.version}` · running on {predictor.device_text} · "
                f"segmentation {predictor.seg_config.encoder} U-Net at {predictor.seg_config.image_size} px, "
                f"grade ResNet50 on {predictor.grade_config.image_size} px tumour crops")
+    if predictor.engine_note:  # ONNX Runtime missing or its export failed: the page says why it runs on PyTorch
+        st.info(predictor.engine_note)
     if mode == INPUT_MODES[1]:
         render_patient_mode(predictor)
     else:

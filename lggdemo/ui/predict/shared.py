@@ -20,6 +20,7 @@ from lggdemo.device import DeviceError, choose_device
 from lggdemo.inference.grade import RAW_SCORE_LABEL, PatientGrade
 from lggdemo.inference.predictor import Predictor, safe_clinical
 from lggdemo.models.card import card_metric
+from lggdemo.models.engine import EngineChoice, EngineError, choose_engine
 from lggdemo.models.weights import CARD_FILE, WeightsError, active_weights, is_complete, read_card
 from lggdemo.ui.dataset import active_dataset
 
@@ -39,13 +40,19 @@ class LoadedModels:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the models…")
-def load_predictor(version: str, directory: str, device: str) -> Predictor:
-    """One Predictor per weights version; two kept: the active one and the one the lesson's Compare shows
-    next to it (older ones are dropped when a run is activated)."""
+def load_predictor(version: str, directory: str, device: str, engine: EngineChoice | None = None) -> Predictor:
+    """One Predictor per weights version and engine; two kept: the active one and the one the lesson's Compare
+    shows next to it (older ones are dropped when a run is activated). ``engine`` (resolved by
+    :func:`engine_choice`) is part of the key, so a fallback to PyTorch is never served from an ONNX entry."""
     if not is_complete(Path(directory)):
         raise WeightsError(f"{directory} is incomplete: the model card does not list both models with matching "
                            "SHA-256 hashes (a run stopped while saving, or files were replaced).")
-    return Predictor.from_directory(Path(directory), torch.device(device))
+    return Predictor.from_directory(Path(directory), torch.device(device), engine=engine)
+
+
+def engine_choice(device: torch.device) -> EngineChoice:
+    """``$LGG_ENGINE`` (default auto) resolved for this device: ONNX Runtime on a CPU when it is installed."""
+    return choose_engine(None, device)
 
 
 def load_models() -> LoadedModels:
@@ -56,8 +63,9 @@ def load_models() -> LoadedModels:
                                   + HOW_TO_GET_WEIGHTS)
     try:
         device = choose_device("auto")
-        return LoadedModels(load_predictor(active.version, str(active.directory), str(device)), None)
-    except (WeightsError, DeviceError) as exc:
+        predictor = load_predictor(active.version, str(active.directory), str(device), engine_choice(device))
+        return LoadedModels(predictor, None)
+    except (WeightsError, DeviceError, EngineError) as exc:
         return LoadedModels(None, f"The weights in `{active.directory}` cannot be used: {exc} " + HOW_TO_GET_WEIGHTS)
 
 

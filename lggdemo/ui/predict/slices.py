@@ -21,11 +21,12 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data.imageio import UploadBatch, read_uploads
 from lggdemo.data.kaggle import Clinical, DatasetError
 from lggdemo.inference.examples import example_case, seen_label_for_name
-from lggdemo.inference.gradcam import CamResult, grade_cam, segmentation_cam
+from lggdemo.inference.gradcam import CamResult, slice_cams
 from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import InputError, PredictionResult, Predictor
 from lggdemo.inference.reports import slice_report_csv, slice_report_json
 from lggdemo.models.card import card_metric
+from lggdemo.models.weights import WeightsError
 from lggdemo.ui.predict.correct import render_slice_correction
 from lggdemo.ui.predict.shared import (
     SEX_OPTIONS,
@@ -156,21 +157,23 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
         st.warning("This is **not a diagnosis**. " + NOT_FOR_DIAGNOSIS)
 
 
-def _cam(kind: str, predictor: Predictor, result: PredictionResult, idx: int, image: np.ndarray) -> CamResult | str:
-    key = ("predict_cam", kind, st.session_state.get("predict_token"), predictor.version, idx, result.clinical)
+def _cams(predictor: Predictor, result: PredictionResult, idx: int, image: np.ndarray) -> dict[str, CamResult | str]:
+    """Both Grad-CAMs of a slice ("grade", "seg"), computed together in one turn of the model lock and kept per
+    input; a map that cannot be computed is the message to show instead."""
+    key = ("predict_cam", st.session_state.get("predict_token"), predictor.version, idx, result.clinical)
     cache = st.session_state.setdefault("predict_cams", {})
     if key not in cache:
-        sl = result.slices[idx]
         try:
-            if kind == "grade":
-                if result.clinical is None:
-                    return "Grade Grad-CAM needs accepted clinical fields."
-                cache[key] = grade_cam(predictor.grade_model, predictor.grade_config, image, sl.mask, result.clinical)
-            else:
-                cache[key] = segmentation_cam(predictor.seg_model, predictor.seg_config, image, sl.mask)
-        except (ValueError, RuntimeError) as exc:
-            return f"Grad-CAM could not be computed: {exc}"
-        if len(cache) > 16:
+            grade, seg = slice_cams(predictor.grade_model, predictor.grade_config, predictor.seg_model,
+                                    predictor.seg_config, image, result.slices[idx].mask, result.clinical)
+        except WeightsError as exc:  # the PyTorch modules are loaded on the first heatmap
+            return {k: f"Grad-CAM could not be computed: {exc}" for k in ("grade", "seg")}
+        cache[key] = {
+            "grade": "Grade Grad-CAM needs accepted clinical fields." if grade is None else
+            f"Grad-CAM could not be computed: {grade}" if isinstance(grade, Exception) else grade,
+            "seg": f"Grad-CAM could not be computed: {seg}" if isinstance(seg, Exception) else seg,
+        }
+        if len(cache) > 8:
             cache.pop(next(iter(cache)))
     return cache[key]
 
@@ -237,9 +240,10 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
     st.caption("Where the gradient of each model's output is large at one layer: a rough picture of what the network "
                "responds to, not a proof of what it used, and no sign that the prediction is right.")
     g_col, s_col = st.columns(2)
+    cams = _cams(predictor, result, idx, src.image)
     for col, kind, title in ((g_col, "grade", "Grade model"), (s_col, "seg", "Segmentation model")):
         with col:
-            cam = _cam(kind, predictor, result, idx, src.image)
+            cam = cams[kind]
             if isinstance(cam, str):
                 st.warning(cam)
                 continue
