@@ -1,6 +1,6 @@
-"""``python -m lggdemo.crossval``: the cross-validation pooler (``lggdemo.evaluation.crossval``), under its old name."""
+"""``python -m lggdemo.crossval``: the cross-validation command line (``lggdemo.evaluation.crossval_cli``), under its old name."""
 
-from lggdemo.evaluation.crossval import main
+from lggdemo.evaluation.crossval_cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

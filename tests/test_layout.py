@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"lggdemo.metrics"},
     {"lggdemo.data"},
     {"lggdemo.models"},
-    {"lggdemo.patient", "lggdemo.viz"},
+    {"lggdemo.patient", "lggdemo.viz", "lggdemo.corrections"},
     {"lggdemo.inference"},
     {"lggdemo.teach", "lggdemo.evaluation"},
     {"lggdemo.train"},

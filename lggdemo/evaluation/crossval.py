@@ -1,6 +1,5 @@
-"""Cross-validated estimate of a segmentation recipe, pooled from k fold runs of the trainer.
-
-``python -m lggdemo.crossval FOLD_DIR... [--record-in WEIGHTS] [--json FILE]``
+"""Cross-validated estimate of a segmentation recipe, pooled from k fold runs of the trainer (its command line:
+``python -m lggdemo.crossval``, :mod:`lggdemo.evaluation.crossval_cli`).
 
 One 15-patient validation split is a small sample: the same recipe scored 0.861 per-volume Dice on
 one seed's split and 0.775 on another's. Training the recipe once per fold
@@ -12,9 +11,7 @@ trained by a different recipe.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +22,10 @@ from lggdemo.metrics.bootstrap import mean_ci
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
 from lggdemo.models.card import ModelCard
 from lggdemo.models.postprocess import LEGACY_RULE_TEXT
-from lggdemo.models.weights import WeightsError, load_card, read_card, write_card
+from lggdemo.models.weights import read_card, write_card
 
-# What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not.
+# What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not. "preset" is
+# kept as the stage's label but not compared: a recipe is its values, whichever preset or command set them.
 RECIPE_KEYS = ("preset", "encoder", "image_size", "seg_epochs", "seg_samples", "batch_size", "lr", "slice_dice",
                "min_component_px", "flip_tta", "precision", "small_tumour_boost")
 _DEFAULTS = {"slice_dice": False, "precision": "auto", "small_tumour_boost": 1}  # keys that older cards predate
@@ -37,13 +35,18 @@ class CrossValError(ValueError):
     """Fold runs that do not add up to one cross-validation; the message says which and why."""
 
 
-def _card(card: ModelCard | dict[str, Any]) -> ModelCard:
+def as_card(card: ModelCard | dict[str, Any]) -> ModelCard:
     return card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
 
 
 def seg_recipe(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
-    """The training stages behind a card's U-Net, first stage first (``--init-from`` chains them)."""
-    card = _card(card)
+    """The training stages behind a card's U-Net, first stage first.
+
+    Stages chain through ``segmentation.initialised_from``: written by ``--init-from`` (another run's folder)
+    and by a run that trains both stages itself (``refine_epochs``, the ``bundled`` preset). Such a run
+    records its last stage's settings as ``segmentation.train_config``; otherwise the card's own are the last.
+    """
+    card = as_card(card)
     seg = card.segmentation
     if not seg.trained_in_this_run:
         raise CrossValError("its U-Net was copied from another run, so its card does not record how it was trained")
@@ -51,12 +54,68 @@ def seg_recipe(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
     def stage(train_config: dict[str, Any]) -> dict[str, Any]:
         return {k: train_config.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS}
 
-    stages = [stage(card.train_config)]
+    last = seg.data.get("train_config")
+    stages = [stage(last if isinstance(last, dict) else card.train_config)]
     parent = seg.initialised_from
     while parent:
         stages.insert(0, stage(parent.get("train_config") or {}))
         parent = parent.get("initialised_from")
     return stages
+
+
+def same_recipe(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> bool:
+    """Whether two :func:`seg_recipe` chains train the same way: every stage's values equal, its preset name aside
+    (``--preset bundled`` in one run is the same recipe as ``--preset full`` then ``--preset refine --init-from``
+    with the same values). A key an older record lacks counts as its default, as :func:`seg_recipe` reads it."""
+    def values(chain: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: s.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS if k != "preset"} for s in chain]
+
+    return values(a) == values(b)
+
+
+def stage_timing(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
+    """Each U-Net stage's training time and throughput, first stage first (the card's, or its lineage's).
+
+    Stage cards written before the lineage kept ``images_per_second`` get it from their config: ``epochs``
+    x whole batches of ``samples`` images, over the seconds (one process; torchrun cards record their own).
+    """
+    card = as_card(card)
+    seg = card.segmentation
+    last = seg.data.get("train_config") if isinstance(seg.data.get("train_config"), dict) else card.train_config
+    entries = [(last, seg.data)]
+    parent = seg.initialised_from
+    while parent:
+        entries.insert(0, (parent.get("train_config") or {}, parent))
+        parent = parent.get("initialised_from")
+    out = []
+    for cfg, data in entries:
+        seconds, rate = data.get("training_seconds"), data.get("images_per_second")
+        if not isinstance(rate, (int, float)) and isinstance(seconds, (int, float)) and seconds > 0:
+            try:
+                batch = int(cfg["batch_size"])
+                rate = int(cfg["seg_epochs"]) * (int(cfg["seg_samples"]) // batch) * batch / seconds
+            except (KeyError, TypeError, ValueError):
+                rate = None
+        out.append({"preset": cfg.get("preset"), "epochs": cfg.get("seg_epochs"),
+                    "unet_seconds": seconds if isinstance(seconds, (int, float)) else None,
+                    "images_per_second": rate if isinstance(rate, (int, float)) else None})
+    return out
+
+
+def pool_area_bins(bins: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Tumour-slice Dice by true tumour area, pooled over folds: each bin's Dice weighted by its slice count.
+
+    Bins are named ``"lo-hi px"`` / ``">=lo px"`` (``metrics.segmentation.tumour_slice_dice_by_area``); a
+    bin no slice of a fold fell into is simply absent from that fold. Returned smallest first.
+    """
+    pooled: dict[str, list[float]] = {}
+    for fold in bins:
+        for name, b in fold.items():
+            acc = pooled.setdefault(name, [0, 0.0])
+            acc[0] += int(b["n"])
+            acc[1] += float(b["dice"]) * int(b["n"])
+    ordered = sorted(pooled.items(), key=lambda kv: int(m.group()) if (m := re.search(r"\d+", kv[0])) else 0)
+    return {name: {"n": int(n), "dice": total / n} for name, (n, total) in ordered if n}
 
 
 def scoring_rule(card: ModelCard | dict[str, Any]) -> str:
@@ -65,7 +124,7 @@ def scoring_rule(card: ModelCard | dict[str, Any]) -> str:
     Cards written since the whole-patient rule record it (``segmentation.postprocess``); older ones were
     scored with the 2D rule alone. Folds scored under different rules are not one estimate.
     """
-    seg = _card(card).segmentation
+    seg = as_card(card).segmentation
     rule = seg.data.get("postprocess")
     if isinstance(rule, str) and rule:
         return rule
@@ -78,7 +137,7 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
     names = list(names or [f"run {i + 1}" for i in range(len(cards))])
     folds: dict[int, dict[str, Any]] = {}
     ks, seeds, recipes, rules = set(), set(), [], set()
-    for name, card in zip(names, map(_card, cards)):
+    for name, card in zip(names, map(as_card, cards)):
         split = card.split
         if split.fold is None or split.folds is None:
             raise CrossValError(f"{name} was not trained with --fold I/K: it holds out a fraction, not a fold")
@@ -98,17 +157,22 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
             raise CrossValError(f"{name} has no held-out segmentation numbers")
         if train & val or not set(scored) <= val:
             raise CrossValError(f"{name} scored patients outside its held-out fold")
+        stages = stage_timing(card)
+        times = [s["unet_seconds"] for s in stages]
         folds[split.fold] = {"fold": split.fold, "run": name, "version": card.version,
-                                "train": sorted(train), "val": sorted(val), "per_patient_dice": scored,
-                                "tumour_slice_dice": {"value": tumour["value"], "n": tumour["n"]},
-                                "training_seconds": card.segmentation.training_seconds}
+                             "train": sorted(train), "val": sorted(val), "per_patient_dice": scored,
+                             "tumour_slice_dice": {"value": tumour["value"], "n": tumour["n"]},
+                             "tumour_slice_dice_by_area": card.segmentation.data.get("tumour_slice_dice_by_area"),
+                             "training_seconds": card.segmentation.training_seconds, "stages": stages,
+                             "unet_seconds": sum(times) if None not in times else None,
+                             "run_seconds": card.data.get("training_seconds")}
     if len(ks) != 1 or len(seeds) != 1:
         raise CrossValError(f"the runs come from different partitions (folds {sorted(ks)}, seeds {sorted(seeds)})")
     k = ks.pop()
     if sorted(folds) != list(range(k)):
         missing = sorted(set(range(k)) - set(folds))
         raise CrossValError(f"{k}-fold cross-validation needs every fold; missing fold(s) {missing}")
-    if any(r != recipes[0] for r in recipes):
+    if any(not same_recipe(r, recipes[0]) for r in recipes):
         raise CrossValError("the runs were trained with different recipes")
     if len(rules) != 1:
         raise CrossValError(f"the folds were scored with different post-processing ({sorted(rules)}); "
@@ -128,10 +192,23 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
         "per_volume_dice_median": Metric(float(np.median(values)), None, len(values), DEFINITIONS["per_volume_dice_median"]),
         "tumour_slice_dice": Metric(float(slice_dice), None, n_slices, DEFINITIONS["tumour_slice_dice"]),
     }
+    bins = [folds[i]["tumour_slice_dice_by_area"] for i in range(k)]
+    by_area = pool_area_bins(bins) if all(isinstance(b, dict) and b for b in bins) else None
+    unet = [folds[i]["unet_seconds"] for i in range(k)]
     return {"method": f"{k}-fold patient-level cross-validation (seed {seeds.pop()}): each patient scored once, "
                       "by the fold model that never trained on it; tumour-slice Dice pooled over all tumour slices",
             "recipe": recipes[0], "postprocess": rules.pop(), "metrics": {n: m.to_dict() for n, m in metrics.items()},
+            "tumour_slice_dice_by_area": by_area,
+            "timing": {"unet_seconds_per_fold": unet,
+                       "unet_seconds_mean": float(np.mean(unet)) if None not in unet else None,
+                       "images_per_second_by_stage": _mean_rates(folds[i]["stages"] for i in range(k))},
             "folds": [folds[i] for i in range(k)]}
+
+
+def _mean_rates(fold_stages: Any) -> list[float | None]:
+    """Each stage's mean training throughput over the folds (None where a fold lacks it)."""
+    columns = list(zip(*fold_stages))
+    return [float(np.mean(r)) if None not in (r := [s["images_per_second"] for s in col]) else None for col in columns]
 
 
 def record(weights: Path, pooled: dict[str, Any]) -> None:
@@ -141,40 +218,8 @@ def record(weights: Path, pooled: dict[str, Any]) -> None:
         recipe = seg_recipe(card)
     except CrossValError as exc:
         raise CrossValError(f"{weights}: {exc}") from None
-    if recipe != pooled["recipe"]:
+    if not same_recipe(recipe, pooled["recipe"]):
         raise CrossValError(f"the U-Net in {weights} was trained by another recipe ({recipe}) than the folds "
                             f"({pooled['recipe']}); their estimate says nothing about it")
     card["segmentation"]["cross_validation"] = pooled
     write_card(weights, card)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lggdemo.crossval", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folds", nargs="+", help="weights folders written by `python -m lggdemo.train --fold I/K`")
-    ap.add_argument("--record-in", default=None, help="weights folder whose card gets the estimate (same recipe only)")
-    ap.add_argument("--json", default=None, help="also write the pooled estimate as JSON here")
-    args = ap.parse_args(argv)
-    try:
-        pooled = pool_folds([load_card(Path(d)) for d in args.folds], args.folds)
-        if args.record_in:
-            record(Path(args.record_in), pooled)
-    except (CrossValError, WeightsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(pooled["method"])
-    print(f"post-processing: {pooled['postprocess']}")
-    print("recipe: " + " -> ".join(s["preset"] for s in pooled["recipe"]))
-    for name, m in pooled["metrics"].items():
-        ci = f"  (95% CI {m['ci95'][0]:.3f}–{m['ci95'][1]:.3f})" if m["ci95"] else ""
-        print(f"{name}: {m['value']:.3f}{ci}  n={m['n']}")
-    for f in pooled["folds"]:
-        print(f"fold {f['fold']}: {len(f['val'])} held out, per-volume Dice "
-              f"{np.mean(list(f['per_patient_dice'].values())):.3f}, tumour-slice {f['tumour_slice_dice']['value']:.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(pooled, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,6 +13,9 @@ Definitions (also written into every model card):
 - tumour-slice Dice: per-slice 2D Dice averaged over slices whose ground truth shows tumour.
 - grade AUC, accuracy, balanced accuracy: per patient, P(G3) from the area-weighted slice logits,
   threshold 0.5; 95% intervals by bootstrap over patients (2000 resamples, fixed seed).
+- shown_p_g3 (``--json``, per patient, beside ``raw_score``): the P(G3) the app states for that patient under
+  the card's rule (:class:`lggdemo.inference.grade.PatientGrade`): calibrated, or the base rate when withheld;
+  with the Brier score and log loss of both over the graded patients.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,13 +34,15 @@ import torch
 from lggdemo.data.arrays import SliceArrays, slice_arrays
 from lggdemo.data.kaggle import Clinical, DatasetError, DatasetIndex, scan_dataset
 from lggdemo.device import DeviceError, choose_device
+from lggdemo.inference.grade import PatientGrade, patient_grade
 from lggdemo.metrics.definitions import Metric
-from lggdemo.metrics.grade import grade_metrics
+from lggdemo.metrics.grade import brier, grade_metrics, log_loss_g3
 from lggdemo.metrics.segmentation import evaluate_segmentation, tumour_slice_dice_by_area
+from lggdemo.models.card import ModelCard
 from lggdemo.models.engine import CHOICES as ENGINES
 from lggdemo.models.engine import ENV_VAR, Engine, EngineError, as_engine, choose_engine, load_engine
 from lggdemo.models.forward import grade_slice_logits, predict_patient_masks
-from lggdemo.models.networks import GradeConfig, GradeNet, grade_config_from_dict, patient_logit, seg_config_from_dict
+from lggdemo.models.networks import GradeConfig, GradeNet, grade_config_from_dict, seg_config_from_dict
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, active_dir, load_card, read_config
 
@@ -57,19 +63,26 @@ from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, active_di
 
 @dataclass
 class GradeEvaluation:
-    per_patient: dict[str, float]  # P(G3)
+    per_patient: dict[str, float]  # the model's P(G3) (PatientGrade.raw_score)
     labels: dict[str, int]
     metrics: dict[str, Metric] = field(default_factory=dict)
+    grades: dict[str, PatientGrade] = field(default_factory=dict)  # what the app would state, per patient
+
+    @property
+    def logits(self) -> dict[str, float]:
+        return {p: float(g.logit) for p, g in self.grades.items() if g.logit is not None}
 
 
 def evaluate_grade(model: GradeNet | Engine, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
-                   index: DatasetIndex, patients: Sequence[str], device: torch.device | None = None,
-                   seed: int = 0) -> GradeEvaluation:
+                   index: DatasetIndex, patients: Sequence[str], device: torch.device | None = None, seed: int = 0,
+                   card: ModelCard | dict[str, Any] | None = None) -> GradeEvaluation:
     """Patient-level P(G3) for every patient with a recorded grade, and the metrics over them.
 
     ``model``: an engine (:mod:`lggdemo.models.engine`) or a bare grade network (run on the ``torch`` engine).
+    Each patient's grade is the app's :class:`PatientGrade` (``patient_grade``, under ``card``'s rule): the raw
+    score is what the metrics score, and ``grades`` says what the app would state for that patient.
     """
-    probs, labels = {}, {}
+    grades, labels = {}, {}
     model = as_engine(model, device)
     for pid in patients:
         c = index.clinical_for(pid)
@@ -77,11 +90,31 @@ def evaluate_grade(model: GradeNet | Engine, config: GradeConfig, arrays: SliceA
             continue
         sel = arrays.patient_ids == pid
         logits = grade_slice_logits(model, config, arrays.images[sel], masks_256[sel], Clinical(c.age, c.sex), device)
-        areas = masks_256[sel].reshape(sel.sum(), -1).sum(1)
-        probs[pid] = float(1 / (1 + np.exp(-patient_logit(logits, areas))))
+        grades[pid] = patient_grade(card, logits, masks_256[sel].reshape(sel.sum(), -1).sum(1))
         labels[pid] = int(c.grade == "G3")
+    probs = {p: float(g.raw_score) for p, g in grades.items() if g.raw_score is not None}
     y, p = list(labels.values()), list(probs.values())
-    return GradeEvaluation(probs, labels, grade_metrics(y, p, seed=seed) if y else {})
+    return GradeEvaluation(probs, labels, grade_metrics(y, p, seed=seed) if y else {}, grades)
+
+
+def stated_grade_report(grades: dict[str, PatientGrade], labels: dict[str, int]) -> dict[str, Any]:
+    """Per patient, what the app would state (``shown_p_g3``: calibrated, model or base rate) beside ``raw_score``,
+    and the Brier score and log loss of both: the check that what is shown is never worse than the base rate."""
+    rows = {p: {"raw_score": g.raw_score, "shown_p_g3": g.stated_p_g3, "shown_as": g.stated_as, "g3": labels[p]}
+            for p, g in grades.items()}
+    out: dict[str, Any] = {"per_patient": rows}
+    stated = [p for p, r in rows.items() if r["shown_p_g3"] is not None]
+    if stated:
+        y = [labels[p] for p in stated]
+        for key in ("shown_p_g3", "raw_score"):
+            probs = [rows[p][key] for p in stated]
+            out[key] = {"brier": brier(y, probs), "log_loss": log_loss_g3(y, probs), "n": len(y)}
+        rates = {grades[p].base_rate for p in stated}
+        if len(rates) == 1 and None not in rates:  # the constant the app states when it withholds the number
+            rate = rates.pop()
+            out["base_rate"] = {"value": rate, "brier": brier(y, [rate] * len(y)),
+                                "log_loss": log_loss_g3(y, [rate] * len(y)), "n": len(y)}
+    return out
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -155,12 +188,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grade model not evaluated: {exc}", file=sys.stderr)
     else:
         patients = list(dict.fromkeys(arrays.patient_ids.tolist()))
-        g = evaluate_grade(grade, grade_cfg, arrays, pred, index, patients, device)
+        try:
+            card: ModelCard | None = load_card(wdir)
+        except WeightsError:
+            card = None
+        g = evaluate_grade(grade, grade_cfg, arrays, pred, index, patients, device, card=card)
+        stated = stated_grade_report(g.grades, g.labels)
         result["grade"] = {"per_patient_p_g3": g.per_patient, "labels": g.labels,
-                           "metrics": {k: m.to_dict() for k, m in g.metrics.items()}}
+                           "metrics": {k: m.to_dict() for k, m in g.metrics.items()},
+                           "shown": {"definition": "shown_p_g3: the P(G3) the app states for the patient (calibrated, "
+                                                   "the model's, or the base rate when the card withholds the "
+                                                   "number; lggdemo.inference.grade.PatientGrade)", **stated}}
         for name, m in g.metrics.items():
             ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
             print(f"grade {name}: {m.value:.3f}{ci}  n={m.n}")
+        for key, label in (("shown_p_g3", "what the app states"), ("raw_score", "the raw score"),
+                           ("base_rate", "the base rate")):
+            if key in stated:
+                print(f"grade, {label}: Brier {stated[key]['brier']:.4f}, log loss {stated[key]['log_loss']:.4f}  "
+                      f"n={stated[key]['n']}")
         if not g.metrics:
             print("grade: data.csv has no grades for these patients; not evaluated")
     try:

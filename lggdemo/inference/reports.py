@@ -1,8 +1,9 @@
 """The reports a prediction is saved as: one schema for slice and whole-patient results, as JSON and CSV.
 
 Both kinds carry the patient-level grade under the same names, from :class:`PatientGrade`:
-``p_g3`` (what the page shows; null when the card withholds it), ``raw_score`` (the model's sigmoid output)
-and ``grade_note``; and the same ``dice``, ``model_version`` and ``device``. Every number is rounded here, once.
+``p_g3`` (what the page shows: calibrated when the card records a calibration; null when the card withholds it),
+``raw_score`` (the model's sigmoid output) and ``grade_note``; and the same ``dice``, ``model_version`` and
+``device``. Every number is rounded here, once.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def grade_fields(grade: PatientGrade | None) -> dict[str, Any]:
 
 
 def slice_rows(result: PredictionResult) -> list[dict[str, Any]]:
-    """One row per slice; a slice's own P(G3) is withheld whenever the patient's is."""
-    shown = result.grade.withheld is None
+    """One row per slice; a slice's own P(G3) is withheld whenever the patient's is, or is calibrated."""
+    shown = result.grade.shows_slice_p_g3
     patient = grade_fields(result.grade)
     return [
         {

@@ -17,6 +17,7 @@ from lggdemo.data.kaggle import DatasetIndex
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.train.config import OPTIONS, PRESET_REQUIRES, TrainConfig, TrainError, config_from_options, option_args
 from lggdemo.train.config import PRESETS as TRAINER_PRESETS
+from lggdemo.train.corrections import fine_tune_problems
 from lggdemo.train.events import DEVICES, EXIT_CANCELLED, EXIT_INVALID, TASK_MODELS, TASKS
 from lggdemo.train.split import patient_split
 
@@ -40,6 +41,9 @@ class TrainSettings:
     batch_size: int | None = None
     device: str = "auto"  # one of DEVICES
     seed: int = 0
+    init_from: str | None = None  # a weights folder whose U-Net this run continues (a fine-tune: the active one)
+    corrections: str | None = None  # a folder of corrected slices to fine-tune on (lggdemo.corrections)
+    corrections_weight: int | None = None
 
     def to_config(self) -> TrainConfig:
         """The trainer's config for these settings, built the way its command line builds it."""
@@ -63,6 +67,8 @@ def validate_settings(
         except DeviceError as exc:
             problems.append(str(exc))
 
+    if settings.corrections and not problems:
+        problems += fine_tune_problems(config, index)
     if dataset_error:
         problems.append(f"No usable dataset: {dataset_error}")
     elif index is None:

@@ -12,6 +12,8 @@ DEFINITIONS = {
     "auc": "Per-patient ROC AUC of P(G3) against the recorded grade; 95% CI by bootstrap over patients.",
     "accuracy": "Per-patient accuracy of P(G3) >= 0.5.",
     "balanced_accuracy": "Per-patient mean of G2 and G3 recall at P(G3) >= 0.5.",
+    "brier": "Mean squared error of per-patient P(G3) against the recorded grade (0.25 for a constant 0.5).",
+    "log_loss": "Mean cross-entropy of per-patient P(G3) in nats (ln 2 = 0.693 for a constant 0.5).",
     "age_baseline_auc": "ROC AUC of a logistic regression on age alone, fitted on the training patients.",
 }
 

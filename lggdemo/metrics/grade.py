@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.calibration import calibration_curve
@@ -10,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, log_loss, roc_auc_score
 
 from lggdemo.metrics.bootstrap import bootstrap_ci
+from lggdemo.metrics.calibration import Platt
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
 
 
@@ -82,3 +84,46 @@ def age_baseline_probs(train_ages: Sequence[float | None], train_labels: Sequenc
     x_te = np.where(np.isfinite(te), te, mean)[:, None]
     model = LogisticRegression().fit(x_tr, np.asarray(train_labels, int))
     return model.predict_proba(x_te)[:, 1]
+
+
+#: How :func:`fit_platt` fits, in words for the card.
+PLATT_METHOD = "Platt scaling: sklearn LogisticRegression (C=1.0) of the grade on the patient logit"
+
+
+def fit_platt(logits: Sequence[float], labels: Sequence[int]) -> Platt:
+    """Fit Platt scaling on (logit, grade) pairs; both grades must be present (ValueError otherwise).
+
+    Default regularisation (C=1.0), as in the calibration rule of 2026-11-28: with a few dozen patients an
+    unpenalised slope can run away on a logit that happens to separate the few points it sees.
+    """
+    x, y = np.asarray(logits, float)[:, None], np.asarray(labels, int)
+    if not _two_classes(y):
+        raise ValueError("Platt scaling needs patients of both grades")
+    model = LogisticRegression().fit(x, y)
+    return Platt(float(model.coef_[0, 0]), float(model.intercept_[0]), len(y))
+
+
+def cross_fitted_platt(logits: Sequence[float], labels: Sequence[int], groups: Sequence[int]) -> np.ndarray:
+    """Calibrated P(G3) where each group's patients are calibrated by a Platt fitted on the *other* groups only.
+
+    This is how calibrated numbers may be reported: the Platt the app uses is fitted on every patient, so
+    scoring it on those same patients would grade the calibration on its own training data.
+    """
+    z, y, g = np.asarray(logits, float), np.asarray(labels, int), np.asarray(groups)
+    out = np.empty(len(z), float)
+    for group in np.unique(g):
+        held = g == group
+        out[held] = fit_platt(z[~held], y[~held]).apply(z[held])
+    return out
+
+
+def probability_report(labels: Sequence[int], probs: Sequence[float], seed: int = 0, n_bins: int = 5,
+                       n_boot: int = 2000) -> dict[str, Any]:
+    """What a set of per-patient P(G3) is worth: AUC with its bootstrap CI, Brier, log loss, reliability bins."""
+    n = len(labels)
+    auc = Metric(roc_auc(labels, probs), bootstrap_ci(roc_auc, labels, probs, n_boot=n_boot, seed=seed), n,
+                 DEFINITIONS["auc"])
+    return {"auc": auc.to_dict(),
+            "brier": Metric(brier(labels, probs), None, n, DEFINITIONS["brier"]).to_dict(),
+            "log_loss": Metric(log_loss_g3(labels, probs), None, n, DEFINITIONS["log_loss"]).to_dict(),
+            "reliability_bins": reliability_bins(labels, probs, n_bins), "n": n}

@@ -129,8 +129,12 @@ def load_grade(directory: Path, device: str | torch.device = "cpu") -> tuple[Gra
 
 
 def read_card(directory: Path) -> dict[str, Any]:
-    """The card's raw JSON object, for code that edits it; readers use :func:`load_card`."""
-    path = Path(directory) / CARD_FILE
+    """The card's raw JSON object, for code that edits it; readers use :func:`load_card`.
+
+    ``directory`` is a weights folder, or a card file itself: fold cards are kept as JSON files in
+    ``docs/experiments`` long after their weights folders are gone, and they are read the same way.
+    """
+    path = Path(directory) if Path(directory).is_file() else Path(directory) / CARD_FILE
     if not path.is_file():
         raise WeightsError(f"No model card in {directory}")
     try:
@@ -143,7 +147,10 @@ def read_card(directory: Path) -> dict[str, Any]:
 
 
 def load_card(directory: Path) -> ModelCard:
-    """The card of a weights folder as a :class:`~lggdemo.models.card.ModelCard`; :class:`WeightsError` if unusable."""
+    """The card of a weights folder (or a card file) as a :class:`~lggdemo.models.card.ModelCard`.
+
+    Raises :class:`WeightsError` if it is missing or unusable.
+    """
     try:
         return ModelCard.from_dict(read_card(directory))
     except CardError as exc:

@@ -84,10 +84,15 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
             files[name] = old_card.file_entry(name)
             card[key] = {**old_card.model(key).data, **card.get(key, {}), "trained_in_this_run": False,
                          "copied_from": str(source)}
+            # The out-of-fold estimate and its calibration were recorded for that folder's pair of models
+            # (`python -m lggdemo.crossval --grade --record-in`): a copy beside another U-Net is not that pair.
+            card[key].pop("out_of_fold", None)
+            card[key].pop("calibration", None)
             if not same_split(old_card, split) or not old_card.model(key).held_out:
                 # Its numbers were measured on another split's validation patients, some of which are this
                 # split's training patients: no held-out claim about this card's split can be made for it.
-                for k in ("metrics", "per_patient_dice", "per_patient_p_g3", "labels", "validation_masks"):
+                for k in ("metrics", "per_patient_dice", "per_patient_p_g3", "per_patient_logit", "per_patient_age_p_g3",
+                          "labels", "validation_masks", "tumour_slice_dice_by_area"):
                     card[key].pop(k, None)
                 card[key]["held_out_metrics"] = "withheld: copied from a model trained on another patient split"
     created = dt.datetime.now(dt.timezone.utc)

@@ -168,17 +168,23 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
 
 def grade_validation(model: GradeNet, config: GradeConfig, val_arrays: SliceArrays, masks: np.ndarray,
                      index: DatasetIndex, split: Split, device: torch.device, seed: int) -> dict[str, Any]:
-    """Held-out grade metrics, with the age-only baseline fitted on the training patients beside them."""
+    """Held-out grade metrics, with the age-only baseline fitted on the training patients beside them.
+
+    Per held-out patient the card keeps the model's P(G3) and logit and the age-only P(G3): under ``--fold I/K``
+    these are the out-of-fold predictions ``python -m lggdemo.crossval --grade`` pools and calibrates.
+    """
     g = evaluate_grade(model, config, val_arrays, masks, index, split.val, device, seed)
     metrics = metrics_dict(g.metrics)
     labelled_train = [p for p in split.train if index.clinical_for(p).grade is not None]
+    age: dict[str, float] = {}
     if g.labels and labelled_train:
         probs = age_baseline_probs([index.clinical_for(p).age for p in labelled_train],
                                    [int(index.clinical_for(p).grade == "G3") for p in labelled_train],
                                    [index.clinical_for(p).age for p in g.labels])
+        age = {p: float(v) for p, v in zip(g.labels, probs)}
         y = list(g.labels.values())
         metrics["age_baseline_auc"] = Metric(roc_auc(y, probs), bootstrap_ci(roc_auc, y, probs, seed=seed),
                                              len(y), DEFINITIONS["age_baseline_auc"]).to_dict()
     rate = base_rate_g3({p: index.clinical_for(p).grade for p in split.train}, split.train)  # shown when the grade is withheld
-    return {"metrics": metrics, "per_patient_p_g3": g.per_patient, "labels": g.labels,
-            **({"base_rate_g3": rate.to_dict(BASE_RATE_SOURCE)} if rate else {})}
+    return {"metrics": metrics, "per_patient_p_g3": g.per_patient, "per_patient_logit": g.logits, "labels": g.labels,
+            "per_patient_age_p_g3": age, **({"base_rate_g3": rate.to_dict(BASE_RATE_SOURCE)} if rate else {})}

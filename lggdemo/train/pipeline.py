@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lggdemo.data.arrays import SliceArrays
@@ -21,14 +20,20 @@ from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
 from lggdemo.train.card import metrics_dict, publish, signals_deferred
 from lggdemo.train.config import TrainConfig
+from lggdemo.train.corrections import load_corrections
 from lggdemo.train.distributed import is_main
 from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
+from lggdemo.train.finetune import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
 from lggdemo.train.progress import Progress, ProgressCallback
 from lggdemo.train.scoring import scoring_engine
-from lggdemo.train.segmentation import train_segmentation
+from lggdemo.train.segmentation import train_unet
 from lggdemo.train.split import same_split
+
+#: What a card says in place of held-out numbers when the run trained on every patient (the bundled preset).
+NO_VALIDATION = ("none: trained on every patient given; the cross-validation of the same recipe "
+                 "(python -m lggdemo.crossval --record-in) is its estimate")
 
 
 def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: threading.Event | None = None) -> Path:
@@ -48,12 +53,17 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
                   epochs={"segmentation": cfg.seg_epochs, "grade": cfg.grade_epochs},
                   patients={"train": len(split.train), "val": len(split.val)}, data=str(index.root))
     prep = prepare(index, split, device)
+    if cfg.corrections:
+        prep.corrections = load_corrections(cfg, split)
+        progress.emit(INFO, message=f"fine-tuning on {len(prep.corrections.ids)} corrected slice(s), each drawn "
+                                    f"{cfg.corrections_weight}x as often as a tumour slice; validation patients left "
+                                    f"out (corrected): {', '.join(prep.corrections.held_back) or 'none'}")
     card: dict[str, Any] = {}
 
     seg_model: torch.nn.Module | None = None
     seg_cfg: SegConfig | None = None
     if want_seg:
-        seg_model, seg_cfg, seg_info = train_segmentation(cfg, prep, progress)
+        seg_model, seg_cfg, seg_info = train_unet(cfg, prep, progress)
     else:
         try:
             seg_model, seg_cfg = load_segmentation(source, device)
@@ -64,19 +74,25 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             train_grade(cfg, prep, progress, seg_model, seg_cfg)
         return out
 
-    val_sel = np.isin(prep.arrays_256.patient_ids, split.val)
+    val_sel = prep.validation_selection()
     val_pred = None
-    if seg_model is not None and seg_cfg is not None:
+    if seg_model is not None and seg_cfg is not None and val_sel.any():
         val_pred = predict_patient_masks(scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size),
                                          seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel])
-    if want_seg and seg_cfg is not None and val_pred is not None:
-        val_truth = prep.arrays_256.masks[val_sel]
-        ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
-        card["segmentation"] = {"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
-                                "config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
+    if want_seg and seg_cfg is not None:
+        card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
                                 "postprocess": patient_rule_text(seg_cfg.min_component_px),
-                                "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient,
                                 "history": prep.history["segmentation"], **seg_info}
+        if val_pred is not None:
+            val_truth = prep.arrays_256.masks[val_sel]
+            ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
+            card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
+                                         "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
+            if prep.corrections is not None:
+                card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_model, seg_cfg,
+                                                                     prep, val_pred)
+        else:
+            card["segmentation"]["held_out_metrics"] = NO_VALIDATION
 
     grade_model: GradeNet | None = None
     grade_cfg: GradeConfig | None = None
@@ -84,13 +100,17 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
                              prep.arrays_256.patient_ids[val_sel], prep.arrays_256.numbers[val_sel])
     masks = val_pred if val_pred is not None else val_arrays.masks
     masks_text = "predicted by the segmentation model" if val_pred is not None else "ground truth"
+    scored = prep.scored_split()  # the validation patients the numbers are measured on
     if want_grade:
         grade_model, grade_cfg, grade_info = train_grade(cfg, prep, progress, seg_model, seg_cfg)
         card["grade"] = {"config": dataclasses.asdict(grade_cfg), "trained_in_this_run": True,
                          **grade_validation(scoring_engine(device, progress, grade=grade_model,
                                                            grade_size=grade_cfg.image_size),
-                                            grade_cfg, val_arrays, masks, index, split, device, cfg.seed),
+                                            grade_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                          "validation_masks": masks_text, "history": prep.history["grade"], **grade_info}
+        if not scored.val:
+            card["grade"]["validation_masks"] = None
+            card["grade"]["held_out_metrics"] = NO_VALIDATION
     elif want_seg and val_pred is not None:
         # The grade model is copied, but it crops where the new U-Net draws: re-measure it with those masks
         # (only on the split it was trained for: otherwise its "validation" patients include its training ones).
@@ -102,7 +122,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             comparable = False
         if comparable:
             kept_engine = scoring_engine(device, progress, grade=kept, grade_size=kept_cfg.image_size)
-            card["grade"] = {**grade_validation(kept_engine, kept_cfg, val_arrays, masks, index, split, device, cfg.seed),
+            card["grade"] = {**grade_validation(kept_engine, kept_cfg, val_arrays, masks, index, scored, device, cfg.seed),
                              "validation_masks": "predicted by this run's segmentation model"}
 
     # --- publish: nothing has touched `out` until here ---

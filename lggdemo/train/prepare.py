@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from lggdemo.data.arrays import SliceArrays, slice_arrays
@@ -18,6 +19,7 @@ from lggdemo.data.sources import choose_dataset
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.train import distributed
 from lggdemo.train.config import TrainConfig, TrainError
+from lggdemo.train.corrections import CorrectionSet, inherited_split
 from lggdemo.train.split import Split, fold_split, patient_split
 
 
@@ -30,6 +32,17 @@ class Prepared:
     arrays_256: SliceArrays
     device: torch.device
     history: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"segmentation": [], "grade": []})
+    corrections: CorrectionSet | None = None  # --corrections: corrected slices the U-Net also trains on
+
+    def scored_split(self) -> Split:
+        """The split with the validation patients every number is measured on: the split's own, less any a
+        correction was cut from (its slice was trained on). The card keeps the split itself."""
+        held = set(self.corrections.held_back) if self.corrections is not None else set()
+        return Split(self.split.train, tuple(p for p in self.split.val if p not in held), self.split.seed)
+
+    def validation_selection(self) -> np.ndarray:
+        """Boolean per slice of ``arrays_256``: the slices of :meth:`scored_split`'s validation patients."""
+        return np.isin(self.arrays_256.patient_ids, self.scored_split().val)
 
 
 def training_device(cfg: TrainConfig) -> torch.device:
@@ -57,7 +70,14 @@ def load_index(cfg: TrainConfig) -> DatasetIndex:
 
 
 def choose_split(cfg: TrainConfig, index: DatasetIndex) -> Split:
-    """One fold of a k-fold partition (``cfg.fold``), else the seeded held-out fraction."""
+    """One fold of a k-fold partition (``cfg.fold``), else the seeded held-out fraction.
+
+    A corrections fine-tune keeps its parent's split instead (see :mod:`lggdemo.train.corrections`).
+    """
+    if cfg.corrections and cfg.init_from:
+        inherited = inherited_split(cfg, index)
+        if inherited is not None:
+            return inherited
     return fold_split(index, *cfg.fold, cfg.seed) if cfg.fold else patient_split(index, cfg.val_fraction, cfg.seed)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from lggdemo.models.weights import SEG_FILE, WeightsError, load_card, load_segme
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
+from lggdemo.train.events import Fit
 from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
@@ -25,7 +28,40 @@ from lggdemo.train.scoring import scoring_engine
 from lggdemo.train.split import Split, same_split
 
 
-def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:
+@dataclass(frozen=True)
+class Parent:
+    """A U-Net trained earlier in this same run, to be continued (the first of two stages), and its lineage."""
+
+    state: dict[str, torch.Tensor]
+    lineage: dict[str, Any]
+
+
+def train_unet(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:
+    """The run's U-Net: one stage, or with ``cfg.refine_epochs`` two, the second continuing the first in-process.
+
+    The two stages are the chain ``--preset full`` then ``--preset refine --init-from`` in one command: the second
+    stage is :meth:`TrainConfig.refine_stage`, a fresh optimiser and schedule (a warm restart) from the first
+    stage's weights, rounded to float16 as the two-command chain stores them between its runs. The card records
+    the first stage as the second's ``initialised_from`` and the second's settings as ``segmentation.train_config``,
+    so cross-validation sees the same recipe either way.
+    """
+    if not cfg.refine_epochs:
+        return train_segmentation(cfg, prep, progress)
+    model, seg_cfg, info = train_segmentation(cfg, prep, progress, Fit("stage 1", 0, 2))
+    first = dataclasses.replace(cfg, refine_epochs=0)
+    lineage = {"folder": None, "in_process": True, "train_config": dataclasses.asdict(first),
+               "config": dataclasses.asdict(seg_cfg), "training_seconds": info["training_seconds"],
+               "images_per_second": info["images_per_second"], "initialised_from": info.get("initialised_from")}
+    state = {k: v.detach().half().float() if v.is_floating_point() else v.detach().clone()
+             for k, v in model.state_dict().items()}
+    stage2 = cfg.refine_stage()
+    model, seg_cfg, info = train_segmentation(stage2, prep, progress, Fit("refine", 1, 2), Parent(state, lineage))
+    return model, seg_cfg, {**info, "train_config": dataclasses.asdict(stage2)}
+
+
+def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress, fit: Fit = Fit(),
+                       parent: Parent | None = None) -> tuple[torch.nn.Module, SegConfig, dict[str, Any]]:
+    """Train one U-Net stage: from scratch, from ``cfg.init_from`` (another run's folder) or from ``parent``."""
     import segmentation_models_pytorch as smp
 
     dev = prep.device
@@ -33,14 +69,27 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
                         flip_tta=cfg.flip_tta)
     torch.manual_seed(cfg.seed)
     model = build_segmentation(seg_cfg)
-    lineage = continue_from(cfg, prep.split, model) if cfg.init_from else None
+    if parent is not None:
+        model.load_state_dict(parent.state)
+        lineage: dict[str, Any] | None = parent.lineage
+    else:
+        lineage = continue_from(cfg, prep.split, model) if cfg.init_from else None
     model = model.to(dev)
     # DDP on several ranks; `model` is what is validated and saved
     net = distribute(model, dev, channels_last=channels_last(dev, cfg.precision))
     arrays = slice_arrays(prep.index, cfg.image_size)
     train_sel = np.isin(arrays.patient_ids, prep.split.train)
+    extra = prep.corrections
+    if extra is not None:  # a corrected slice stands in for the original one
+        train_sel &= ~extra.replaced(arrays.patient_ids, arrays.numbers)
     x_all = torch.from_numpy(normalize_images(arrays.images[train_sel]))
     y_all = torch.from_numpy(arrays.masks[train_sel]).float()[:, None]
+    draw_weights = sampling_weights(y_all, cfg.small_tumour_boost)
+    if extra is not None:
+        fixed = extra.arrays(cfg.image_size)
+        x_all = torch.cat([x_all, torch.from_numpy(normalize_images(fixed.images))])
+        y_all = torch.cat([y_all, torch.from_numpy(fixed.masks).float()[:, None]])
+        draw_weights = torch.cat([draw_weights, torch.full((len(fixed.masks),), 3.0 * extra.weight)])
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
     gen = torch.Generator().manual_seed(rank_seed(cfg.seed))
 
@@ -52,7 +101,7 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
         loss = dice_loss(logits, yb) + F.binary_cross_entropy_with_logits(logits, yb)
         return loss + slice_dice_loss(logits, yb) if cfg.slice_dice else loss
 
-    val_sel = np.isin(prep.arrays_256.patient_ids, prep.split.val)
+    val_sel = prep.validation_selection()
 
     def validate() -> dict[str, float]:
         if not val_sel.any():
@@ -63,12 +112,14 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress) -> 
         return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
-                      sampling_weights(y_all, cfg.small_tumour_boost),
+                      draw_weights,
                       batch_loss, name="segmentation", epochs=cfg.seg_epochs, samples=cfg.seg_samples, cfg=cfg,
-                      gen=gen, progress=progress, validate=validate if cfg.epoch_validation and is_main() else None,
+                      gen=gen, progress=progress, fit=fit, validate=validate if cfg.epoch_validation and is_main() else None,
                       history=prep.history["segmentation"])
     if lineage:
         info["initialised_from"] = lineage
+    if extra is not None:
+        info["corrections"] = extra.card_entry()
     return model.eval(), seg_cfg, info
 
 
@@ -121,6 +172,8 @@ def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dic
         raise TrainError(f"--init-from {src} has a {parent_cfg.encoder} encoder, this run a {cfg.encoder} one.")
     model.load_state_dict(parent.state_dict())
     seg = card.segmentation
+    last = seg.data.get("train_config")  # a two-stage parent records its last stage's settings here
     return {"folder": str(src), "version": card.version, "sha256": card.file_sha256(SEG_FILE),
-            "train_config": card.train_config or None, "config": seg.config or None,
-            "training_seconds": seg.training_seconds, "initialised_from": seg.initialised_from}
+            "train_config": (last if isinstance(last, dict) else card.train_config) or None, "config": seg.config or None,
+            "training_seconds": seg.training_seconds, "images_per_second": seg.data.get("images_per_second"),
+            "initialised_from": seg.initialised_from}

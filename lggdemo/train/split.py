@@ -23,7 +23,13 @@ class Split:
 
 
 def patient_split(index: DatasetIndex, val_fraction: float, seed: int) -> Split:
-    """Patients (never slices) into train/val, stratified by grade (unknown grade is its own stratum)."""
+    """Patients (never slices) into train/val, stratified by grade (unknown grade is its own stratum).
+
+    ``val_fraction`` 0 trains on every patient (no validation patients): for weights whose estimate is the
+    cross-validation of their recipe rather than one split.
+    """
+    if val_fraction == 0 and index.patient_ids:
+        return Split(tuple(sorted(index.patient_ids)), (), seed)
     if len(index.patient_ids) < 4:
         raise TrainError(f"Only {len(index.patient_ids)} patients: at least 4 are needed for a patient-level split.")
     rng = np.random.default_rng(seed)

@@ -334,3 +334,42 @@ def test_the_operator_unlocks_with_the_password_and_may_act(monkeypatch: pytest.
     _button(page, "Activate this run").click()
     page.run()
     assert weights.active_dir() == first.path.resolve()
+
+
+def test_the_train_page_draws_the_grade_reliability_and_says_why_a_number_is_shown(tiny_weights: Path,
+                                                                                   tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    def oof(lo: float) -> dict:
+        bins = [{"predicted": 0.3, "observed": 0.35, "n": 40}, {"predicted": 0.7, "observed": 0.6, "n": 47}]
+        return {"model": {"auc": {"value": 0.68, "ci95": [lo, 0.79], "n": 87}, "reliability_bins": bins},
+                "age_only": {"auc": {"value": 0.5, "ci95": [0.38, 0.62], "n": 87},
+                             "reliability_bins": [{"predicted": 0.55, "observed": 0.55, "n": 87}]}}
+
+    folder = tmp_path / "oof-run"
+    shutil.copytree(tiny_weights, folder)
+    card = weights.read_card(folder)
+    card["grade"]["out_of_fold"] = oof(0.57)
+    card["grade"]["calibration"] = {"a": 0.8, "b": 0.05, "n": 87}
+    (folder / weights.CARD_FILE).write_text(json.dumps(card))
+    weights.set_active(folder)
+    at = _page()
+    charts = at.get("plotly_chart")
+    assert charts and any("Reliability of P(G3)" in c.proto.spec for c in charts)
+    assert any("P(G3) is shown because the grade model's out-of-fold AUC (0.68 (95% CI 0.57–0.79)" in c.value
+               and "Platt-calibrated" in c.value for c in at.caption)
+    card["grade"]["out_of_fold"] = oof(0.45)
+    (folder / weights.CARD_FILE).write_text(json.dumps(card))
+    at = _page()
+    assert any("did no better than chance (out-of-fold AUC 0.68, 95% CI 0.45–0.79), so no per-patient probability "
+               "is shown" in c.value for c in at.caption)
+    weights.set_active(None)
+
+
+def test_curves_draw_a_second_unet_stage_after_the_first() -> None:
+    from lggdemo.ui.train.page import _trained_fits
+
+    records = [{"phase": "stage 1", "epoch": 1}, {"phase": "stage 1", "epoch": 2}, {"phase": "cv fusion fold 1/2", "epoch": 1},
+               {"phase": "refine", "epoch": 1}, {"phase": "refine", "epoch": 2}]
+    assert [x for x, _ in _trained_fits(records, "epoch")] == [1, 2, 3, 4]

@@ -13,7 +13,8 @@ import torch
 
 from lggdemo.data.arrays import slice_arrays
 from lggdemo.data.kaggle import scan_dataset
-from lggdemo.evaluation.crossval import CrossValError, main, pool_folds, record, seg_recipe
+from lggdemo.evaluation.crossval import CrossValError, pool_folds, record, same_recipe, seg_recipe
+from lggdemo.evaluation.crossval_cli import main
 from lggdemo.metrics.segmentation import evaluate_segmentation
 from lggdemo.models.forward import predict_patient_masks, segment_slices
 from lggdemo.models.postprocess import patient_rule_text
@@ -127,3 +128,66 @@ def test_estimate_is_recorded_only_in_weights_of_the_same_recipe(fold_runs: list
     before = (other / "model_card.json").read_bytes()
     assert main([str(d) for d in fold_runs] + ["--record-in", str(other)]) == 2
     assert (other / "model_card.json").read_bytes() == before  # refused, and the card is untouched
+
+
+def test_pooling_adds_area_bins_and_each_folds_time_and_throughput(fold_runs: list[Path]) -> None:
+    cards = [read_card(d) for d in fold_runs]
+    pooled = pool_folds(cards)
+    bins = [c["segmentation"]["tumour_slice_dice_by_area"] for c in cards]
+    for name, b in pooled["tumour_slice_dice_by_area"].items():
+        parts = [f[name] for f in bins if name in f]
+        assert b["n"] == sum(p["n"] for p in parts)
+        assert b["dice"] == pytest.approx(sum(p["dice"] * p["n"] for p in parts) / b["n"])
+    assert sum(b["n"] for b in pooled["tumour_slice_dice_by_area"].values()) == pooled["metrics"]["tumour_slice_dice"]["n"]
+    for f, c in zip(pooled["folds"], cards):
+        (stage,) = f["stages"]  # the quick recipe is one stage
+        assert stage["unet_seconds"] == c["segmentation"]["training_seconds"] == f["unet_seconds"]
+        assert stage["images_per_second"] == c["segmentation"]["images_per_second"]
+        assert f["run_seconds"] == c["training_seconds"]
+    assert pooled["timing"]["unet_seconds_per_fold"] == [f["unet_seconds"] for f in pooled["folds"]]
+
+
+def test_card_files_pool_like_their_folders(fold_runs: list[Path], tmp_path: Path) -> None:
+    """Fold cards kept as JSON files (docs/experiments/cv21/C1-f0.json) are read like weights folders."""
+    files = []
+    for i, d in enumerate(fold_runs):
+        files.append(tmp_path / f"C9-f{i}.json")
+        files[-1].write_text((d / "model_card.json").read_text())
+    assert main([str(f) for f in files] + ["--name", "C9", "--json", str(tmp_path / "C9.json")]) == 0
+    pooled = json.loads((tmp_path / "C9.json").read_text())
+    assert pooled["candidate"] == "C9"
+    assert pooled["metrics"] == pool_folds([read_card(d) for d in fold_runs])["metrics"]
+
+
+def test_stage_times_of_an_older_two_stage_card_come_from_its_lineage() -> None:
+    """Cards written before the lineage kept images/s (the protocol's runner) get it from the stage's config."""
+    card = {"train_config": {"preset": "refine", "seg_epochs": 2, "seg_samples": 40, "batch_size": 16},
+            "segmentation": {"trained_in_this_run": True, "training_seconds": 8.0, "images_per_second": 8.0,
+                             "initialised_from": {"train_config": {"preset": "full", "seg_epochs": 3, "seg_samples": 40,
+                                                                   "batch_size": 16}, "training_seconds": 12.0}}}
+    from lggdemo.evaluation.crossval import stage_timing
+
+    first, second = stage_timing(card)
+    assert (first["preset"], first["unet_seconds"], first["images_per_second"]) == ("full", 12.0, 3 * 32 / 12.0)
+    assert (second["preset"], second["images_per_second"]) == ("refine", 8.0)
+
+
+def test_in_process_stages_are_the_same_recipe_as_the_init_from_chain(synthetic_root: Path, tmp_path: Path) -> None:
+    """``refine_epochs`` (the bundled preset's two stages in one run) trains what ``--preset refine --init-from``
+    trains after a first run: the same recipe to cross-validation, and the same U-Net, weight for weight."""
+    common = dict(TINY, fold=(0, 2), epoch_validation=False)
+    first = tmp_path / "stage1"
+    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(first), **common))
+    chained = tmp_path / "chain"
+    run(TrainConfig.from_preset("refine", data=str(synthetic_root), out=str(chained), init_from=str(first),
+                                **{**common, "folds": 4}))
+    one_run = tmp_path / "one-run"
+    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(one_run), refine_epochs=1, **common))
+    a, b = seg_recipe(read_card(chained)), seg_recipe(read_card(one_run))
+    assert [s["preset"] for s in a] == ["quick", "refine"] and [s["preset"] for s in b] == ["quick", "quick"]
+    assert [(s["lr"], s["slice_dice"]) for s in b] == [(1e-3, False), (3e-4, True)]
+    assert same_recipe(a, b)
+    assert not same_recipe(a, [a[0], {**a[1], "seg_epochs": 2}])
+    x, y = load_segmentation(chained)[0].state_dict(), load_segmentation(one_run)[0].state_dict()
+    assert all(torch.equal(x[k], y[k]) for k in x)
+    assert read_card(chained)["segmentation"]["per_patient_dice"] == read_card(one_run)["segmentation"]["per_patient_dice"]

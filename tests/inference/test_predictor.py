@@ -193,6 +193,20 @@ def test_reports_carry_the_probability_when_the_card_shows_the_model_beats_chanc
     assert doc["slices"][0]["slice_p_g3"] == pytest.approx(result.slices[0].grade_prob, abs=1e-4)
 
 
+def test_reports_carry_the_calibrated_probability_when_the_out_of_fold_auc_beats_chance(
+        predictor: Predictor, slices: list[np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    card = json.loads(json.dumps(predictor.card))  # its validation AUC interval reaches 0.5: the out-of-fold one decides
+    card["grade"]["out_of_fold"] = {"model": {"auc": {"value": 0.7, "ci95": [0.58, 0.81], "n": 87}}}
+    card["grade"]["calibration"] = {"a": 0.4, "b": 0.1, "n": 87}
+    monkeypatch.setattr(predictor, "card", card)
+    result = predictor.predict(slices[:1], Clinical(50.0, "male"))
+    expect = 1 / (1 + np.exp(-(0.4 * result.grade.logit + 0.1)))
+    assert result.grade.shown_p_g3 == pytest.approx(expect)
+    doc = json.loads(slice_report_json(result))
+    assert doc["p_g3"] == pytest.approx(expect, abs=1e-4) and doc["raw_score"] == pytest.approx(result.grade.raw_score, abs=1e-4)
+    assert doc["slices"][0]["slice_p_g3"] is None  # a slice's raw output is not what the calibration was fitted on
+
+
 def test_card_metric_reads_defensively() -> None:
     card = {"grade": {"metrics": {"auc": {"value": 0.7, "ci95": [0.6, 0.8], "n": 30, "definition": "d"},
                                   "bad": {"value": "x"}, "nan": {"value": float("nan")}}}}

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from lggdemo.metrics.bootstrap import bootstrap_ci
+from lggdemo.metrics.calibration import Platt
 from lggdemo.metrics.grade import (
     accuracy,
     balanced_accuracy,
     brier,
+    cross_fitted_platt,
+    fit_platt,
     log_loss_g3,
     reliability_bins,
     roc_auc,
@@ -98,3 +101,31 @@ def test_reliability_bins_count_every_patient_in_sklearn_bins() -> None:
     edge = next(b for b in bins if b["predicted"] == pytest.approx(0.4))
     assert edge["n"] == 2 and edge["observed"] == pytest.approx(0.5)
     assert [b["predicted"] for b in bins] == sorted(b["predicted"] for b in bins)
+
+
+def test_platt_is_sklearns_logistic_regression_on_the_logit() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    z, y = np.array([-2.0, -1.0, -0.5, 0.2, 0.4, 1.0, 1.5, 3.0]), np.array([0, 0, 1, 0, 1, 1, 0, 1])
+    platt = fit_platt(z, y)
+    ref = LogisticRegression().fit(z[:, None], y)
+    assert platt.apply(z) == pytest.approx(ref.predict_proba(z[:, None])[:, 1])
+    assert Platt.from_dict(platt.to_dict()) == platt
+    assert Platt.from_dict({"a": "x", "b": 0, "n": 3}) is None and Platt.from_dict(None) is None
+    with pytest.raises(ValueError, match="both grades"):
+        fit_platt(z[:3], [0, 0, 0])
+
+
+def test_cross_fitted_platt_never_scores_a_group_with_its_own_fit() -> None:
+    """Each group's calibrated values come from a Platt fitted on the other groups only: changing a group's own
+    labels leaves them exactly as they were."""
+    rng = np.random.default_rng(1)
+    z, y, g = rng.normal(size=30), np.arange(30) % 2, np.arange(30) % 3
+    before = cross_fitted_platt(z, y, g)
+    y2 = y.copy()
+    y2[g == 1] = 1 - y2[g == 1]
+    after = cross_fitted_platt(z, y2, g)
+    assert np.array_equal(before[g == 1], after[g == 1])
+    assert not np.allclose(before[g != 1], after[g != 1])
+    held = g == 0
+    assert before[held] == pytest.approx(fit_platt(z[~held], y[~held]).apply(z[held]))

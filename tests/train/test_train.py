@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from lggdemo.data.kaggle import scan_dataset
-from lggdemo.inference.grade import base_rate_g3
+from lggdemo.inference.grade import base_rate_g3, grade_verdict
 from lggdemo.models.networks import GradeConfig, build_grade
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card, sha256_file
@@ -280,6 +281,37 @@ def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Pat
     assert result["grade"]["metrics"]["auc"]["n"] == sum(index.clinical_for(p).grade is not None for p in index.patient_ids)
     bins = result["segmentation"]["tumour_slice_dice_by_area"]
     assert sum(b["n"] for b in bins.values()) == result["segmentation"]["metrics"]["tumour_slice_dice"]["n"]
+    # what the app would state per patient: this card withholds the number, so the base rate, beside the raw score
+    card = read_card(tiny_weights)
+    assert grade_verdict(card).informative is False
+    shown = result["grade"]["shown"]
+    for pid, row in shown["per_patient"].items():
+        assert (row["shown_p_g3"], row["shown_as"]) == (card["grade"]["base_rate_g3"]["value"], "base rate")
+        assert row["raw_score"] == pytest.approx(result["grade"]["per_patient_p_g3"][pid])
+    assert shown["shown_p_g3"]["n"] == len(shown["per_patient"]) and "brier" in shown["raw_score"]
+    assert shown["base_rate"]["brier"] == pytest.approx(shown["shown_p_g3"]["brier"])  # withheld: it *is* the base rate
+
+
+def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(tiny_weights: Path, synthetic_root: Path,
+                                                                           tmp_path: Path) -> None:
+    weights = tmp_path / "calibrated"
+    shutil.copytree(tiny_weights, weights)
+    card = read_card(weights)
+    card["grade"]["out_of_fold"] = {"model": {"auc": {"value": 0.8, "ci95": [0.7, 0.9], "n": 12}}}
+    card["grade"]["calibration"] = {"a": 0.5, "b": -0.25, "n": 12}
+    (weights / "model_card.json").write_text(json.dumps(card))
+    out = tmp_path / "eval.json"
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+                          str(weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())["grade"]["shown"]["per_patient"]
+    assert rows
+    for row in rows.values():
+        logit = np.log(row["raw_score"] / (1 - row["raw_score"]))
+        assert row["shown_as"] == "calibrated"
+        assert row["shown_p_g3"] == pytest.approx(1 / (1 + np.exp(-(0.5 * logit - 0.25))), abs=1e-6)
+    assert "what the app states" in res.stdout
 
 
 def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
@@ -291,3 +323,55 @@ def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, syn
     card = read_card(tiny_weights)
     assert set(json.loads(out.read_text())["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
     assert "true tumour" in res.stdout
+
+
+def test_bundled_preset_is_the_protocols_candidate_c1_on_every_patient() -> None:
+    """Until the protocol has run, the one-command recipe is its candidate C1 (selection-rule.txt, 2026-12-02)."""
+    cfg = TrainConfig.from_preset("bundled")
+    assert cfg.problems() == []
+    assert (cfg.precision, cfg.image_size, cfg.seg_epochs, cfg.refine_epochs, cfg.seg_samples, cfg.batch_size) == \
+        ("bf16", 128, 31, 13, 1200, 16)
+    assert (cfg.val_fraction, cfg.fold, cfg.task) == (0.0, None, "all")
+    full = TrainConfig.from_preset("full")
+    assert (cfg.grade_image_size, cfg.grade_epochs, cfg.grade_samples, cfg.lr) == \
+        (full.grade_image_size, full.grade_epochs, full.grade_samples, full.lr)
+    stage2 = cfg.refine_stage()
+    refine = TrainConfig.from_preset("refine", init_from="x")
+    assert (stage2.seg_epochs, stage2.lr, stage2.slice_dice, stage2.refine_epochs) == (13, refine.lr, True, 0)
+    assert TrainConfig.from_preset("bundled", val_fraction=-0.1).problems() == [
+        "Validation fraction must be at least 0 and below 0.9."]
+
+
+def test_bundled_preset_config_quick_phantom_run(synthetic_root: Path, tmp_path: Path) -> None:
+    """The bundled preset's own config (bf16, two U-Net stages, grade, every patient) on the phantoms, with tiny
+    sizes and epochs: one command writes a complete folder that the app and the evaluator take as it is."""
+    from lggdemo.evaluation.crossval import seg_recipe
+    from lggdemo.evaluation.evaluate import main as evaluate
+    from lggdemo.inference.examples import example_patients
+    from lggdemo.inference.predictor import Predictor
+
+    out = tmp_path / "bundled"
+    events: list[dict] = []
+    run(TrainConfig.from_preset("bundled", data=str(synthetic_root), out=str(out), image_size=32, grade_image_size=32,
+                                seg_epochs=1, refine_epochs=1, grade_epochs=1, seg_samples=16, grade_samples=16,
+                                batch_size=8, threads=1), [events.append])
+    assert is_complete(out)
+    card = read_card(out)
+    index = scan_dataset(synthetic_root)
+    assert card["split"]["train"] == sorted(index.patient_ids) and card["split"]["val"] == []
+    assert card["train_config"]["precision"] == "bf16" and card["train_config"]["preset"] == "bundled"
+    stages = seg_recipe(card)
+    assert [(s["seg_epochs"], s["lr"], s["slice_dice"], s["precision"]) for s in stages] == \
+        [(1, 1e-3, False, "bf16"), (1, 3e-4, True, "bf16")]
+    seg, grade = card["segmentation"], card["grade"]
+    assert seg["initialised_from"]["in_process"] and seg["initialised_from"]["images_per_second"] > 0
+    assert seg["images_per_second"] > 0 and grade["trained_in_this_run"]
+    for section in (seg, grade):  # no validation patients: no held-out numbers, and the card says why
+        assert "cross-validation" in section["held_out_metrics"] and not section.get("metrics")
+    assert grade["base_rate_g3"]["n"] == sum(index.clinical_for(p).grade is not None for p in index.patient_ids)
+    fits = [(e["phase"], e["fit"], e["fits"]) for e in events if e["event"] == "epoch" and e["model"] == "segmentation"]
+    assert fits == [("stage 1", 0, 2), ("refine", 1, 2)]
+    predictor = Predictor.from_directory(out, "cpu")
+    assert "records no AUC" in predictor.grade_verdict.sentence
+    assert example_patients(index, card) == list(index.patient_ids)
+    assert evaluate(["--data", str(synthetic_root), "--weights", str(out), "--split", "val"]) == 2

@@ -21,11 +21,11 @@ import streamlit as st
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data.kaggle import DatasetError
 from lggdemo.inference.examples import example_patients, seen_label, seen_label_for_name
+from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import Predictor
 from lggdemo.inference.reports import patient_report_csv, patient_report_json, patient_row
 from lggdemo.inference.wholepatient import VolumePrediction, predict_volume
 from lggdemo.metrics.segmentation import dice
-from lggdemo.models.card import card_metric
 from lggdemo.models.preprocess import ClinicalInputError
 from lggdemo.patient.exporters import ExportError, mask_bytes
 from lggdemo.patient.readers import PatientSource, open_files
@@ -33,6 +33,7 @@ from lggdemo.patient.readers.kaggle import index_volume
 from lggdemo.patient.readers.nifti import stem
 from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.dataset import active_dataset
+from lggdemo.ui.predict.correct import render_patient_correction
 from lggdemo.ui.predict.shared import (
     SEX_OPTIONS,
     active_card,
@@ -187,13 +188,17 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
         st.warning(result.grade.note or "No grade.")
     else:
         render_grade_value(result.grade, "patient_grade_chart")
-        auc = card_metric(predictor.card, "grade", "auc")
-        base = card_metric(predictor.card, "grade", "age_baseline_auc")
-        st.caption(f"Grade AUC on the card's validation patients: {auc.text() if auc else 'n/a'}; age-only baseline: "
-                   f"{base.text() if base else 'n/a'}.")
-        st.warning(PAGE_GRADE_CAVEAT + " " + NOT_FOR_DIAGNOSIS)
+        ev = grade_evidence(predictor.card)
+        st.caption(f"Grade AUC ({ev.where}): {ev.auc.text() if ev.auc else 'n/a'}; age alone: "
+                   f"{ev.age_only.text() if ev.age_only else 'n/a'}.")
+        caveat = CALIBRATED_GRADE_CAVEAT if result.grade.calibration is not None else PAGE_GRADE_CAVEAT
+        st.warning(caveat + " " + NOT_FOR_DIAGNOSIS)
 
 
+#: Beside a calibrated P(G3): what calibration on the cross-validation's patients does and does not promise.
+CALIBRATED_GRADE_CAVEAT = ("P(G3) is Platt-calibrated on out-of-fold predictions of the training cohort: on patients "
+                           "like those it is as reliable as the Train page's reliability diagram shows; other "
+                           "scanners or cohorts may shift it.")
 #: The reports' caveat (``inference.grade.GRADE_CAVEAT``) names JSON fields; the page says the same in words.
 PAGE_GRADE_CAVEAT = ("The grade score is the model's output, not a calibrated probability: compare the card's grade AUC "
                      "with its age-only baseline (and their wide intervals) before reading anything into it.")
@@ -294,6 +299,8 @@ def render_patient_mode(predictor: Predictor) -> None:
     token = st.session_state.get("patient_token")
     idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
     _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
+    render_patient_correction(volume, result, idx - 1, st.session_state.get("patient_channel", CHANNELS[1]),
+                              (token, predictor.version), str(predictor.card.get("version", "?")), clinical)
     st.caption("The lesson below takes this slice on its own (2D clean-up only); the whole-patient mask above also "
                "keeps only the largest 3D tumour component.")
     render_slice_lesson(volume.slices[idx - 1], None if volume.truth is None else volume.truth[idx - 1], predictor,

@@ -22,10 +22,12 @@ from lggdemo.data.imageio import UploadBatch, read_uploads
 from lggdemo.data.kaggle import Clinical, DatasetError
 from lggdemo.inference.examples import example_case, seen_label_for_name
 from lggdemo.inference.gradcam import CamResult, slice_cams
+from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import InputError, PredictionResult, Predictor
 from lggdemo.inference.reports import slice_report_csv, slice_report_json
 from lggdemo.models.card import card_metric
 from lggdemo.models.weights import WeightsError
+from lggdemo.ui.predict.correct import render_slice_correction
 from lggdemo.ui.predict.shared import (
     SEX_OPTIONS,
     active_card,
@@ -142,18 +144,16 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
     with col_fig:
         render_grade_value(result.grade, "predict_grade_chart")
     with col_card:
-        auc = card_metric(predictor.card, "grade", "auc")
-        base = card_metric(predictor.card, "grade", "age_baseline_auc")
+        ev = grade_evidence(predictor.card)
         bal = card_metric(predictor.card, "grade", "balanced_accuracy")
         st.markdown(
-            f"**How good is this model?** (model card `{predictor.card.get('version', 'n/a')}`, "
-            "validation patients)\n\n"
-            f"- Grade AUC: **{auc.text() if auc else 'n/a'}**\n"
-            f"- Age-only baseline AUC: **{base.text() if base else 'n/a'}**\n"
-            f"- Balanced accuracy: {bal.text() if bal else 'n/a'}"
+            f"**How good is this model?** (model card `{predictor.card.get('version', 'n/a')}`, {ev.where})\n\n"
+            f"- Grade AUC: **{ev.auc.text() if ev.auc else 'n/a'}**\n"
+            f"- Age-only baseline AUC: **{ev.age_only.text() if ev.age_only else 'n/a'}**\n"
+            f"- Balanced accuracy (validation patients): {bal.text() if bal else 'n/a'}"
         )
-        if auc and base and auc.value <= base.value:
-            st.caption("The image model does not beat age alone on the validation patients.")
+        if ev.auc and ev.age_only and ev.auc.value <= ev.age_only.value:
+            st.caption(f"The image model does not beat age alone ({ev.where}).")
         st.warning("This is **not a diagnosis**. " + NOT_FOR_DIAGNOSIS)
 
 
@@ -226,12 +226,13 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
             seen = _seen_text(predictor, sl.name)
             if seen:
                 st.caption(f"Dice on a {seen}.")
-        if sl.grade_prob is not None and result.grade.withheld is None:
+        if sl.grade_prob is not None and result.grade.shows_slice_p_g3:
             st.metric("This slice's P(G3)", f"{sl.grade_prob:.0%}")
         render_mask_quality(predictor)
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),
                            file_name=f"{sl.name.rsplit('.', 1)[0]}_predicted_mask.png", mime="image/png",
                            key="predict_dl_mask", on_click="ignore")
+    render_slice_correction(sl, src, predictor, idx, channel, result.clinical)
     for col, c in zip(st.columns(3), range(3), strict=True):
         col.image(channel_rgb(src.image, c), caption=CHANNELS[c], width="stretch")
 

@@ -17,9 +17,12 @@ import pandas as pd
 import streamlit as st
 
 from lggdemo import jobs
+from lggdemo.inference.grade import grade_verdict
 from lggdemo.models import weights
 from lggdemo.models.card import ModelCard
 from lggdemo.ui.access import can_manage, locked_hint
+from lggdemo.ui.train.finetune import render_fine_tune_compare
+from lggdemo.viz.reliability import reliability_figure
 
 #: Seconds between refreshes of the Train page's curves and log.
 PAGE_REFRESH_S = 2.0
@@ -121,21 +124,21 @@ def curves_figure(progress: jobs.Progress) -> Any:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Validation metrics"))
     palette = {"segmentation": "#1f77b4", "grade": "#d62728"}
     for model in progress.models or sorted({h.get("model", "") for h in progress.history}):
-        steps = [s for s in progress.steps_history if s["model"] == model and s.get("phase") in (None, "final")]
+        steps = _trained_fits([s for s in progress.steps_history if s["model"] == model], "x")
         if steps:
-            fig.add_trace(go.Scatter(x=[s["x"] for s in steps], y=[s["loss"] for s in steps], mode="lines",
+            fig.add_trace(go.Scatter(x=[x for x, _ in steps], y=[s["loss"] for _, s in steps], mode="lines",
                                      name=f"{model} (steps)", line={"color": palette.get(model), "width": 1},
                                      opacity=0.5), row=1, col=1)  # fmt: skip
-        epochs = [h for h in progress.history if h.get("model") == model and h.get("phase") in (None, "final")]
+        epochs = _trained_fits([h for h in progress.history if h.get("model") == model], "epoch")
         if epochs:
-            fig.add_trace(go.Scatter(x=[h["epoch"] for h in epochs], y=[h.get("train_loss") for h in epochs],
+            fig.add_trace(go.Scatter(x=[x for x, _ in epochs], y=[h.get("train_loss") for _, h in epochs],
                                      mode="lines+markers", name=f"{model} (epoch mean)",
                                      line={"color": palette.get(model)}), row=1, col=1)  # fmt: skip
-        metrics = sorted({k for h in epochs for k, v in (h.get("val") or {}).items() if isinstance(v, (int, float))})
+        metrics = sorted({k for _, h in epochs for k, v in (h.get("val") or {}).items() if isinstance(v, (int, float))})
         for i, metric in enumerate(metrics):
             pts = [
-                (h["epoch"], h["val"][metric])
-                for h in epochs
+                (x, h["val"][metric])
+                for x, h in epochs
                 if isinstance((h.get("val") or {}).get(metric), (int, float))
             ]
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
@@ -146,6 +149,22 @@ def curves_figure(progress: jobs.Progress) -> Any:
     fig.update_xaxes(title_text="epoch", row=1, col=2)
     fig.update_layout(height=340, margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+def _trained_fits(records: list[dict[str, Any]], key: str) -> list[tuple[float, dict[str, Any]]]:
+    """(x, record) of the fits that make the model (cross-validation fits left out), one stage after another:
+    a run's second U-Net stage (``refine``) counts its epochs from 1 again, so it is drawn after the first."""
+    out: list[tuple[float, dict[str, Any]]] = []
+    offset, span, phase = 0.0, 0.0, None
+    for r in records:
+        p = r.get("phase")
+        if isinstance(p, str) and p.startswith("cv "):
+            continue
+        if p != phase:
+            offset, span, phase = offset + span, 0.0, p
+        span = max(span, float(r[key]))
+        out.append((offset + float(r[key]), r))
+    return out
 
 
 def _metric_value(value: Any) -> float | None:
@@ -198,6 +217,20 @@ def processes_text(card: ModelCard) -> str | None:
             f"{d.get('per_rank_batch_size', '?')} slices per process per step).")
 
 
+def render_grade_reliability(card: ModelCard) -> None:
+    """The grade's reliability diagram (model and age alone, out of fold) and one sentence: why a number is or is
+    not shown on Predict (``inference.grade.grade_verdict``, the rule Predict itself follows)."""
+    oof = card.grade.out_of_fold
+    verdict = grade_verdict(card)
+    if not oof:
+        st.caption(f"**Grade:** {verdict.reason or verdict.sentence}")
+        return
+    series = {"model": (oof.get("model") or {}).get("reliability_bins") or [],
+              "age alone": (oof.get("age_only") or {}).get("reliability_bins") or []}
+    st.plotly_chart(reliability_figure(series), width="stretch", key="lgg_grade_reliability")
+    st.caption(f"**Grade:** {verdict.reason}")
+
+
 def render_active_weights() -> None:
     """Which weights the app uses now, and the button that always brings the bundled ones back."""
     active = weights.active_weights()
@@ -217,6 +250,8 @@ def render_active_weights() -> None:
         values = flat_metrics(card.metrics())
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))
+        if card.has_model("grade"):
+            render_grade_reliability(card)
     if st.button("Restore bundled weights", disabled=bundled or not can_manage(), key="lgg_restore_bundled",
                  help="Point the app back at the weights shipped in weights/.") and can_manage():  # fmt: skip
         try:
@@ -326,6 +361,7 @@ def render_history() -> None:
                 st.rerun()
     if not run.complete and run.state != "running":
         st.caption("This run's folder is not a complete weights folder, so it cannot be activated.")
+    render_fine_tune_compare(run)
     card = run.card()
     with st.expander("Model card", expanded=False):
         if card:

@@ -10,13 +10,16 @@ small fragment notices a run started from another tab. The form's fields come fr
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
 
 from lggdemo import jobs
+from lggdemo.corrections import corrections_dir, usable_corrections
 from lggdemo.data.kaggle import DatasetError
 from lggdemo.device import available_devices
+from lggdemo.models import weights
 from lggdemo.train.config import OPTIONS
 from lggdemo.ui.access import can_manage, locked_hint, render_operator_section
 from lggdemo.ui.dataset import active_dataset, describe_choice
@@ -30,6 +33,9 @@ PRESET_HELP = {
     "quick": "quick: a few minutes on a CPU, enough to watch the loss fall.",
     "full": ("full: stage 1 of the bundled weights (much longer; cross-validates the grade model). Their second "
              "stage, refine, runs from the command line: see weights/README.md."),
+    "bundled": ("bundled: the shipped recipe in one long run (both U-Net stages, then the grade model) on every "
+                "patient, so the run itself reports no held-out numbers: its estimate is the recipe's "
+                "cross-validation (see weights/README.md)."),
 }
 
 
@@ -131,6 +137,11 @@ def _settings_form(*, running: bool) -> None:
         _number_input("epochs", _FIELDS["epochs"])
         _number_input("image_size", _FIELDS["image_size"], unit="px")
         st.selectbox("Device", devices, format_func=DEVICE_LABELS.__getitem__, key=_FIELDS["device"])
+        n = len(usable_corrections())
+        st.checkbox(f"Fine-tune the active weights with my {n} correction(s)", key=_FINE_TUNE, disabled=n == 0,
+                    help=FINE_TUNE_HELP if n else "Save corrections first: on Predict, **Correct this mask**, then "
+                                                   "**Save as a training example**.")
+        _number_input("corrections_weight", _FIELDS["corrections_weight"])
         where = f" — `{choice.root}`" if choice is not None and not choice.synthetic else ""
         st.caption(f"Dataset: {described}{where}" if described else "Dataset: none")
         st.form_submit_button("Start training", type="primary", disabled=running, on_click=_record_start_click)
@@ -140,7 +151,13 @@ def _settings_form(*, running: bool) -> None:
 
 #: The form's widget keys, by TrainSettings field.
 _FIELDS = {"task": "lgg_train_task", "preset": "lgg_train_preset", "epochs": "lgg_train_epochs",
-           "image_size": "lgg_train_size", "device": "lgg_train_device"}
+           "image_size": "lgg_train_size", "device": "lgg_train_device", "corrections_weight": "lgg_train_corr_weight"}
+_FINE_TUNE = "lgg_train_fine_tune"
+FINE_TUNE_HELP = ("Continues the active U-Net (the trainer's --init-from) on the dataset plus the corrections saved "
+                  "on Predict (--corrections), each drawn more often than a tumour slice (the weight below), with the "
+                  "refine preset's lower learning rate. Models and Preset above are then ignored: the U-Net is "
+                  "trained, the grade model copied. Validation patients stay the active weights' own; the Train "
+                  "page compares before and after on the corrected slices and on those patients.")
 _START_CLICKED = "lgg_train_start_clicked"
 _MY_RUNS = "lgg_train_my_runs"
 
@@ -153,12 +170,17 @@ def _form_settings() -> jobs.TrainSettings:
     """The settings the form holds (committed to the session state by its submit)."""
     values = {name: st.session_state.get(key) for name, key in _FIELDS.items()}
     defaults = jobs.TrainSettings()
-    return jobs.TrainSettings(
+    settings = jobs.TrainSettings(
         task=values["task"] or defaults.task, preset=values["preset"] or defaults.preset,
         epochs=None if values["epochs"] is None else int(values["epochs"]),
         image_size=None if values["image_size"] is None else int(values["image_size"]),
         device=values["device"] or defaults.device,
+        corrections_weight=None if values["corrections_weight"] is None else int(values["corrections_weight"]),
     )  # fmt: skip
+    if st.session_state.get(_FINE_TUNE):
+        settings = replace(settings, task="seg", preset="refine", init_from=str(weights.active_dir()),
+                           corrections=str(corrections_dir()))
+    return settings
 
 
 def busy_text(run: jobs.RunInfo, *, mine: bool) -> str:
@@ -199,7 +221,9 @@ def _answer_start_click() -> None:
         st.error(f"Not started: {exc}")
         return
     mine.append(run.name)
-    if choice is not None and choice.synthetic:
+    if run.settings.get("corrections"):
+        flash("info", f"Run {run.name} started: fine-tuning the active weights with the saved corrections.", "sidebar")
+    elif choice is not None and choice.synthetic:
         flash("info", f"Run {run.name} started on the synthetic phantoms (not patient data).", "sidebar")
     else:
         flash("info", f"Run {run.name} started.", "sidebar")
