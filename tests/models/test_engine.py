@@ -31,6 +31,7 @@ from lggdemo.models.engine import (
     load_engine,
 )
 from lggdemo.models.engine import export as onnx_export
+from lggdemo.models.engine.base import threads_phrase
 from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
 from lggdemo.patient.readers.kaggle import index_volume
 
@@ -69,7 +70,8 @@ def _compare_patients(engines: dict[str, Predictor], root: Path, limit: int | No
         assert abs(onnx.grade.raw_score - ref.grade.raw_score) <= 1e-4, pid
         assert abs(onnx.tumour_voxels - ref.tumour_voxels) <= max(1, ref.tumour_voxels // 10000), pid
         np.testing.assert_allclose(onnx.probability.astype(np.float32), ref.probability.astype(np.float32), atol=1e-3)
-        assert onnx.device == "CPU, ONNX Runtime, " f"{torch.get_num_threads()} threads" and "PyTorch" in ref.device
+        assert onnx.device == f"CPU, ONNX Runtime, {threads_phrase(engines['onnx'].engine.threads)}"
+        assert "PyTorch" in ref.device
         checked.append(pid)
     return checked
 

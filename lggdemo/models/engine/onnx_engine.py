@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lggdemo.models.engine.base import EngineError, cpu_threads
+from lggdemo.models.engine.base import EngineError, cpu_threads, threads_phrase
 
 
 def session_options(threads: int) -> Any:
@@ -84,7 +84,7 @@ class OnnxEngine:
 
     @property
     def description(self) -> str:
-        return f"CPU, ONNX Runtime, {self.threads} threads"
+        return f"CPU, ONNX Runtime, {threads_phrase(self.threads)}"
 
     def serialised(self) -> AbstractContextManager[object]:
         return nullcontext()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lggdemo.device import describe
-from lggdemo.models.engine.base import EngineError
+from lggdemo.models.engine.base import EngineError, threads_phrase
 from lggdemo.models.engine.locks import MODEL_LOCK
 
 
@@ -40,7 +40,7 @@ class TorchEngine:
     def description(self) -> str:
         """Where it runs, e.g. "CPU, PyTorch, 2 threads" or "CUDA GPU (…), PyTorch"."""
         if self.device.type == "cpu":
-            return f"CPU, PyTorch, {torch.get_num_threads()} threads"
+            return f"CPU, PyTorch, {threads_phrase(torch.get_num_threads())}"
         return f"{describe(self.device)}, PyTorch"
 
     def serialised(self) -> AbstractContextManager[object]:
