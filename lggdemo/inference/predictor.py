@@ -39,8 +39,8 @@ from lggdemo.models.engine.onnx_engine import return_freed_memory
 from lggdemo.models.forward import grade_slice_logits, segment_slices
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, grade_config_from_dict, seg_config_from_dict
 from lggdemo.models.preprocess import (
-    BACKGROUND_LEVEL,
     ClinicalInputError,
+    head_pixels,
     validate_clinical,
 )
 from lggdemo.models.weights import (
@@ -64,7 +64,7 @@ class InputError(ValueError):
 
 def head_mask(image: np.ndarray) -> np.ndarray:
     """Head pixels of a slice: the same background rule as the normalisation in ``preprocess``."""
-    return np.asarray(image).max(axis=2) > BACKGROUND_LEVEL
+    return head_pixels(np.asarray(image))
 
 
 @dataclass(frozen=True)

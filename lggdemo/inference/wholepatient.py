@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from lggdemo.data.kaggle import Clinical
 from lggdemo.inference.grade import PatientGrade
@@ -64,7 +65,9 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
     for start in range(0, n, step):
         m, p = predictor.segment(images[start : start + step])
         masks.append(m)
-        probs.append(p.astype(np.float16))
+        # torch converts with the CPU's F16C instructions; numpy's float16 cast takes a slow path for the tiny
+        # probabilities of background pixels (0.4 s of a 3.5 s patient, measured).
+        probs.append(torch.from_numpy(np.ascontiguousarray(p, np.float32)).to(torch.float16).numpy())
         report(0.8 * min(n, start + step) / n, f"Segmenting slices {start + 1}–{min(n, start + step)} of {n}")
     raw = np.concatenate(masks)
     mask = keep_main_components_by_patient(raw, [volume.name] * n, min_fraction)  # the evaluator's rule, one patient

@@ -26,17 +26,29 @@ class ClinicalInputError(ValueError):
     """A clinical value outside what the model can take; the message is for the user."""
 
 
+def head_pixels(images: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 -> (...) bool: pixels brighter than the background in any channel (inside the head).
+
+    Two element-wise maxima rather than ``max(axis=-1)``: numpy reduces a 3-long last axis ten times slower.
+    """
+    return np.maximum(np.maximum(images[..., 0], images[..., 1]), images[..., 2]) > BACKGROUND_LEVEL
+
+
 def normalize_images(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, z-scored per slice and channel over head pixels.
 
-    Vectorised because training normalises every slice of the dataset once per run.
+    Vectorised because training normalises every slice of the dataset once per run, and the sums over head
+    pixels are matrix products (float32, BLAS) because this runs before every prediction too.
     """
-    x = images.astype(np.float32).transpose(0, 3, 1, 2)
-    head = (images.max(axis=3) > BACKGROUND_LEVEL)[:, None]  # (N, 1, H, W)
-    count = head.sum(axis=(2, 3), keepdims=True).clip(min=1)
-    mean = (x * head).sum(axis=(2, 3), keepdims=True) / count
-    var = (((x - mean) * head) ** 2).sum(axis=(2, 3), keepdims=True) / count
-    return np.clip((x - mean) / np.sqrt(var + 1.0), -6, 6).astype(np.float32)
+    n, h, w, c = images.shape
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n, c, h * w)
+    head = head_pixels(images).reshape(n, h * w, 1).astype(np.float32)
+    count = np.maximum(head.sum(axis=1, keepdims=True), 1.0)  # (N, 1, 1)
+    x -= (x @ head) / count  # centred on the head's mean
+    var = ((x * x) @ head) / count
+    x /= np.sqrt(var + 1.0)
+    np.clip(x, -6, 6, out=x)
+    return x.reshape(n, c, h, w)
 
 
 def prepare_images(images: list[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:

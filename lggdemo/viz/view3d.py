@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from scipy import ndimage
 
-from lggdemo.models.preprocess import BACKGROUND_LEVEL
+from lggdemo.models.preprocess import head_pixels
 
 #: Without a recorded spacing, slices are drawn this many pixels apart (kaggle_3m: ~0.5-1 mm pixels, 2.5-5 mm
 #: slices). Said on the figure.
@@ -48,7 +48,7 @@ def surface(mask: np.ndarray, spacing: tuple[float, float, float], *, level: flo
 
 def head_volume(slices: np.ndarray, downsample: int = HEAD_DOWNSAMPLE) -> np.ndarray:
     """(S, H, W, 3) uint8 -> (S, H/d, W/d) float32 head mask, holes filled and smoothed (values in [0, 1])."""
-    small = slices[:, ::downsample, ::downsample].max(axis=3) > BACKGROUND_LEVEL
+    small = head_pixels(slices[:, ::downsample, ::downsample])
     filled = np.stack([ndimage.binary_fill_holes(s) for s in small])
     return ndimage.gaussian_filter(filled.astype(np.float32), sigma=(0.7, 1.0, 1.0))
 
