@@ -19,6 +19,7 @@ from lggdemo.metrics.segmentation import dice, per_volume_dice
 from lggdemo.models.forward import predict_patient_masks, segment_slices
 from lggdemo.models.weights import WeightsError, load_card, load_segmentation
 from lggdemo.train.prepare import Prepared
+from lggdemo.train.scoring import scoring_engine
 
 #: A validation patient whose per-volume Dice fell by more than this is listed as worse after fine-tuning.
 WORSE_BY = 0.01
@@ -43,9 +44,12 @@ def fine_tune_report(parent_dir: Path, model: torch.nn.Module, seg_cfg: Any, pre
     except WeightsError as exc:
         return {"error": f"the parent U-Net could not be loaded for the comparison: {exc}"}
 
+    # Both U-Nets on the engine the app runs (as every other score the trainer writes).
+    parent_engine = scoring_engine(device, seg=parent, seg_size=parent_cfg.image_size)
+    new_engine = scoring_engine(device, seg=model, seg_size=seg_cfg.image_size)
     fixed = prep.corrections.arrays(256)
-    before = segment_slices(parent, parent_cfg, fixed.images, device)[0]
-    after = segment_slices(model, seg_cfg, fixed.images, device)[0]
+    before = segment_slices(parent_engine, parent_cfg, fixed.images)[0]
+    after = segment_slices(new_engine, seg_cfg, fixed.images)[0]
     slices = [{"id": cid, "patient": str(pid), "source_slice": src, "corrected_area_px": int(m.sum()),
                "before": round(dice(b, m), 4), "after": round(dice(a, m), 4),
                "before_area_px": int(b.sum()), "after_area_px": int(a.sum())}
@@ -56,7 +60,7 @@ def fine_tune_report(parent_dir: Path, model: torch.nn.Module, seg_cfg: Any, pre
     ids, truth = prep.arrays_256.patient_ids[sel], prep.arrays_256.masks[sel]
     patients: list[dict[str, Any]] = []
     if sel.any() and val_after is not None:
-        val_before = predict_patient_masks(parent, parent_cfg, prep.arrays_256.images[sel], ids, device)
+        val_before = predict_patient_masks(parent_engine, parent_cfg, prep.arrays_256.images[sel], ids)
         per_before, per_after = per_volume_dice(val_before, truth, ids), per_volume_dice(val_after, truth, ids)
         patients = [{"patient": p, "before": round(per_before[p], 4), "after": round(per_after[p], 4),
                      "change": round(per_after[p] - per_before[p], 4)} for p in per_before]
