@@ -11,19 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from tiny_runs import tiny_config
 
 from lggdemo import corrections as corr
 from lggdemo import jobs
 from lggdemo._fs import runs_dir
 from lggdemo.data.kaggle import load_image, load_mask, scan_dataset
 from lggdemo.models import weights
-from lggdemo.train import TrainConfig, run
+from lggdemo.train import run
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "train.py")
 FAKE = ROOT / "tests" / "fixtures" / "fake_trainer.py"
-TINY = dict(encoder="resnet18", image_size=32, grade_image_size=32, seg_epochs=1, grade_epochs=1, seg_samples=16,
-            grade_samples=16, batch_size=8, folds=0, threads=1)
 
 
 def fake_command(settings: jobs.TrainSettings, **paths: object) -> list[str]:
@@ -45,7 +44,7 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_root: P
 def parent(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny complete weights trained on the phantoms (a split of phantom patients): what a fine-tune continues."""
     out = tmp_path_factory.mktemp("parent")
-    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(out), **TINY))
+    run(tiny_config(synthetic_root, out))
     return out
 
 
@@ -161,9 +160,8 @@ def test_compare_after_a_phantom_fine_tune_shows_both_views(synthetic_root: Path
     correct(synthetic_root, val_pid, 5)
     correct(synthetic_root, train_pid, 5)
     out = runs_dir() / "20990101-000000"
-    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(out),
-                                **{**TINY, "task": "seg", "init_from": str(parent),
-                                   "corrections": str(corr.corrections_dir()), "seg_samples": 32}))
+    run(tiny_config(synthetic_root, out, task="seg", init_from=str(parent), corrections=str(corr.corrections_dir()),
+                    seg_samples=32))
     assert weights.is_complete(out)
     at = page()
     at.selectbox(key="lgg_run_pick").set_value(out.name).run()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from lggdemo.data.arrays import slice_arrays
 from lggdemo.data.kaggle import scan_dataset
@@ -19,10 +20,9 @@ from lggdemo.metrics.segmentation import evaluate_segmentation
 from lggdemo.models.forward import predict_patient_masks, segment_slices
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import load_segmentation, read_card
-from lggdemo.train import TrainConfig, run
+from lggdemo.train import run
 
-TINY = dict(encoder="resnet18", image_size=32, seg_epochs=1, seg_samples=16, batch_size=8, folds=0, threads=1,
-            task="seg", flip_tta=False)
+SEG_ONLY = dict(task="seg", flip_tta=False)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def fold_runs(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     outs = []
     for i in range(2):
         out = base / f"fold{i}"
-        run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(out), fold=(i, 2), **TINY))
+        run(tiny_config(synthetic_root, out, fold=(i, 2), **SEG_ONLY))
         outs.append(out)
     return outs
 
@@ -119,12 +119,12 @@ def test_estimate_is_recorded_only_in_weights_of_the_same_recipe(fold_runs: list
                                                                  tmp_path: Path) -> None:
     pooled = pool_folds([read_card(d) for d in fold_runs])
     same = tmp_path / "same"
-    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(same), seed=5, **TINY))
+    run(tiny_config(synthetic_root, same, seed=5, **SEG_ONLY))
     record(same, pooled)
     assert read_card(same)["segmentation"]["cross_validation"]["metrics"] == pooled["metrics"]
 
     other = tmp_path / "other"
-    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(other), **{**TINY, "seg_epochs": 2}))
+    run(tiny_config(synthetic_root, other, **{**SEG_ONLY, "seg_epochs": 2}))
     before = (other / "model_card.json").read_bytes()
     assert main([str(d) for d in fold_runs] + ["--record-in", str(other)]) == 2
     assert (other / "model_card.json").read_bytes() == before  # refused, and the card is untouched
@@ -175,14 +175,13 @@ def test_stage_times_of_an_older_two_stage_card_come_from_its_lineage() -> None:
 def test_in_process_stages_are_the_same_recipe_as_the_init_from_chain(synthetic_root: Path, tmp_path: Path) -> None:
     """``refine_epochs`` (the bundled preset's two stages in one run) trains what ``--preset refine --init-from``
     trains after a first run: the same recipe to cross-validation, and the same U-Net, weight for weight."""
-    common = dict(TINY, fold=(0, 2), epoch_validation=False)
+    common = dict(SEG_ONLY, fold=(0, 2), epoch_validation=False)
     first = tmp_path / "stage1"
-    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(first), **common))
+    run(tiny_config(synthetic_root, first, **common))
     chained = tmp_path / "chain"
-    run(TrainConfig.from_preset("refine", data=str(synthetic_root), out=str(chained), init_from=str(first),
-                                **{**common, "folds": 4}))
+    run(tiny_config(synthetic_root, chained, "refine", init_from=str(first), **{**common, "folds": 4}))
     one_run = tmp_path / "one-run"
-    run(TrainConfig.from_preset("quick", data=str(synthetic_root), out=str(one_run), refine_epochs=1, **common))
+    run(tiny_config(synthetic_root, one_run, refine_epochs=1, **common))
     a, b = seg_recipe(read_card(chained)), seg_recipe(read_card(one_run))
     assert [s["preset"] for s in a] == ["quick", "refine"] and [s["preset"] for s in b] == ["quick", "quick"]
     assert [(s["lr"], s["slice_dice"]) for s in b] == [(1e-3, False), (3e-4, True)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from lggdemo import corrections as corr
 from lggdemo.data.kaggle import load_image, load_mask, scan_dataset
@@ -17,13 +18,6 @@ from lggdemo.train import TrainConfig, TrainError, run
 from lggdemo.train.cli import build_parser, config_from_args
 from lggdemo.train.corrections import fine_tune_problems, inherited_split, load_corrections
 from lggdemo.train.split import Split
-
-TINY = dict(encoder="resnet18", image_size=32, grade_image_size=32, seg_epochs=1, grade_epochs=1, seg_samples=16,
-            grade_samples=16, batch_size=8, folds=0, threads=1)
-
-
-def tiny_config(data: Path, out: Path, **kw: object) -> TrainConfig:
-    return TrainConfig.from_preset("quick", data=str(data), out=str(out), **{**TINY, **kw})
 
 
 @pytest.fixture(scope="module")

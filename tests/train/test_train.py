@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from lggdemo.data.kaggle import scan_dataset
 from lggdemo.inference.grade import base_rate_g3, grade_verdict
@@ -23,12 +24,6 @@ from lggdemo.models.weights import GRADE_FILE, SEG_FILE, is_complete, load_grade
 from lggdemo.train import TrainConfig, TrainError, augment, fold_split, kfold, patient_split, run
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(encoder="resnet18", image_size=32, grade_image_size=32, seg_epochs=1, grade_epochs=1, seg_samples=16,
-            grade_samples=16, batch_size=8, folds=0, threads=1)
-
-
-def tiny_config(data: Path, out: Path, **kw: object) -> TrainConfig:
-    return TrainConfig.from_preset("quick", data=str(data), out=str(out), **{**TINY, **kw})
 
 
 @pytest.fixture(scope="session")
