@@ -54,7 +54,8 @@ from lggdemo.models.weights import (
     sha256_file,
 )
 
-#: Slices per forward pass: a 40-slice patient in three passes keeps peak memory near 1 GB on a CPU.
+#: Slices per forward pass (32 images with the test-time flip): a 40-slice patient in three passes keeps peak
+#: memory near 1 GB on a CPU.
 DEFAULT_BATCH = 16
 
 

@@ -39,6 +39,22 @@ def test_flip_tta_averages_the_mirror_image() -> None:
     assert not torch.allclose(tta, plain)
 
 
+def test_flip_tta_is_one_pass_for_inference_and_two_with_gradients() -> None:
+    """Inference sends slices and mirrors as one batch; Grad-CAM (gradients on) gets one output per input slice."""
+    torch.manual_seed(0)
+    model = build_segmentation(SegConfig(encoder="resnet18", image_size=64)).eval()
+    batches: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: batches.append(len(args[0])))
+    x, cfg = torch.randn(3, 3, 64, 64), SegConfig(encoder="resnet18", flip_tta=True)
+    with torch.no_grad():
+        one_pass = seg_logits(model, cfg, x)
+    assert batches == [6]
+    batches.clear()
+    two_passes = seg_logits(model, cfg, x)
+    assert batches == [3, 3] and two_passes.requires_grad
+    assert torch.allclose(one_pass, two_passes.detach(), atol=1e-5)
+
+
 def test_grade_net_takes_crops_and_the_clinical_vector() -> None:
     cfg = GradeConfig(image_size=32)
     net = build_grade(cfg).eval()
