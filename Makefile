@@ -22,12 +22,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 run: $(VENV)/.installed
 	$(PY) -m streamlit run streamlit_app.py --server.address $(ADDRESS) --server.port $(PORT)
 
+# One pytest-xdist worker per core (tests/conftest.py gives each one thread); a file's tests share a worker,
+# so module fixtures (a tiny training run) are built once.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Everything but real training and the browser: the loop while you work (CI runs `make test`).
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not slow and not e2e"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not e2e"
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

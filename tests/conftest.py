@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core (pytest-xdist): one thread each, set before torch is imported, or
+    # every worker's OpenMP and ONNX Runtime pools would spread over all cores and fight.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import lggdemo  # noqa: E402,F401  (torchvision guard)
 from lggdemo.data.synthetic import PhantomConfig, generate  # noqa: E402
