@@ -31,9 +31,14 @@ def choose_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def threads_phrase(n: int) -> str:
+    """``1 thread`` / ``2 threads``: how every caption counts CPU threads."""
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"CUDA GPU ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return f"CPU ({threads_phrase(torch.get_num_threads())})"

@@ -13,9 +13,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs one worker per core (pytest-xdist): one thread each, set before torch is imported, or
-    # every worker's OpenMP and ONNX Runtime pools would spread over all cores and fight.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # `make test` runs one worker per core (pytest-xdist): each gets its share of the cores, set before torch is
+    # imported, or every worker's OpenMP and ONNX Runtime pools would spread over all cores and fight.
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 import lggdemo  # noqa: E402,F401  (torchvision guard)
 from lggdemo.data.synthetic import PhantomConfig, generate  # noqa: E402

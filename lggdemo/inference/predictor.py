@@ -54,8 +54,8 @@ from lggdemo.models.weights import (
     sha256_file,
 )
 
-#: Slices per forward pass (32 images with the test-time flip): a 40-slice patient in three passes keeps peak
-#: memory near 1 GB on a CPU.
+#: Images per forward pass (the U-Net's: 8 slices and their mirror images; the grade model's: 16 crops), which
+#: keeps peak memory near 1 GB on a CPU.
 DEFAULT_BATCH = 16
 
 

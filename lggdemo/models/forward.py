@@ -42,13 +42,15 @@ def segment_slices(model: torch.nn.Module | Engine, config: SegConfig, images_25
     """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
 
     The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
-    call it, so a card's Dice describes exactly what the app shows.
+    call it, so a card's Dice describes exactly what the app shows. ``batch_size`` is the images per network
+    pass: with the test-time flip a pass holds half as many slices and their mirror images, so memory stays put.
     """
     size = images_256.shape[1]
     masks, probs = [], []
     engine = as_engine(model, device)
-    for i in range(0, len(images_256), batch_size):
-        logits = segment_logits(engine, config, images_256[i : i + batch_size])
+    step = max(1, batch_size // 2) if config.flip_tta else batch_size
+    for i in range(0, len(images_256), step):
+        logits = segment_logits(engine, config, images_256[i : i + step])
         masks.append(masks_from_logits(logits, config, size))
         if probabilities:
             if logits.shape[-1] != size:

@@ -31,6 +31,8 @@ def head_pixels(images: np.ndarray) -> np.ndarray:
 
     Two element-wise maxima rather than ``max(axis=-1)``: numpy reduces a 3-long last axis over ten times slower.
     """
+    if images.ndim < 3 or images.shape[-1] != 3:
+        raise ValueError(f"expected slices with 3 channels last, got shape {images.shape}")
     return np.maximum(np.maximum(images[..., 0], images[..., 1]), images[..., 2]) > BACKGROUND_LEVEL
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lggdemo.metrics.segmentation import dice, per_volume_dice
+from lggdemo.models.engine import Engine
 from lggdemo.models.forward import predict_patient_masks, segment_slices
 from lggdemo.models.weights import WeightsError, load_card, load_segmentation
 from lggdemo.train.prepare import Prepared
@@ -29,7 +29,7 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def fine_tune_report(parent_dir: Path, model: torch.nn.Module, seg_cfg: Any, prep: Prepared,
+def fine_tune_report(parent_dir: Path, new_engine: Engine, seg_cfg: Any, prep: Prepared,
                      val_after: np.ndarray | None) -> dict[str, Any]:
     """The card's ``fine_tune`` section: before/after on the corrected slices and on the validation patients.
 
@@ -44,9 +44,8 @@ def fine_tune_report(parent_dir: Path, model: torch.nn.Module, seg_cfg: Any, pre
     except WeightsError as exc:
         return {"error": f"the parent U-Net could not be loaded for the comparison: {exc}"}
 
-    # Both U-Nets on the engine the app runs (as every other score the trainer writes).
+    # Both U-Nets on the engine the app runs (``new_engine``: the one the pipeline scored the new U-Net with).
     parent_engine = scoring_engine(device, seg=parent, seg_size=parent_cfg.image_size)
-    new_engine = scoring_engine(device, seg=model, seg_size=seg_cfg.image_size)
     fixed = prep.corrections.arrays(256)
     before = segment_slices(parent_engine, parent_cfg, fixed.images)[0]
     after = segment_slices(new_engine, seg_cfg, fixed.images)[0]

@@ -75,10 +75,11 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         return out
 
     val_sel = prep.validation_selection()
-    val_pred = None
+    val_pred, seg_engine = None, None
     if seg_model is not None and seg_cfg is not None and val_sel.any():
-        val_pred = predict_patient_masks(scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size),
-                                         seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel])
+        seg_engine = scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size)
+        val_pred = predict_patient_masks(seg_engine, seg_cfg, prep.arrays_256.images[val_sel],
+                                         prep.arrays_256.patient_ids[val_sel])
     if want_seg and seg_cfg is not None:
         card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
                                 "postprocess": patient_rule_text(seg_cfg.min_component_px),
@@ -89,7 +90,7 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
                                          "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
             if prep.corrections is not None:
-                card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_model, seg_cfg,
+                card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_engine, seg_cfg,
                                                                      prep, val_pred)
         else:
             card["segmentation"]["held_out_metrics"] = NO_VALIDATION

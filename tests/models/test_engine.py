@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from lggdemo.data.kaggle import Clinical, load_image, scan_dataset
+from lggdemo.device import threads_phrase
 from lggdemo.inference.predictor import Predictor
 from lggdemo.inference.wholepatient import predict_volume
 from lggdemo.metrics.segmentation import dice
@@ -31,7 +32,6 @@ from lggdemo.models.engine import (
     load_engine,
 )
 from lggdemo.models.engine import export as onnx_export
-from lggdemo.models.engine.base import threads_phrase
 from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
 from lggdemo.patient.readers.kaggle import index_volume
 

@@ -8,6 +8,7 @@ import torch
 
 from lggdemo.models import forward
 from lggdemo.models.forward import predict_patient_masks
+from lggdemo.models.networks import SegConfig, build_segmentation
 
 
 def test_patient_masks_are_the_2d_masks_with_the_whole_patient_rule(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,3 +31,15 @@ def test_patient_masks_are_the_2d_masks_with_the_whole_patient_rule(monkeypatch:
     expected = two_d.copy()
     expected[1, 13:15, 13:15] = 0
     assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize(("flip", "passes"), [(True, [4, 4, 2]), (False, [4, 1])])
+def test_a_pass_holds_batch_size_images_with_or_without_the_flip(flip: bool, passes: list[int]) -> None:
+    """``batch_size`` bounds the images per pass (memory): with the flip, half as many slices and their mirrors."""
+    torch.manual_seed(0)
+    cfg = SegConfig(encoder="resnet18", image_size=32, flip_tta=flip)
+    model = build_segmentation(cfg).eval()
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(len(args[0])))
+    masks, _ = forward.segment_slices(model, cfg, np.zeros((5, 256, 256, 3), np.uint8), torch.device("cpu"), 4)
+    assert seen == passes and masks.shape == (5, 256, 256)

@@ -99,11 +99,6 @@ def choose_engine(requested: str | None, device: torch.device) -> EngineChoice:
     return EngineChoice("onnx", wanted)
 
 
-def threads_phrase(n: int) -> str:
-    """``1 thread`` / ``2 threads``: how the engine captions count the CPU threads."""
-    return f"{n} thread" if n == 1 else f"{n} threads"
-
-
 def cpu_threads() -> int:
     """Threads for ONNX Runtime's intra-op pool: torch's count, i.e. the cores unless OMP_NUM_THREADS says fewer."""
     return max(1, torch.get_num_threads())

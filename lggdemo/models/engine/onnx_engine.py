@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lggdemo.models.engine.base import EngineError, cpu_threads, threads_phrase
+from lggdemo.device import threads_phrase
+from lggdemo.models.engine.base import EngineError, cpu_threads
 
 
 def session_options(threads: int) -> Any:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lggdemo.device import describe
-from lggdemo.models.engine.base import EngineError, threads_phrase
+from lggdemo.device import describe, threads_phrase
+from lggdemo.models.engine.base import EngineError
 from lggdemo.models.engine.locks import MODEL_LOCK
 
 
