@@ -132,28 +132,33 @@ def start_app(synthetic_root: Path, tmp_path: Path) -> Iterator[Callable[..., st
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def _start(env: dict[str, str] | None = None) -> str:
-        port = _free_port()
-        full_env = dict(os.environ)
-        full_env.update({"LGG_DATA_DIR": str(synthetic_root), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-        full_env.update(env or {})
-        log_path = tmp_path / f"streamlit-{port}.log"
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-        ]  # fmt: skip
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        started.append((proc, log_path))
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode} before answering; log:\n{_tail(log_path)}")
-            if _healthy(url):
-                return url
-            time.sleep(0.3)
-        pytest.fail(f"streamlit did not answer {url}/_stcore/health within {STARTUP_TIMEOUT_S:.0f} s; "
-                    f"log:\n{_tail(log_path)}")
+        # A free port is only free until someone binds it: under pytest-xdist another worker's server may take it
+        # between our probe and Streamlit's bind, so a start that finds its port in use tries another one.
+        for _attempt in range(3):
+            port = _free_port()
+            full_env = dict(os.environ)
+            full_env.update({"LGG_DATA_DIR": str(synthetic_root), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+            full_env.update(env or {})
+            log_path = tmp_path / f"streamlit-{port}.log"
+            cmd = [
+                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+            ]  # fmt: skip
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+            started.append((proc, log_path))
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _healthy(url):
+                    return url
+                time.sleep(0.3)
+            if proc.poll() is None:
+                pytest.fail(f"streamlit did not answer {url}/_stcore/health within {STARTUP_TIMEOUT_S:.0f} s; "
+                            f"log:\n{_tail(log_path)}")
+            if "is not available" not in _tail(log_path):  # Streamlit: "Port N is not available"
+                break
+        pytest.fail(f"streamlit exited with {proc.returncode} before answering; log:\n{_tail(log_path)}")
 
     yield _start
 
