@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 run: $(VENV)/.installed
 	$(PY) -m streamlit run streamlit_app.py --server.address $(ADDRESS) --server.port $(PORT)
 
-# One pytest-xdist worker per core, at most 4 (tests/conftest.py gives each one thread; 0: no workers); a file's
+# One pytest-xdist worker per core, at most 4 (tests/conftest.py gives each its share of threads; 0: none); a file's
 # tests share a worker, so module fixtures (a tiny training run) are built once.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
