@@ -15,14 +15,22 @@ results=${RESULTS:-$PWD/docs/experiments/cv21}
 work=${CV_WORK:-/tmp/cv21}
 py=${PY:-$PWD/.venv/bin/python}
 export HF_HUB_OFFLINE=1
+code=$PWD
+repo=$(git -C "$results" rev-parse --show-toplevel)
+rel=${results#"$repo"/}  # RESULTS as a path inside its repository
 log() { echo "$(date -u +%FT%TZ) $*"; }
 commit() {  # commit result files alone (the checkout may have other work in progress)
-  local repo; repo=$(git -C "$results" rev-parse --show-toplevel) || return 0
   for _ in 1 2 3 4 5 6; do
     git -C "$repo" add -- "$@" && git -C "$repo" commit -q --only -m "cv21: $(basename "$1" .json) (issue 21 protocol)" -- "$@" && return 0
     sleep 10
   done
   echo "could not commit $*" >&2
+}
+crossval() {  # `python -m lggdemo.crossval` of this checkout, run in RESULTS' repository: the fold runs are then
+  # named in what it writes by their paths there (docs/experiments/cv21/C1-f0.json), not by this machine's
+  (cd "$repo" && "$py" -c 'import sys; sys.path.insert(0, sys.argv.pop(1))
+from lggdemo.evaluation.crossval_cli import main
+raise SystemExit(main(sys.argv[1:]))' "$code" "$@")
 }
 publish() {  # publish SRC as DEST in RESULTS, temp then rename
   cp "$1" "$results/.$2.tmp" && mv "$results/.$2.tmp" "$results/$2"
@@ -32,14 +40,13 @@ pooled=()
 for c in C0 C1 C2 C3; do
   for f in 0 1 2; do [ -f "$results/$c-f$f.json" ] || { log "$c fold $f has not run: run.sh first"; exit 1; }; done
   if [ ! -f "$results/pooled-$c.json" ]; then
-    "$py" -m lggdemo.crossval "$results/$c-f0.json" "$results/$c-f1.json" "$results/$c-f2.json" --name "$c" \
-      --json "$results/pooled-$c.json"
+    crossval "$rel/$c-f0.json" "$rel/$c-f1.json" "$rel/$c-f2.json" --name "$c" --json "$rel/pooled-$c.json"
     commit "$results/pooled-$c.json"
   fi
-  pooled+=("$results/pooled-$c.json")
+  pooled+=("$rel/pooled-$c.json")
 done
 if [ ! -f "$results/compare.json" ]; then
-  "$py" -m lggdemo.crossval --compare "${pooled[@]}" --baseline C0 --json "$results/compare.json"
+  crossval --compare "${pooled[@]}" --baseline C0 --json "$rel/compare.json"
   commit "$results/compare.json"
 fi
 winner=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["winner"])' "$results/compare.json")
@@ -73,20 +80,21 @@ for f in 0 1 2; do
     publish "$work/$winner-f$f-grade/model_card.json" "$(basename "$card")"
     commit "$card"
   fi
-  grade_cards+=("$card")
+  grade_cards+=("$rel/$(basename "$card")")
 done
 if [ ! -f "$results/grade-oof-$winner.json" ]; then
-  "$py" -m lggdemo.crossval --grade "${grade_cards[@]}" --json "$results/grade-oof-$winner.json"
+  crossval --grade "${grade_cards[@]}" --json "$rel/grade-oof-$winner.json"
   commit "$results/grade-oof-$winner.json"
 fi
 
 out="$work/bundled-$winner"
 if [ ! -f "$results/bundled-$winner-card.json" ]; then
-  log "bundled run ($winner) on every patient"
-  "$py" -m lggdemo.train --preset bundled --seed 0 --no-bar --data "$data" --out "$out"
-  "$py" -m lggdemo.crossval "$results/$winner-f0.json" "$results/$winner-f1.json" "$results/$winner-f2.json" \
-    --name "$winner" --record-in "$out"
-  "$py" -m lggdemo.crossval --grade "${grade_cards[@]}" --record-in "$out"
+  if [ ! -f "$out/model_card.json" ]; then  # the trainer publishes its folder whole, so a card means a finished run
+    log "bundled run ($winner) on every patient"
+    "$py" -m lggdemo.train --preset bundled --seed 0 --no-bar --data "$data" --out "$out"
+  fi
+  crossval "$rel/$winner-f0.json" "$rel/$winner-f1.json" "$rel/$winner-f2.json" --name "$winner" --record-in "$out"
+  crossval --grade "${grade_cards[@]}" --record-in "$out"
   publish "$out/model_card.json" "bundled-$winner-card.json"
   commit "$results/bundled-$winner-card.json"
 fi
