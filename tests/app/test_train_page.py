@@ -352,9 +352,13 @@ def test_the_train_page_draws_the_grade_reliability_and_says_why_a_number_is_sho
     card = weights.read_card(folder)
     card["grade"]["out_of_fold"] = oof(0.57)
     card["grade"]["calibration"] = {"a": 0.8, "b": 0.05, "n": 87}
+    card["segmentation"]["cross_validation"] = {"metrics": {"per_volume_dice_mean": {"value": 0.817, "ci95": [0.783, 0.849],
+                                                                                      "n": 88}}}
     (folder / weights.CARD_FILE).write_text(json.dumps(card))
     weights.set_active(folder)
     at = _page()
+    assert any(c.value.startswith("**Masks:** per-volume Dice 0.82 (95% CI 0.78–0.85), n = 88 patients, cross-validated")
+               for c in at.caption)
     charts = at.get("plotly_chart")
     assert charts and any("Reliability of P(G3)" in c.proto.spec for c in charts)
     assert any("P(G3) is shown because the grade model's out-of-fold AUC (0.68 (95% CI 0.57–0.79)" in c.value

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 21's protocol after its folds (run.sh): pool, apply the rule, the winner's grade folds, the bundled run.
 #
-#   docs/experiments/cv21/finish.sh KAGGLE_3M_DIR
+#   [BUNDLED=0] docs/experiments/cv21/finish.sh KAGGLE_3M_DIR      (BUNDLED=0: stop before the bundled run)
 #
 # Every step is skipped when its result is already in RESULTS, and each result is committed the moment it
 # exists, so running it again resumes. It stops, saying why, where a person must act: a candidate's folds
@@ -87,6 +87,10 @@ if [ ! -f "$results/grade-oof-$winner.json" ]; then
   commit "$results/grade-oof-$winner.json"
 fi
 
+if [ "${BUNDLED:-1}" = 0 ]; then  # a sitting too short for the ~30-minute bundled run stops here
+  log "stopping before the bundled run (BUNDLED=0)"
+  exit 0
+fi
 out="$work/bundled-$winner"
 if [ ! -f "$results/bundled-$winner-card.json" ]; then
   if [ ! -f "$out/model_card.json" ]; then  # the trainer publishes its folder whole, so a card means a finished run

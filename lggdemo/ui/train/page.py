@@ -19,7 +19,7 @@ import streamlit as st
 from lggdemo import jobs
 from lggdemo.inference.grade import grade_verdict
 from lggdemo.models import weights
-from lggdemo.models.card import ModelCard
+from lggdemo.models.card import ModelCard, card_metric
 from lggdemo.ui.access import can_manage, locked_hint
 from lggdemo.ui.train.finetune import render_fine_tune_compare
 from lggdemo.viz.reliability import reliability_figure
@@ -250,6 +250,10 @@ def render_active_weights() -> None:
         values = flat_metrics(card.metrics())
         if values:
             st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in values.items()))
+        if cv := card_metric(card, "segmentation", "per_volume_dice_mean", cross_validated=True):
+            # the bundled recipe trains on every patient: this is then its only mask estimate
+            st.caption(f"**Masks:** per-volume Dice {cv.text()} patients, cross-validated (this recipe's fold models, "
+                       "each patient scored by one that never trained on it).")
         if card.has_model("grade"):
             render_grade_reliability(card)
     if st.button("Restore bundled weights", disabled=bundled or not can_manage(), key="lgg_restore_bundled",
