@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lggdemo.evaluation.crossval import CrossValError
+from lggdemo.metrics.bootstrap import mean_ci
 
 #: The baseline may be beaten on tumour-slice Dice by at most this much (the rule's margin).
 MAX_SLICE_LOSS = 0.005
@@ -37,6 +38,10 @@ class CandidateRow:
     small_tumour_n: int | None
     unet_minutes_per_fold: float | None
     eligible: bool  # loses no more than MAX_SLICE_LOSS tumour-slice Dice to the baseline
+    #: Mean per-patient per-volume Dice gain over the baseline (the same patients, paired) and its bootstrap 95% CI:
+    #: what the lever bought, with its uncertainty. Reported; the rule uses the pooled means above.
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
 
     def targets(self) -> dict[str, float | None]:
         """Each target's shortfall (0.0 when met; None when not measured)."""
@@ -59,15 +64,17 @@ class Selection:
 
     def table(self) -> str:
         """The comparison as a Markdown table, the rule's outcome under it."""
-        lines = ["| candidate | per-volume Dice (95% CI) | median | tumour-slice Dice | vs baseline | <256 px (n) "
-                 "| U-Net min/fold | qualifies |", "|---|---|---|---|---|---|---|---|"]
+        lines = ["| candidate | per-volume Dice (95% CI) | paired gain (95% CI) | median | tumour-slice Dice | vs baseline "
+                 "| <256 px (n) | U-Net min/fold | qualifies |", "|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             ci = f" ({r.per_volume_ci[0]:.3f}–{r.per_volume_ci[1]:.3f})" if r.per_volume_ci else ""
             small = f"{r.small_tumour:.3f} ({r.small_tumour_n})" if r.small_tumour is not None else "—"
             mins = f"{r.unet_minutes_per_fold:.1f}" if r.unet_minutes_per_fold is not None else "—"
             med = f"{r.median:.3f}" if r.median is not None else "—"
             name = f"**{r.name}**" if r.name == self.winner else r.name
-            lines.append(f"| {name} | {r.per_volume:.3f}{ci} | {med} | {r.tumour_slice:.3f} | {-r.slice_loss:+.3f} "
+            gain = "—" if r.gain is None or r.name == self.baseline else f"{r.gain:+.3f}" + (
+                f" ({r.gain_ci[0]:+.3f} to {r.gain_ci[1]:+.3f})" if r.gain_ci else "")
+            lines.append(f"| {name} | {r.per_volume:.3f}{ci} | {gain} | {med} | {r.tumour_slice:.3f} | {-r.slice_loss:+.3f} "
                          f"| {small} | {mins} | {'yes' if r.eligible else 'no'} |")
         verdict = (f"Winner: {self.winner} (highest pooled per-volume Dice among candidates losing at most "
                    f"{self.max_slice_loss} tumour-slice Dice to {self.baseline}); "
@@ -80,6 +87,10 @@ def _metric(pooled: Mapping[str, Any], name: str) -> Mapping[str, Any]:
         return pooled["metrics"][name]
     except (KeyError, TypeError):
         raise CrossValError(f"a pooled estimate without {name}") from None
+
+
+def _per_patient(pooled: Mapping[str, Any]) -> dict[str, float]:
+    return {str(p): float(d) for f in pooled.get("folds") or [] for p, d in (f.get("per_patient_dice") or {}).items()}
 
 
 def _partition(pooled: Mapping[str, Any]) -> tuple[frozenset[str], ...]:
@@ -101,6 +112,7 @@ def select_candidate(pooled: Mapping[str, Mapping[str, Any]], baseline: str,
     if len(rules) != 1:
         raise CrossValError(f"the candidates were scored with different post-processing ({sorted(map(str, rules))})")
     base_slice = float(_metric(pooled[baseline], "tumour_slice_dice")["value"])
+    base_dice = _per_patient(pooled[baseline])
     rows = []
     for name, p in pooled.items():
         pv, ts = _metric(p, "per_volume_dice_mean"), float(_metric(p, "tumour_slice_dice")["value"])
@@ -108,10 +120,13 @@ def select_candidate(pooled: Mapping[str, Mapping[str, Any]], baseline: str,
         small = (p.get("tumour_slice_dice_by_area") or {}).get(SMALL_BIN)
         seconds = (p.get("timing") or {}).get("unet_seconds_mean")
         loss = base_slice - ts
+        dice = _per_patient(p)
+        diffs = [dice[k] - base_dice[k] for k in sorted(base_dice)] if base_dice and set(dice) == set(base_dice) else []
         rows.append(CandidateRow(name, float(pv["value"]), tuple(pv["ci95"]) if pv.get("ci95") else None,
                                  float(median) if median is not None else None, ts, loss,
                                  float(small["dice"]) if small else None, int(small["n"]) if small else None,
-                                 seconds / 60 if seconds is not None else None, loss <= max_slice_loss + _TOLERANCE))
+                                 seconds / 60 if seconds is not None else None, loss <= max_slice_loss + _TOLERANCE,
+                                 sum(diffs) / len(diffs) if diffs else None, mean_ci(diffs) if diffs else None))
     order = {name: (name != baseline, i) for i, name in enumerate(pooled)}
     eligible = [r for r in rows if r.eligible]  # never empty: the baseline loses nothing to itself
     winner = min(eligible, key=lambda r: (-r.per_volume, order[r.name]))

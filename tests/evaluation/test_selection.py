@@ -48,6 +48,20 @@ def test_targets_are_reported_not_used_to_choose() -> None:
         "small_tumour_dice"] is None
 
 
+def test_each_candidates_gain_is_paired_by_patient_with_an_interval() -> None:
+    def scored(dice: dict[str, float]) -> list[dict]:
+        return [{**f, "per_patient_dice": {p: dice[p] for p in f["val"]}} for f in FOLDS]
+
+    base, better = {"a": 0.5, "b": 0.9, "c": 0.7, "d": 0.8}, {"a": 0.7, "b": 0.9, "c": 0.8, "d": 0.8}
+    s = select_candidate({"C0": pooled(0.725, 0.77, folds=scored(base)), "C1": pooled(0.8, 0.77, folds=scored(better))},
+                         "C0")
+    c0, c1 = s.rows
+    assert c0.gain == pytest.approx(0.0) and c1.gain == pytest.approx(0.075)  # (0.2 + 0 + 0.1 + 0) / 4
+    assert c1.gain_ci is not None and 0.0 <= c1.gain_ci[0] < 0.075 < c1.gain_ci[1] <= 0.2
+    assert "| **C1** | 0.800 (0.770–0.830) | +0.075 (" in s.table()
+    assert select_candidate({"C0": pooled(0.8, 0.7), "C1": pooled(0.9, 0.8)}, "C0").rows[1].gain is None
+
+
 def test_candidates_on_other_folds_or_rules_are_not_compared() -> None:
     other = [{"fold": 0, "val": ["a", "c"]}, {"fold": 1, "val": ["b", "d"]}]
     with pytest.raises(CrossValError, match="same folds"):
