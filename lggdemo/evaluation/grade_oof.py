@@ -121,6 +121,7 @@ def pool_grade_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequenc
                   "fold's grade model, which never saw it, on the masks the fold's U-Net drew; age alone: a logistic "
                   "regression fitted on the fold's training patients",
         "n": int(len(y)), "n_g3": int(y.sum()), "folds": k, "runs": [folds[i]["run"] for i in range(k)],
+        "n_boot": n_boot,
         "model": probability_report(y, p_model, seed, n_boot=n_boot),
         "age_only": probability_report(y, p_age, seed, n_boot=n_boot),
         "calibrated_cross_fitted": {**probability_report(y, calibrated, seed, n_boot=n_boot),

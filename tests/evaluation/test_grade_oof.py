@@ -144,6 +144,7 @@ def test_trainer_fold_runs_pool_and_their_calibration_reaches_the_shown_grade(gr
     card = load_card(grade_folds[0])
     assert set(card.grade.out_of_fold["per_patient"]) == graded
     assert card.grade.out_of_fold["runs"] == list(map(str, grade_folds))  # by fold, as named: the card's provenance
+    assert card.grade.out_of_fold["n_boot"] == N_BOOT  # with the runs, what it takes to recompute the block
     cal = card.grade.data["calibration"]
     verdict = grade_verdict(card)
     assert verdict.out_of_fold and verdict.auc.value == card.grade.out_of_fold["model"]["auc"]["value"]
