@@ -36,9 +36,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (python -m lggdemo.crossval, recorded into the card) is its estimate. The grade model trains as in `full`
     # but without its inner 4-fold CV (12 more fits, which would break the 30-minute budget; the protocol's
     # out-of-fold grade replaces it).
-    # THE PROTOCOL DECIDES these values (docs/experiments/selection-rule.txt, entry of 2026-12-02): until it has
-    # run they are its candidate C1 (bf16 + channels-last, 128 px, 31 -> 13 epochs of 1,200 slices); the lead
-    # will update them to the winner.
+    # Its recipe is the protocol's winner, candidate C1: bf16 + channels-last, 128 px, 31 -> 13 epochs of 1,200 slices.
+    # Chosen by the rule written before any fold ran (docs/experiments/selection-rule.txt, 2026-12-02;
+    # the comparison: docs/experiments/cv21/compare.json).
     "bundled": dict(encoder="resnet18", image_size=128, seg_epochs=31, refine_epochs=13, seg_samples=1200,
                     precision="bf16", grade_image_size=64, grade_epochs=8, grade_samples=768, folds=0,
                     batch_size=16, val_fraction=0.0),

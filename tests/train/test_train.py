@@ -320,12 +320,13 @@ def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, syn
     assert "true tumour" in res.stdout
 
 
-def test_bundled_preset_is_the_protocols_candidate_c1_on_every_patient() -> None:
-    """Until the protocol has run, the one-command recipe is its candidate C1 (selection-rule.txt, 2026-12-02)."""
+def test_bundled_preset_is_the_protocols_winner_on_every_patient() -> None:
+    """The one-command recipe is the protocol's winner, C1 (selection-rule.txt, 2026-12-02; cv21/compare.json)."""
     cfg = TrainConfig.from_preset("bundled")
     assert cfg.problems() == []
     assert (cfg.precision, cfg.image_size, cfg.seg_epochs, cfg.refine_epochs, cfg.seg_samples, cfg.batch_size) == \
         ("bf16", 128, 31, 13, 1200, 16)
+    assert cfg.small_tumour_boost == 1
     assert (cfg.val_fraction, cfg.fold, cfg.task) == (0.0, None, "all")
     full = TrainConfig.from_preset("full")
     assert (cfg.grade_image_size, cfg.grade_epochs, cfg.grade_samples, cfg.lr) == \
