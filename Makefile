@@ -8,7 +8,7 @@ PORT ?= 8501
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast lint clean
+.PHONY: screenshots run test test-fast lint clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(VENV)/.installed-dev
 # Everything but real training and the browser: the loop while you work (CI runs `make test`).
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not e2e"
+
+# The README's screenshots (docs/screenshots): the browser tests, told to save them there; `make test` keeps them in a temp folder.
+screenshots: $(VENV)/.installed-dev
+	LGG_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/e2e
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

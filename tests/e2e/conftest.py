@@ -11,8 +11,8 @@ Fixtures
                      process is stopped and the log must be free of the torch/file-watcher errors
                      (``torch.classes``, ``__path__._path``).
 ``page``             a fresh context (viewport 1400x1000) and page, closed after the test.
-``save_screenshot``  ``save_screenshot(page, name) -> Path`` writes ``docs/screenshots/<name>.png`` (committed, shown
-                     in the README).
+``save_screenshot``  ``save_screenshot(page, name) -> Path`` writes ``<name>.png`` to a temp folder, or to
+                     ``docs/screenshots`` (committed, shown in the README) under ``make screenshots``.
 
 A test usually reads::
 
@@ -33,6 +33,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -43,7 +44,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# README screenshots go to docs/screenshots only when asked (make screenshots); tests write to a temp folder
+SCREENSHOTS = Path(os.environ.get("LGG_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="lgg-screenshots-"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
