@@ -33,7 +33,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -44,8 +43,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-# README screenshots go to docs/screenshots only when asked (make screenshots); tests write to a temp folder
-SCREENSHOTS = Path(os.environ.get("LGG_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="lgg-screenshots-"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -177,15 +174,14 @@ _CONTENT_HEIGHT_JS = """() => Math.max(window.innerHeight, ...[...document.query
     .map(e => e.scrollHeight))"""
 
 
-def _save_screenshot(page: object, name: str, max_height: int = 5000) -> Path:
-    """Whole-page PNG under docs/screenshots/, written via a temp file so a half image is never committed.
+def _save_screenshot(directory: Path, page: object, name: str, max_height: int = 5000) -> Path:
+    """Whole-page PNG in ``directory``, written via a temp file so a half image is never committed.
 
     Streamlit scrolls inside its own container, so Playwright's ``full_page`` alone captures one screen:
     the viewport is made as tall as the content (at most ``max_height``) for the picture, then restored.
     """
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    dest = SCREENSHOTS / f"{name}.png"
-    tmp = SCREENSHOTS / f".{name}.tmp.png"
+    dest = directory / f"{name}.png"
+    tmp = directory / f".{name}.tmp.png"
     viewport = page.viewport_size  # type: ignore[attr-defined]
     height = min(int(page.evaluate(_CONTENT_HEIGHT_JS)), max_height)  # type: ignore[attr-defined]
     try:
@@ -200,6 +196,15 @@ def _save_screenshot(page: object, name: str, max_height: int = 5000) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: a temp folder, or docs/screenshots (the README's) when ``make screenshots`` asks."""
+    if asked := os.environ.get("LGG_SCREENSHOTS_DIR"):
+        Path(asked).mkdir(parents=True, exist_ok=True)
+        return Path(asked)
+    return tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture()
-def save_screenshot() -> Callable[[object, str], Path]:
-    return _save_screenshot
+def save_screenshot(screenshots_dir: Path) -> Callable[[object, str], Path]:
+    return lambda page, name: _save_screenshot(screenshots_dir, page, name)

@@ -1,13 +1,11 @@
 """Correcting a mask in a real Chromium, on the phantoms: open the editor, drag a brush stroke across the slice with
 the real drawing component, watch the area and the Dice change, save, and find the correction on the Train page.
-Saves correct.png for the README (see SCREENSHOTS)."""
+Saves correct.png for the README (to the screenshots_dir fixture's folder)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,6 @@ import pytest
 from lggdemo import corrections as corr
 from lggdemo.models import weights
 
-# README screenshots go to docs/screenshots only when asked (make screenshots); tests write to a temp folder
-SCREENSHOTS = Path(os.environ.get("LGG_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="lgg-screenshots-"))
 EDITOR = ".st-key-predict_correct_editor"
 
 
@@ -30,16 +26,16 @@ def _no_exception(page) -> None:  # noqa: ANN001
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def _element_shot(page, selector: str, name: str) -> Path:  # noqa: ANN001
+def _element_shot(directory: Path, page, selector: str, name: str) -> Path:  # noqa: ANN001
     """One block of the page as docs/screenshots/<name>.png (temp file, then rename)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    dest, tmp = SCREENSHOTS / f"{name}.png", SCREENSHOTS / f".{name}.tmp.png"
+    dest, tmp = directory / f"{name}.png", directory / f".{name}.tmp.png"
     page.locator(selector).first.screenshot(path=str(tmp))
     shutil.move(str(tmp), dest)
     return dest
 
 
-def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, tiny_weights: Path, tmp_path: Path,
+def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, screenshots_dir: Path, tiny_weights: Path,
+                                                               tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LGG_RUNS_DIR", str(tmp_path / "runs"))  # the app inherits it: corrections land here
     if not weights.is_complete(weights.BUNDLED_DIR):
@@ -75,7 +71,7 @@ def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, 
     _no_exception(page)
     page.mouse.move(0, 0)
     page.wait_for_timeout(800)  # the fresh canvas paints the new mask
-    shot = _element_shot(page, EDITOR, "correct")
+    shot = _element_shot(screenshots_dir, page, EDITOR, "correct")
     assert shot.is_file() and shot.stat().st_size > 20_000
 
     editor.get_by_role("button", name="Save as a training example").click()

@@ -1,27 +1,22 @@
 """The teaching layer in a real browser: follow the Home tour to Predict, load an example, read the errors, move
-the Threshold and watch the Dice change; saves the README's screenshots (teach-*.png; see SCREENSHOTS)."""
+the Threshold and watch the Dice change; saves the README's screenshots (teach-*.png; the screenshots_dir fixture's folder)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from lggdemo.models import weights
 
-# README screenshots go to docs/screenshots only when asked (make screenshots); tests write to a temp folder
-SCREENSHOTS = Path(os.environ.get("LGG_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="lgg-screenshots-"))
 DICE = re.compile(r"Dice at threshold (\d\.\d\d): (\d\.\d{3})")
 
 
-def _element_shot(page: object, selector: str, name: str, height: int = 2600) -> Path:
+def _element_shot(directory: Path, page: object, selector: str, name: str, height: int = 2600) -> Path:
     """One block of the page as docs/screenshots/<name>.png (temp file, then rename), in a tall viewport."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    dest, tmp = SCREENSHOTS / f"{name}.png", SCREENSHOTS / f".{name}.tmp.png"
+    dest, tmp = directory / f"{name}.png", directory / f".{name}.tmp.png"
     viewport = page.viewport_size  # type: ignore[attr-defined]
     try:
         page.set_viewport_size({"width": viewport["width"], "height": height})  # type: ignore[attr-defined]
@@ -40,7 +35,7 @@ def _dice(page: object) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-def test_tour_example_threshold_and_dice(request: pytest.FixtureRequest, start_app, page, save_screenshot,
+def test_tour_example_threshold_and_dice(request: pytest.FixtureRequest, start_app, page, save_screenshot, screenshots_dir,
                                          synthetic_root: Path, tiny_weights: Path) -> None:
     if not weights.is_complete(weights.BUNDLED_DIR):
         weights.set_active(tiny_weights)  # LGG_RUNS_DIR is this test session's own folder (tests/conftest.py)
@@ -85,7 +80,7 @@ def test_tour_example_threshold_and_dice(request: pytest.FixtureRequest, start_a
     assert page.locator("[data-testid='stException']").count() == 0
 
     page.mouse.move(0, 0)
-    lesson = _element_shot(page, ".st-key-predict_teach_lesson", "teach-lesson")
+    lesson = _element_shot(screenshots_dir, page, ".st-key-predict_teach_lesson", "teach-lesson")
     assert lesson.is_file() and lesson.stat().st_size > 20_000
     page.get_by_role("tab", name="5 · Post-processing").click()
     page.get_by_text("Kept (red) and removed (violet) pieces").wait_for()
