@@ -22,12 +22,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few minutes on a 2-core CPU: enough for a class to watch the loss fall.
     "quick": dict(encoder="resnet18", image_size=128, seg_epochs=2, seg_samples=384, grade_image_size=64,
                   grade_epochs=2, grade_samples=256, folds=0, batch_size=16),
-    # Stage 1 of the bundled weights: sizes that fit one session on a 2-core CPU (see weights/README.md).
+    # Stage 1 of the weights shipped until 2026-12-02 (fp32), with the grade model's inner 4-fold CV: sizes that fit
+    # one session on a 2-core CPU (docs/experiments/weights-2026-11-25.md).
     "full": dict(encoder="resnet18", image_size=128, seg_epochs=24, seg_samples=1200, grade_image_size=64,
                  grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
     # A second stage for a `full` run's U-Net (`--init-from`): a warm restart at a lower rate with
     # the per-slice Dice term, because that U-Net underfits its own training patients, worst on small
-    # tumours. Stage 2 of the bundled weights, adopted by cross-validation (see weights/README.md).
+    # tumours. Adopted by cross-validation as their stage 2; `bundled` runs the same stage in-process (refine_epochs).
     "refine": dict(encoder="resnet18", image_size=128, seg_epochs=10, seg_samples=1200, lr=3e-4, slice_dice=True,
                    grade_image_size=64, grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
     # The shipped weights in one command (issue 21): the U-Net's two stages in one run (stage 1, then the refine

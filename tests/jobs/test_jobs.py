@@ -19,6 +19,8 @@ from lggdemo.models import weights
 from lggdemo.train.events import cv_fit, final_fit
 
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_trainer.py"
+# The bundled card until 2026-12-02 (a held-out split, so metrics per model), archived with the experiments.
+ARCHIVED_CARD = Path(__file__).resolve().parents[2] / "docs" / "experiments" / "bundled-2026-11-25-refine-s0-card.json"
 QUICK = jobs.TrainSettings(task="all", preset="quick", epochs=2, image_size=64, device="cpu")
 
 
@@ -349,11 +351,12 @@ def test_trainer_is_stopped_when_its_lock_cannot_be_written(
 def test_history_reads_metrics_from_a_real_card_when_no_done_event(own_runs: Path) -> None:
     """Issue 11: metrics live under each model in a card (``card["segmentation"]["metrics"]``), never at the top.
 
-    A run folder with a card but no ``done`` event (the bundled card, copied in as a run) must still show them.
+    A run folder with a card but no ``done`` event (a real card with held-out metrics, copied in as a run) must still
+    show them.
     """
     run_dir = own_runs / "20260101-000000"
     run_dir.mkdir(parents=True)
-    (run_dir / weights.CARD_FILE).write_bytes((weights.BUNDLED_DIR / weights.CARD_FILE).read_bytes())
+    (run_dir / weights.CARD_FILE).write_bytes(ARCHIVED_CARD.read_bytes())
     run = jobs.find_run(run_dir.name)
     assert run.progress.final is None
     seg = run.metrics["segmentation"]["per_volume_dice_mean"]["value"]

@@ -10,10 +10,13 @@ import pytest
 from lggdemo.models import weights
 from lggdemo.models.card import SCHEMA_VERSION, CardError, ModelCard, card_metric
 
+ARCHIVED_CARD = Path(__file__).resolve().parents[2] / "docs" / "experiments" / "bundled-2026-11-25-refine-s0-card.json"
 
-def test_the_bundled_card_reads_without_a_schema_version() -> None:
-    card = weights.load_card(weights.BUNDLED_DIR)
-    raw = json.loads((weights.BUNDLED_DIR / weights.CARD_FILE).read_text())
+
+def test_a_real_card_reads_with_its_metrics_per_model() -> None:
+    """The bundled card until 2026-12-02 (a held-out split), archived with the experiments."""
+    raw = json.loads(ARCHIVED_CARD.read_text())
+    card = ModelCard.from_dict(raw)
     assert card.schema_version == 1 and card.version == raw["version"]
     assert set(card.metrics()) == {"segmentation", "grade"}  # per model, not at the top level
     assert card.segmentation.metric("per_volume_dice_mean") == raw["segmentation"]["metrics"]["per_volume_dice_mean"]["value"]

@@ -31,8 +31,8 @@ IDLE_REFRESH_S = 5.0
 DEVICE_LABELS = {"auto": "Auto (best available)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 PRESET_HELP = {
     "quick": "quick: a few minutes on a CPU, enough to watch the loss fall.",
-    "full": ("full: stage 1 of the bundled weights (much longer; cross-validates the grade model). Their second "
-             "stage, refine, runs from the command line: see weights/README.md."),
+    "full": ("full: the earlier two-command recipe's first stage, in fp32 (much longer; cross-validates the grade "
+             "model). Its second stage, refine, runs from the command line: see weights/README.md."),
     "bundled": ("bundled: the shipped recipe in one long run (both U-Net stages, then the grade model) on every "
                 "patient, so the run itself reports no held-out numbers: its estimate is the recipe's "
                 "cross-validation (see weights/README.md)."),
