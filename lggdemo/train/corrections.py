@@ -8,7 +8,8 @@ run. Those patients are left out of every validation number of the run (the card
 
 The run keeps its parent's patient split (read from ``--init-from``'s card), so the validation patients
 are exactly the parent's and the before/after comparison (:mod:`lggdemo.train.finetune`) is fair even
-when the dataset has grown since the parent was trained.
+when the dataset has grown since the parent was trained. A parent trained on every patient (the bundled
+weights) has none: its fine-tune trains on the same patients, and only the corrected slices are compared.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def load_corrections(cfg: TrainConfig, split: Split) -> CorrectionSet:
 
 
 def inherited_split(cfg: TrainConfig, index: DatasetIndex) -> Split | None:
-    """The parent's split for a corrections fine-tune, or ``None`` when its card records none.
+    """The parent's split for a corrections fine-tune, or ``None`` when its card records no training patients.
+
+    A parent trained on every patient keeps its empty validation set: any patient held out now was trained on.
 
     :class:`TrainError` when the card names patients this dataset lacks (another dataset).
     """
@@ -89,7 +92,7 @@ def inherited_split(cfg: TrainConfig, index: DatasetIndex) -> Split | None:
     except (OSError, ValueError, CardError):
         return None
     split = card.split
-    if not split.train or not split.val:
+    if not split.train:
         return None
     missing = sorted((set(split.train) | set(split.val)) - set(index.patient_ids))
     if missing:

@@ -64,6 +64,13 @@ def fine_tune_report(parent_dir: Path, new_engine: Engine, seg_cfg: Any, prep: P
         patients = [{"patient": p, "before": round(per_before[p], 4), "after": round(per_after[p], 4),
                      "change": round(per_after[p] - per_before[p], 4)} for p in per_before]
     worse = [row["patient"] for row in patients if row["change"] < -WORSE_BY]
+    if patients:
+        note = ""
+    elif not prep.split.val:
+        note = ("The weights it started from trained on every patient, so no patient is unseen by both U-Nets: only "
+                "the corrected slices are compared. Score both on patients neither saw with python -m lggdemo.evaluate.")
+    else:
+        note = "Every validation patient had a correction cut from it (its slice was trained on), so none was scored."
     return {
         "parent": {"folder": str(parent_dir), "version": parent_version},
         "corrected_slices": {"scored_against": "the corrected masks (slice rule: 2D clean-up only)",
@@ -72,6 +79,6 @@ def fine_tune_report(parent_dir: Path, new_engine: Engine, seg_cfg: Any, prep: P
         "validation": {"scored_against": "the ground truth, per-volume Dice (whole-patient rule)",
                        "mean_before": _mean([p["before"] for p in patients]),
                        "mean_after": _mean([p["after"] for p in patients]), "patients": patients,
-                       "worse": worse, "worse_by": WORSE_BY,
+                       "worse": worse, "worse_by": WORSE_BY, "note": note,
                        "left_out": list(prep.corrections.held_back)},
     }

@@ -152,6 +152,27 @@ def test_phantom_fine_tune_with_corrections_writes_the_comparison(parent: Path, 
     json.dumps(tuned)  # the card stays plain JSON
 
 
+@pytest.mark.slow  # two real (tiny) training runs
+def test_weights_trained_on_every_patient_fine_tune_and_say_what_cannot_be_compared(synthetic_root: Path,
+                                                                                     tmp_path: Path) -> None:
+    """The bundled weights train on every patient: their fine-tune keeps that (no patient is unseen by both
+    U-Nets, so none is scored) and the comparison says why, instead of the run being refused."""
+    every = tmp_path / "every"
+    run(tiny_config(synthetic_root, every, val_fraction=0.0))
+    index = scan_dataset(synthetic_root)
+    root = tmp_path / "c"
+    correct(root, synthetic_root, index.patient_ids[0], 6)
+    cfg = tiny_config(synthetic_root, tmp_path / "tuned", task="seg", init_from=str(every), corrections=str(root))
+    assert fine_tune_problems(cfg, index) == []
+    assert inherited_split(cfg, index) == Split(tuple(sorted(index.patient_ids)), (), 0)
+    run(cfg)
+    tuned = read_card(tmp_path / "tuned")
+    assert tuned["split"]["train"] == sorted(index.patient_ids) and tuned["split"]["val"] == []
+    ft = tuned["segmentation"]["fine_tune"]
+    assert len(ft["corrected_slices"]["slices"]) == 1 and ft["validation"]["patients"] == []
+    assert "trained on every patient" in ft["validation"]["note"]
+
+
 @pytest.mark.slow  # a real (tiny) training run
 def test_the_sidebar_settings_become_the_trainers_options(parent: Path, synthetic_root: Path, tmp_path: Path) -> None:
     from lggdemo import jobs

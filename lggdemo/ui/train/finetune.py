@@ -138,7 +138,7 @@ def render_fine_tune_compare(run: jobs.RunInfo) -> None:
             _pictures(ft, run)
     with tab_patients:
         if not patients:
-            st.info("No validation patient was left to score.")
+            st.info(val.get("note") or "No validation patient was left to score.")
         else:
             table = pd.DataFrame([{"patient": r["patient"], "Dice before": r["before"], "Dice after": r["after"],
                                    "change": r["change"], "worse": r["patient"] in worse} for r in patients])
