@@ -16,6 +16,8 @@ Definitions (also written into every model card):
 - shown_p_g3 (``--json``, per patient, beside ``raw_score``): the P(G3) the app states for that patient under
   the card's rule (:class:`lggdemo.inference.grade.PatientGrade`): calibrated, or the base rate when withheld;
   with the Brier score and log loss of both over the graded patients.
+- trained_on (``--json``): the scored patients the weights' card lists as training patients; a warning names
+  how many, since their numbers flatter the model (the bundled weights trained on every patient of ../shared).
 """
 
 from __future__ import annotations
@@ -163,11 +165,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrays = slice_arrays(index, 256)
     keep = np.isin(arrays.patient_ids, chosen) if chosen is not None else np.ones(len(arrays.patient_ids), bool)
     arrays = SliceArrays(arrays.images[keep], arrays.masks[keep], arrays.patient_ids[keep], arrays.numbers[keep])
+    patients = list(dict.fromkeys(arrays.patient_ids.tolist()))
+    try:
+        card: ModelCard | None = load_card(wdir)
+    except WeightsError:
+        card = None
+    # Scores on a patient the weights trained on flatter them; the bundled weights trained on every patient of
+    # ../shared, so say it wherever it happens, by name in the JSON.
+    trained_on = sorted(set(patients) & set(card.split.train)) if card is not None else []
+    if trained_on:
+        print(f"warning: {len(trained_on)} of {len(patients)} patients trained these weights (their card's training "
+              "patients): their numbers flatter the model; the card's cross-validation is its estimate",
+              file=sys.stderr)
     pred = predict_patient_masks(seg, seg_cfg, arrays.images, arrays.patient_ids)
     seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
     by_area = tumour_slice_dice_by_area(pred, arrays.masks)
     result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
-                                 "engine": seg.description,
+                                 "engine": seg.description, "trained_on": trained_on,
                                  "segmentation": {"postprocess": patient_rule_text(seg_cfg.min_component_px),
                                                   "per_patient_dice": seg_eval.per_patient,
                                                   "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
@@ -187,11 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightsError as exc:
         print(f"grade model not evaluated: {exc}", file=sys.stderr)
     else:
-        patients = list(dict.fromkeys(arrays.patient_ids.tolist()))
-        try:
-            card: ModelCard | None = load_card(wdir)
-        except WeightsError:
-            card = None
         g = evaluate_grade(grade, grade_cfg, arrays, pred, index, patients, device, card=card)
         stated = stated_grade_report(g.grades, g.labels)
         result["grade"] = {"per_patient_p_g3": g.per_patient, "labels": g.labels,
@@ -209,10 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"n={stated[key]['n']}")
         if not g.metrics:
             print("grade: data.csv has no grades for these patients; not evaluated")
-    try:
-        result["card_version"] = load_card(wdir).version
-    except WeightsError:
-        pass
+    if card is not None:
+        result["card_version"] = card.version
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

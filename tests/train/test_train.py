@@ -274,6 +274,8 @@ def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Pat
     assert np.mean(list(per.values())) == pytest.approx(result["segmentation"]["metrics"]["per_volume_dice_mean"]["value"])
     assert "per_volume_dice_median" in res.stdout
     assert result["grade"]["metrics"]["auc"]["n"] == sum(index.clinical_for(p).grade is not None for p in index.patient_ids)
+    assert result["trained_on"] == sorted(read_card(tiny_weights)["split"]["train"])  # named, and warned about
+    assert f"{len(result['trained_on'])} of {len(per)} patients trained these weights" in res.stderr
     bins = result["segmentation"]["tumour_slice_dice_by_area"]
     assert sum(b["n"] for b in bins.values()) == result["segmentation"]["metrics"]["tumour_slice_dice"]["n"]
     # what the app would state per patient: this card withholds the number, so the base rate, beside the raw score
@@ -316,7 +318,9 @@ def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, syn
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     card = read_card(tiny_weights)
-    assert set(json.loads(out.read_text())["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
+    result = json.loads(out.read_text())
+    assert set(result["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
+    assert result["trained_on"] == [] and "trained these weights" not in res.stderr
     assert "true tumour" in res.stdout
 
 
