@@ -22,24 +22,41 @@ SEEN_TRAINING = "training patient — these numbers look better than on new pati
 SEEN_NEITHER = "not seen in training"
 
 
-def _split(card: ModelCard | dict[str, Any] | None) -> SplitRecord:
+def _card(card: ModelCard | dict[str, Any] | None) -> ModelCard:
     try:
-        return (card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})).split
+        return card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})
     except CardError:
-        return SplitRecord()
+        return ModelCard.from_dict({})
+
+
+def _split(card: ModelCard | dict[str, Any] | None) -> SplitRecord:
+    return _card(card).split
+
+
+def held_out_dice(card: ModelCard | dict[str, Any] | None, patient_id: str) -> float | None:
+    """The per-volume Dice a fold model that never saw ``patient_id`` scored, from the card's cross-validation."""
+    for fold in _card(card).segmentation.cross_validation.get("folds") or []:
+        value = (fold.get("per_patient_dice") or {}).get(patient_id) if isinstance(fold, dict) else None
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
 
 
 def seen_label(card: ModelCard | dict[str, Any] | None, patient_id: str) -> str:
     """Whether the weights of ``card`` trained on this patient, in the words shown beside its numbers.
 
     A Dice or P(G3) on a training patient flatters the model; on a validation patient it is what the card
-    reports; anyone else (a phantom, a patient added later) was never seen.
+    reports; anyone else (a phantom, a patient added later) was never seen. Weights trained on every patient
+    (the bundled ones) leave no validation patient, so a training patient also gets what the recipe's
+    cross-validation scored on it, by a fold model that never saw it: the number to expect on a new patient.
     """
     split = _split(card)
     if patient_id in split.val:
         return SEEN_VALIDATION
     if patient_id in split.train:
-        return SEEN_TRAINING
+        unseen = held_out_dice(card, patient_id)
+        return SEEN_TRAINING + (f"; a model of the same recipe that never saw this patient scored per-volume Dice "
+                                f"{unseen:.2f}" if unseen is not None else "")
     return SEEN_NEITHER
 
 

@@ -90,8 +90,10 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
                                          "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
         else:
-            card["segmentation"]["held_out_metrics"] = NO_VALIDATION if prep.corrections is None else \
-                "none: fine-tuned from weights trained on every patient, so no patient is held out (see fine_tune)"
+            card["segmentation"]["held_out_metrics"] = (
+                NO_VALIDATION if prep.corrections is None
+                else "none: fine-tuned from weights trained on every patient (see fine_tune)" if not prep.split.val
+                else "none: a correction was cut from every validation patient (see fine_tune)")
         if prep.corrections is not None:
             seg_engine = seg_engine or scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size)
             card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_engine, seg_cfg,

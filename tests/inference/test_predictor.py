@@ -21,6 +21,7 @@ from lggdemo.inference.examples import (
     SEEN_VALIDATION,
     example_case,
     example_patients,
+    held_out_dice,
     seen_label,
     seen_label_for_name,
 )
@@ -249,3 +250,15 @@ def test_examples_prefer_validation_patients_and_say_who_was_seen(synthetic_root
     assert example_patients(index, {"split": {"train": pids, "val": ["elsewhere"]}}) == pids  # none here: everyone
     assert seen_label_for_name(card, f"{pids[0]}_12.tif") == SEEN_TRAINING
     assert seen_label_for_name(card, "scan.png") is None  # an unnamed upload may be anyone
+
+
+def test_a_training_patient_of_weights_trained_on_everyone_gets_its_cross_validated_dice(synthetic_root: Path) -> None:
+    """The bundled weights have no validation patient: each example is a training patient, so the label adds
+    what a fold model that never saw it scored (the card's cross-validation), the number to expect elsewhere."""
+    pids = scan_dataset(synthetic_root).patient_ids
+    folds = [{"val": [pids[0]], "per_patient_dice": {pids[0]: 0.8312}}, {"val": [pids[1]], "per_patient_dice": {}}]
+    card = {"split": {"train": list(pids), "val": []}, "segmentation": {"cross_validation": {"folds": folds}}}
+    assert held_out_dice(card, pids[0]) == 0.8312 and held_out_dice(card, pids[1]) is None
+    assert seen_label(card, pids[0]) == SEEN_TRAINING + ("; a model of the same recipe that never saw this patient "
+                                                         "scored per-volume Dice 0.83")
+    assert seen_label(card, pids[1]) == SEEN_TRAINING  # scored by no fold: nothing claimed

@@ -171,6 +171,7 @@ def test_weights_trained_on_every_patient_fine_tune_and_say_what_cannot_be_compa
     ft = tuned["segmentation"]["fine_tune"]
     assert len(ft["corrected_slices"]["slices"]) == 1 and ft["validation"]["patients"] == []
     assert "trained on every patient" in ft["validation"]["note"]
+    assert "trained on every patient" in tuned["segmentation"]["held_out_metrics"]
 
 
 @pytest.mark.slow  # a real (tiny) training run

@@ -149,8 +149,8 @@ def render_grade(result: PredictionResult, predictor: Predictor) -> None:
         st.markdown(
             f"**How good is this model?** (model card `{predictor.card.get('version', 'n/a')}`, {ev.where})\n\n"
             f"- Grade AUC: **{ev.auc.text() if ev.auc else 'n/a'}**\n"
-            f"- Age-only baseline AUC: **{ev.age_only.text() if ev.age_only else 'n/a'}**\n"
-            f"- Balanced accuracy (validation patients): {bal.text() if bal else 'n/a'}"
+            f"- Age-only baseline AUC: **{ev.age_only.text() if ev.age_only else 'n/a'}**"
+            + (f"\n- Balanced accuracy (validation patients): {bal.text()}" if bal else "")  # none without a split
         )
         if ev.auc and ev.age_only and ev.auc.value <= ev.age_only.value:
             st.caption(f"The image model does not beat age alone ({ev.where}).")
