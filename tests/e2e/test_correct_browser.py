@@ -8,9 +8,12 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lggdemo import corrections as corr
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.inference.examples import example_case
 from lggdemo.models import weights
 
 EDITOR = ".st-key-predict_correct_editor"
@@ -35,11 +38,16 @@ def _element_shot(directory: Path, page, selector: str, name: str) -> Path:  # n
 
 
 def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, screenshots_dir: Path, tiny_weights: Path,
-                                                               tmp_path: Path,
+                                                               synthetic_root: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LGG_RUNS_DIR", str(tmp_path / "runs"))  # the app inherits it: corrections land here
     if not weights.is_complete(weights.BUNDLED_DIR):
         weights.set_active(tiny_weights)
+    # The editor opens on the first slice of the first example: stroke across its true tumour, so that the Dice
+    # must move whatever the weights drew (a stroke beside both masks would leave a Dice of 0 at 0).
+    case = example_case(scan_dataset(synthetic_root), 0, card=weights.read_card(weights.active_dir()))
+    rows, cols = np.nonzero(case.batch.slices[0].truth)
+    row, col = float(rows.mean()), float(cols.mean())
     page.goto(start_app())
     page.get_by_role("link", name="Predict", exact=True).click()
     page.get_by_role("button", name="Try an example").click()
@@ -57,11 +65,12 @@ def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, 
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     assert box and box["width"] >= 500  # the 256² slice drawn at twice its size
-    x0, y0 = box["x"], box["y"]
-    page.mouse.move(x0 + 60, y0 + 300)
+    scale = box["width"] / 256
+    x0, y = box["x"] + scale * max(col - 60, 4), box["y"] + scale * row
+    page.mouse.move(x0, y)
     page.mouse.down()
-    for i in range(1, 41):  # a drag right across the slice
-        page.mouse.move(x0 + 60 + i * 10, y0 + 300 - i * 2)
+    for i in range(1, 41):  # a drag right across the slice, through the tumour's centre
+        page.mouse.move(x0 + i * 3 * scale, y)
     page.mouse.up()
 
     page.get_by_text(re.compile(r"1 edit\(s\) since the model's mask")).wait_for()
