@@ -33,15 +33,6 @@ def _split(card: ModelCard | dict[str, Any] | None) -> SplitRecord:
     return _card(card).split
 
 
-def held_out_dice(card: ModelCard | dict[str, Any] | None, patient_id: str) -> float | None:
-    """The per-volume Dice a fold model that never saw ``patient_id`` scored, from the card's cross-validation."""
-    for fold in _card(card).segmentation.cross_validation.get("folds") or []:
-        value = (fold.get("per_patient_dice") or {}).get(patient_id) if isinstance(fold, dict) else None
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
 def seen_label(card: ModelCard | dict[str, Any] | None, patient_id: str) -> str:
     """Whether the weights of ``card`` trained on this patient, in the words shown beside its numbers.
 
@@ -54,7 +45,7 @@ def seen_label(card: ModelCard | dict[str, Any] | None, patient_id: str) -> str:
     if patient_id in split.val:
         return SEEN_VALIDATION
     if patient_id in split.train:
-        unseen = held_out_dice(card, patient_id)
+        unseen = _card(card).segmentation.cross_validated_dice.get(patient_id)
         return SEEN_TRAINING + (f"; a model of the same recipe that never saw this patient scored per-volume Dice "
                                 f"{unseen:.2f}" if unseen is not None else "")
     return SEEN_NEITHER

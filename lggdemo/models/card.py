@@ -95,6 +95,13 @@ class ModelSection:
         """The recipe's k-fold estimate (``python -m lggdemo.crossval``), by metric name."""
         return {k: dict(v) for k, v in _dict(self.cross_validation.get("metrics")).items() if isinstance(v, Mapping)}
 
+    @property
+    def cross_validated_dice(self) -> dict[str, float]:
+        """Each patient's per-volume Dice from the recipe's k-fold estimate, scored by the fold model that never saw it."""
+        folds = self.cross_validation.get("folds")
+        return {str(k): float(v) for f in (folds if isinstance(folds, list) else []) if isinstance(f, Mapping)
+                for k, v in _dict(f.get("per_patient_dice")).items() if isinstance(v, (int, float))}
+
 
 @dataclass(frozen=True)
 class SplitRecord:

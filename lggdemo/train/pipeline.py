@@ -89,15 +89,13 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
             ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
             card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
                                          "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
-        else:
-            card["segmentation"]["held_out_metrics"] = (
-                NO_VALIDATION if prep.corrections is None
-                else "none: fine-tuned from weights trained on every patient (see fine_tune)" if not prep.split.val
-                else "none: a correction was cut from every validation patient (see fine_tune)")
         if prep.corrections is not None:
             seg_engine = seg_engine or scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size)
             card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_engine, seg_cfg,
                                                                  prep, val_pred)
+        if val_pred is None:  # no validation patient was scored; a fine-tune's report says why
+            why = card["segmentation"].get("fine_tune", {}).get("validation", {}).get("note")
+            card["segmentation"]["held_out_metrics"] = f"none: {why}" if why else NO_VALIDATION
 
     grade_model: GradeNet | None = None
     grade_cfg: GradeConfig | None = None

@@ -21,6 +21,7 @@ from lggdemo.evaluation.crossval import same_recipe, seg_recipe
 from lggdemo.evaluation.grade_oof import grade_recipe
 from lggdemo.inference.grade import grade_verdict
 from lggdemo.metrics.segmentation import evaluate_segmentation
+from lggdemo.models.card import ModelCard
 from lggdemo.models.forward import predict_patient_masks
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import BUNDLED_DIR, GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card
@@ -105,5 +106,5 @@ def test_card_describes_the_data_and_the_unet_holds_its_fold_scores(card: dict, 
     seg, seg_cfg = load_segmentation(BUNDLED_DIR, device)
     pred = predict_patient_masks(seg, seg_cfg, sub.images, sub.patient_ids, device)  # what the whole-patient app shows
     shipped_dice = evaluate_segmentation(pred, sub.masks, sub.patient_ids).metrics["per_volume_dice_mean"].value
-    held_out = {p: d for f in card["segmentation"]["cross_validation"]["folds"] for p, d in f["per_patient_dice"].items()}
+    held_out = ModelCard.from_dict(card).segmentation.cross_validated_dice
     assert shipped_dice >= np.mean([held_out[p] for p in index.patients]) - TOLERANCE
