@@ -7,8 +7,11 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from lggdemo.data.kaggle import scan_dataset
+from lggdemo.inference.examples import example_case
 from lggdemo.models import weights
 
 DICE = re.compile(r"Dice at threshold (\d\.\d\d): (\d\.\d{3})")
@@ -65,8 +68,16 @@ def test_tour_example_threshold_and_dice(request: pytest.FixtureRequest, start_a
     page.get_by_text("Compare: second weights").wait_for()
     assert page.locator("[data-testid='stException']").count() == 0
 
-    # Step 4: move the Threshold with the keyboard; the Dice under it changes.
+    # Step 4 on the example's largest tumour (its first slice may be an edge of a few pixels that no threshold
+    # finds): move the Threshold with the keyboard; the Dice under it changes.
+    case = example_case(scan_dataset(root), 0, card=weights.read_card(weights.active_dir()))
+    areas = [int(s.truth.sum()) for s in case.batch.slices]
+    chooser = page.get_by_role("slider", name="Slice to inspect")
+    chooser.focus()
+    for _ in range(int(np.argmax(areas))):
+        chooser.press("ArrowRight")
     page.get_by_role("tab", name="4 · Threshold").click()
+    page.get_by_text(re.compile(rf"truth {max(areas)} px")).first.wait_for()
     threshold, before = _dice(page)
     assert threshold == "0.50"
     thumb = page.get_by_role("slider", name="Threshold")
