@@ -26,7 +26,7 @@ from lggdemo.data.imageio import encode_png
 from lggdemo.patient.readers.multiframe import frame_sources
 from lggdemo.patient.volume import Volume, VolumeError
 
-FORMATS = ("nifti", "dicom-seg", "png")
+FORMATS = ("nifti", "dicom-seg", "png", "prob-nifti")
 SEGMENT_LABEL = "Tumour (FLAIR abnormality)"
 
 
@@ -39,6 +39,23 @@ class PredictedMask(Protocol):
 
 class ExportError(ValueError):
     """An output that cannot be made for this input (e.g. a DICOM SEG for a NIfTI patient)."""
+
+
+def probability_nifti(volume: Volume, prediction: PredictedMask) -> bytes:
+    """The tumour probability as ``.nii.gz`` bytes: float32 0-1 on the input's (FLAIR's) shape and affine.
+
+    The U-Net's per-voxel probability before the threshold and the 3D rule (``Volume.probability_on_source_grid``:
+    bilinear in-plane), so a voxel can read above 0.5 outside the mask where the rule removed its component.
+    """
+    import nibabel as nib
+
+    probability = getattr(prediction, "probability", None)
+    if probability is None:
+        raise ExportError(f"{volume.name}: this prediction carries no probability map.")
+    img = nib.Nifti1Image(volume.probability_on_source_grid(probability), volume.grid.affine)
+    img.header.set_data_dtype(np.float32)
+    img.header["descrip"] = f"lggdemo tumour probability {prediction.model_version}"[:79].encode()
+    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
 
 
 def mask_nifti(volume: Volume, prediction: PredictedMask) -> bytes:
@@ -162,6 +179,8 @@ def mask_bytes(fmt: str, volume: Volume, prediction: PredictedMask) -> tuple[str
         return f"{stem}_seg.dcm", mask_dicom_seg(volume, prediction)
     if fmt == "png":
         return f"{stem}_masks.zip", mask_png_zip(volume, prediction)
+    if fmt == "prob-nifti":
+        return f"{stem}_prob.nii.gz", probability_nifti(volume, prediction)
     raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 

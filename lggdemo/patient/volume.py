@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from lggdemo.data.imageio import SLICE_SIZE, resize_mask
 
@@ -92,6 +93,23 @@ class Volume:
         plane = np.stack([resize_mask(s.astype(np.uint8), self.grid.plane_shape) for s in m]) if len(m) else m
         return from_canonical(display_to_canonical(plane), self.grid.ornt, self.grid.shape)
 
+    def probability_on_source_grid(self, probability: np.ndarray) -> np.ndarray:
+        """(S, 256, 256) probabilities in the display layout -> float32 0-1 array of the source's shape and voxel order.
+
+        The way back is :meth:`mask_on_source_grid`'s, with **bilinear** in-plane resampling and no threshold: a
+        probability is a continuous quantity, bilinear keeps it inside [0, 1] and, thresholded at 0.5, it lands
+        where the mask's own bilinear-then-threshold resize does. Slices map one to one (no through-plane
+        interpolation), as for the mask.
+        """
+        p = np.asarray(probability, dtype=np.float32)
+        if p.shape != self.slices.shape[:3]:
+            raise VolumeError(f"{self.name}: probability {p.shape} does not match the volume {self.slices.shape[:3]}")
+        rows, cols = self.grid.plane_shape
+        plane = (np.stack([np.asarray(Image.fromarray(s).resize((cols, rows), Image.BILINEAR)) for s in p])
+                 if len(p) and (rows, cols) != p.shape[1:] else p)
+        return from_canonical(display_to_canonical(np.clip(plane, 0.0, 1.0)), self.grid.ornt, self.grid.shape,
+                              dtype=np.float32)
+
 
 # --- the two layout steps (used by every reader and by the way back) ------------------------------
 
@@ -123,15 +141,16 @@ def to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.n
     return canon, canon_affine, ornt
 
 
-def from_canonical(canon: np.ndarray, ornt: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Undo :func:`to_canonical` on an array of the canonical grid (e.g. a mask)."""
+def from_canonical(canon: np.ndarray, ornt: np.ndarray, shape: tuple[int, int, int],
+                   dtype: type = np.uint8) -> np.ndarray:
+    """Undo :func:`to_canonical` on an array of the canonical grid (a mask: uint8; a probability map: float32)."""
     from nibabel.orientations import apply_orientation, ornt_transform
 
     identity = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
     out = apply_orientation(canon, ornt_transform(identity, ornt))
     if out.shape[:3] != tuple(shape):
         raise VolumeError(f"the mask's grid {out.shape[:3]} does not match the source's {tuple(shape)}")
-    return np.ascontiguousarray(out).astype(np.uint8)
+    return np.ascontiguousarray(out).astype(dtype)
 
 
 def axis_spacing(affine: np.ndarray) -> np.ndarray:
