@@ -1,0 +1,159 @@
+"""Diameters of a mask in millimetres: RANO-LGG's two perpendicular axial diameters, and the largest 3D one.
+
+Geometry convention: a mask pixel is a small rectangle, ``row_mm`` tall and ``col_mm`` wide, so a lesion of n
+pixels in a row is n pixels long (edge to edge, as a calliper laid on the image reads it), not n - 1 (centre to
+centre). Coordinates are in the display layout's pixel indices ``(row, col)``, pixel centres at integers, so a
+pixel's edges lie at +-0.5: a line's endpoints can be drawn directly on the slice with ``extent`` of the image.
+
+- **Longest diameter** (maximum Feret diameter): the largest distance in mm between two points of the lesion's
+  cross-section (the union of its pixels), found between the corners of the pixels on its convex hull. It may
+  leave a concave lesion, as a calliper's line does.
+- **Perpendicular diameter**: the longest straight chord *inside* the cross-section (holes filled: a cyst or
+  necrosis inside the abnormality is measured across, as radiologists do), perpendicular in mm to the longest
+  diameter. Found by sampling chords every quarter pixel along the longest diameter, each at a twentieth of a pixel,
+  so it is exact to about 0.1 pixel.
+
+Both are measured in mm at anisotropic spacing: "perpendicular" is perpendicular in millimetres, not in pixels.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+_CORNERS_2D = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+_CORNERS_3D = np.array(list(itertools.product((-0.5, 0.5), repeat=3)))
+CHORD_STEP_PX = 0.25  # spacing of the candidate perpendicular chords along the longest diameter
+SAMPLE_STEP_PX = 0.05  # sampling step along each chord
+
+
+@dataclass(frozen=True)
+class Diameter:
+    """One measured line on display slice ``slice`` (0-based), from ``p0`` to ``p1`` in (row, col) pixel
+    coordinates (pixel centres at integers); ``length_mm`` is None when the spacing is unknown, ``length_px`` its
+    length in pixel units (meaningful on its own only for square pixels)."""
+
+    slice: int
+    p0: tuple[float, float]
+    p1: tuple[float, float]
+    length_mm: float | None
+    length_px: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"slice": self.slice, "p0": [round(v, 3) for v in self.p0], "p1": [round(v, 3) for v in self.p1],
+                "length_mm": None if self.length_mm is None else round(self.length_mm, 3),
+                "length_px": round(self.length_px, 3)}
+
+
+def _hull_points(points: np.ndarray) -> np.ndarray:
+    """The vertices of the convex hull of ``points`` (all of them when degenerate, e.g. collinear)."""
+    if len(points) <= 4:
+        return points
+    try:
+        return points[ConvexHull(points).vertices]
+    except QhullError:  # flat: all points on a line (or plane, in 3D)
+        return points
+
+
+def _farthest_pair(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The two points farthest apart (brute force over hull vertices: a few hundred at most)."""
+    best = (points[0], points[0], 0.0)
+    for chunk in range(0, len(points), 512):
+        block = points[chunk : chunk + 512]
+        d = np.linalg.norm(block[:, None, :] - points[None, :, :], axis=-1)
+        i, j = np.unravel_index(int(np.argmax(d)), d.shape)
+        if d[i, j] > best[2]:
+            best = (block[i], points[j], float(d[i, j]))
+    return best
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels (or voxels) of ``mask`` with a neighbour outside it: only their corners can be hull vertices."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def longest_diameter_2d(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(H, W) bool -> (p0, p1, length_mm): the maximum Feret diameter of the union of the mask's pixels.
+
+    Points are (row, col) pixel coordinates; the length is in mm at (``row_mm``, ``col_mm``) pixel spacing.
+    """
+    rc = np.argwhere(_boundary(mask)).astype(float)
+    scale = np.array([row_mm, col_mm])
+    corners = (rc[:, None, :] + _CORNERS_2D[None]).reshape(-1, 2)
+    corners = np.unique(corners, axis=0) * scale
+    a, b, length = _farthest_pair(_hull_points(corners))
+    return a / scale, b / scale, length
+
+
+def perpendicular_chord_2d(mask: np.ndarray, p0: np.ndarray, p1: np.ndarray, row_mm: float,
+                           col_mm: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The longest chord inside ``mask`` (holes filled) perpendicular, in mm, to the line p0 -> p1.
+
+    Returns (q0, q1, length_mm) in (row, col) pixel coordinates; a zero-length chord at p0 when nothing is inside.
+    """
+    filled = ndimage.binary_fill_holes(mask)
+    scale = np.array([row_mm, col_mm])
+    a, b = p0 * scale, p1 * scale
+    u = (b - a) / max(np.linalg.norm(b - a), 1e-12)
+    v = np.array([-u[1], u[0]])  # perpendicular in mm
+    # Every point of the region projects onto [lo, hi] along v, and onto [0, |ab|] along u.
+    rc = np.argwhere(filled).astype(float)
+    corners = ((rc[:, None, :] + _CORNERS_2D[None]).reshape(-1, 2)) * scale
+    proj_v = (corners - a) @ v
+    lo, hi = float(proj_v.min()), float(proj_v.max())
+    length_u = float(np.linalg.norm(b - a))
+    step_mm = CHORD_STEP_PX * min(row_mm, col_mm)
+    sample_mm = SAMPLE_STEP_PX * min(row_mm, col_mm)
+    ts = np.arange(0.0, length_u + step_mm / 2, step_mm)
+    ss = np.arange(lo - sample_mm, hi + sample_mm * 1.5, sample_mm)
+    h, w = filled.shape
+    best = (a / scale, a / scale, 0.0)
+    for first in range(0, len(ts), 64):  # chunks of chords: memory stays bounded for any mask
+        t_chunk = ts[first : first + 64]
+        pts = a[None, None, :] + t_chunk[:, None, None] * u + ss[None, :, None] * v  # (T, S, 2) mm
+        idx = np.rint(pts / scale).astype(int)
+        ok = (idx[..., 0] >= 0) & (idx[..., 0] < h) & (idx[..., 1] >= 0) & (idx[..., 1] < w)
+        inside = np.zeros(ok.shape, np.int8)
+        inside[ok] = filled[idx[..., 0][ok], idx[..., 1][ok]]
+        # Longest run of consecutive inside samples on each chord: run = [start, end).
+        edges = np.diff(np.pad(inside, ((0, 0), (1, 1))), axis=1)
+        for t_i in np.flatnonzero(inside.any(axis=1)):
+            starts, ends = np.flatnonzero(edges[t_i] == 1), np.flatnonzero(edges[t_i] == -1)
+            k = int(np.argmax(ends - starts))
+            # n samples stand for n sample steps (each for its own step): exact to the sampling grid.
+            s0, s1 = ss[starts[k]] - sample_mm / 2, ss[ends[k] - 1] + sample_mm / 2
+            if s1 - s0 > best[2]:
+                base = a + t_chunk[t_i] * u
+                best = ((base + s0 * v) / scale, (base + s1 * v) / scale, float(s1 - s0))
+    return best[0], best[1], best[2]
+
+
+def bidimensional(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[tuple[np.ndarray, np.ndarray, float],
+                                                                            tuple[np.ndarray, np.ndarray, float]]:
+    """(H, W) bool, non-empty -> ((p0, p1, longest_mm), (q0, q1, perpendicular_mm)), RANO-LGG's two lines."""
+    p0, p1, longest = longest_diameter_2d(mask, row_mm, col_mm)
+    q0, q1, perp = perpendicular_chord_2d(mask, p0, p1, row_mm, col_mm)
+    return (p0, p1, longest), (q0, q1, perp)
+
+
+def max_diameter_3d(mask: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """(S, H, W) bool, non-empty -> the largest distance in mm between two points of the union of its voxels
+    (voxel corners: a lesion on one 5 mm slice is 5 mm tall)."""
+    scale = np.asarray(spacing, float)
+    idx = np.argwhere(_boundary(mask)).astype(float)
+    corners = np.unique((idx[:, None, :] + _CORNERS_3D[None]).reshape(-1, 3), axis=0) * scale
+    return _farthest_pair(_hull_points(corners))[2]
+
+
+def mean_diameter_mm(volume_ml: float) -> float:
+    """Mean tumour diameter (Pallud et al., Ann Neurol 2010; Mandonnet et al. 2003): (2V)^(1/3), V in mm³.
+
+    The LGG growth literature's measure (velocity of diametric expansion, mm/year): it treats the tumour as an
+    ellipsoid whose three diameters D1 D2 D3 give V = D1·D2·D3 / 2, so (2V)^(1/3) is their geometric mean.
+    (The equivalent-sphere diameter, (6V/pi)^(1/3), is 0.985 times this.)
+    """
+    return float((2.0 * volume_ml * 1000.0) ** (1.0 / 3.0))
