@@ -33,9 +33,9 @@ from lggdemo.patient.readers.kaggle import index_volume
 from lggdemo.patient.readers.nifti import stem
 from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.dataset import active_dataset
+from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_patient_correction
 from lggdemo.ui.predict.shared import (
-    SEX_OPTIONS,
     active_card,
     current_clinical,
     render_grade_value,
@@ -87,8 +87,12 @@ def _load_example() -> None:
     grade = f", recorded grade {clinical.grade}" if clinical.grade else ""
     seen = seen_label(card, pid)
     _set_input(_Loaded(f"Example: {kind} {pid}, {seen} ({volume.n_slices} slices{grade})", volume=volume, seen=seen))
-    st.session_state["predict_age"] = clinical.age
-    st.session_state["predict_sex"] = clinical.sex or "unknown"
+    clinical_fields.take_example(clinical, input_id())  # type: ignore[arg-type]
+
+
+def input_id() -> str | None:
+    """The current input, as :mod:`~lggdemo.ui.predict.clinical` files its age and sex under."""
+    return None if st.session_state.get("patient_input") is None else f"patient:{st.session_state.get('patient_token')}"
 
 
 def open_uploads(files: list[tuple[str, bytes]]) -> PatientSource:
@@ -104,17 +108,13 @@ def render_inputs() -> None:
         files = st.file_uploader(
             "One patient: a Kaggle-layout folder as .zip (slices, masks optional), NIfTI file(s) (.nii, .nii.gz: one "
             "3-channel file or one file per sequence), or a DICOM study as .zip",
-            type=UPLOAD_TYPES, accept_multiple_files=True, key="patient_files") or []
+            type=UPLOAD_TYPES, accept_multiple_files=True, key="patient_files",
+            on_change=clinical_fields.before_upload, args=("patient_files",)) or []
         st.button("Try an example patient", on_click=_load_example, key="patient_example",
                   help="Loads a whole patient of the active dataset (the phantoms when there is no data), with its "
                        "masks, age and sex. Press again for another patient.")
     with right:
-        with st.form("patient_clinical"):  # the slice mode's fields (same keys): one patient, one age
-            st.number_input("Age at diagnosis (years; leave empty if unknown)", value=None, step=1.0, format="%.0f",
-                            key="predict_age")
-            st.radio("Sex", SEX_OPTIONS, horizontal=True, key="predict_sex")
-            st.form_submit_button("Apply to the grade")
-        st.caption("The grade model uses age and sex only; grade, histology and survival are never inputs.")
+        clinical_fields.render_fields("patient_clinical", input_id())  # the slice mode's keys, this input's values
     signature = tuple(f.file_id for f in files)
     if files and signature != st.session_state.get("patient_upload_sig"):
         try:
@@ -123,6 +123,7 @@ def render_inputs() -> None:
             _set_input(None, str(exc))
         else:
             _set_input(_Loaded(f"{source.name}: {source.kind} upload ({len(files)} file(s))", source=source))
+        clinical_fields.adopt(input_id())
         # only once the upload has been read: a rerun that interrupts the reading reads it again
         st.session_state["patient_upload_sig"] = signature
     elif not files and st.session_state.get("patient_upload_sig"):

@@ -27,9 +27,9 @@ from lggdemo.inference.predictor import InputError, PredictionResult, Predictor
 from lggdemo.inference.reports import slice_report_csv, slice_report_json
 from lggdemo.models.card import card_metric
 from lggdemo.models.weights import WeightsError
+from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_slice_correction
 from lggdemo.ui.predict.shared import (
-    SEX_OPTIONS,
     active_card,
     active_index,
     current_clinical,
@@ -83,15 +83,12 @@ def _load_example() -> None:
     label = f"Example: {kind} {case.patient_id}, {case.seen} ({len(case.batch.slices)} tumour slices{grade})"
     set_batch(case.batch, label, "example")
     st.session_state["predict_seen"] = case.seen
-    st.session_state["predict_age"] = case.clinical.age
-    st.session_state["predict_sex"] = case.clinical.sex or "unknown"
+    clinical_fields.take_example(case.clinical, input_id())
 
 
-def _uploads_changed() -> None:
-    """Uploader callback: new files after an example must not inherit the example patient's age and sex."""
-    if st.session_state.get("predict_kind") == "example":
-        st.session_state["predict_age"] = None
-        st.session_state["predict_sex"] = "unknown"
+def input_id() -> str | None:
+    """The current input, as :mod:`~lggdemo.ui.predict.clinical` files its age and sex under."""
+    return None if st.session_state.get("predict_batch") is None else f"slices:{st.session_state.get('predict_token')}"
 
 
 def render_inputs() -> None:
@@ -101,11 +98,13 @@ def render_inputs() -> None:
         files = st.file_uploader(
             "MRI slices (.tif, .png, .jpg): one or more slices of one patient. Add a ground-truth mask as "
             "`<name>_mask.*` to get the Dice.",
-            type=UPLOAD_TYPES, accept_multiple_files=True, key="predict_files", on_change=_uploads_changed,
+            type=UPLOAD_TYPES, accept_multiple_files=True, key="predict_files",
+            on_change=clinical_fields.before_upload, args=("predict_files",),
         ) or []
         with st.expander("Ground-truth masks in a separate upload (optional)"):
             masks = st.file_uploader("Masks named like their slice (with or without `_mask`)", type=UPLOAD_TYPES,
-                                     accept_multiple_files=True, key="predict_masks", on_change=_uploads_changed) or []
+                                     accept_multiple_files=True, key="predict_masks",
+                                     on_change=clinical_fields.before_upload, args=("predict_masks",)) or []
         st.button("Try an example", on_click=_load_example, key="predict_example",
                   help="Loads a few tumour slices of one patient of the active dataset, with its age, sex and masks. "
                        "Press again for another patient.")
@@ -113,12 +112,7 @@ def render_inputs() -> None:
             st.error(st.session_state["predict_example_error"])
     with right:
         st.subheader("Clinical fields")
-        with st.form("predict_clinical"):
-            st.number_input("Age at diagnosis (years; leave empty if unknown)", value=None, step=1.0, format="%.0f",
-                            key="predict_age")
-            st.radio("Sex", SEX_OPTIONS, horizontal=True, key="predict_sex")
-            st.form_submit_button("Apply to the grade")
-        st.caption("The grade model uses age and sex only; grade, histology and survival are never inputs.")
+        clinical_fields.render_fields("predict_clinical", input_id())
 
     signature = (tuple(f.file_id for f in files), tuple(f.file_id for f in masks))
     if files or masks:
@@ -127,6 +121,7 @@ def render_inputs() -> None:
             batch = process_uploads([(f.name, f.getvalue()) for f in files], [(f.name, f.getvalue()) for f in masks])
             n_files = len(files) + len(masks)
             set_batch(batch, f"{len(batch.slices)} usable slice(s) from {n_files} uploaded file(s)", "upload")
+            clinical_fields.adopt(input_id())
     elif st.session_state.pop("predict_upload_sig", None) is not None:
         if st.session_state.get("predict_kind") == "upload":  # uploads removed: nothing left to show
             clear_batch()
