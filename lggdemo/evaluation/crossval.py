@@ -29,6 +29,13 @@ from lggdemo.models.weights import read_card, write_card
 RECIPE_KEYS = ("preset", "encoder", "image_size", "seg_epochs", "seg_samples", "batch_size", "lr", "slice_dice",
                "min_component_px", "flip_tta", "precision", "small_tumour_boost")
 _DEFAULTS = {"slice_dice": False, "precision": "auto", "small_tumour_boost": 1}  # keys that older cards predate
+#: Precisions that differ only in the rounding of the convolutions (autocast), not in data, epochs, schedule or loss.
+ROUNDING_ONLY = frozenset({"fp32", "bf16"})
+#: The decision of issue 27, in the card and weights/README.md: an fp32 run of a recipe whose folds trained in bf16
+#: (or the other way round) may carry their cross-validated estimate, labelled as such.
+PRECISION_CAVEAT = ("estimated with {folds} fold models; these weights trained the same recipe (same data, epochs, "
+                    "schedule and loss) in {weights}. Autocast changes only the rounding of the convolutions; how "
+                    "much that moves the Dice was not measured here.")
 
 
 class CrossValError(ValueError):
@@ -39,38 +46,81 @@ def as_card(card: ModelCard | dict[str, Any]) -> ModelCard:
     return card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
 
 
+def precision_used(train_config: dict[str, Any], recorded: Any = None, device: str | None = None) -> str:
+    """The precision a training stage ran in (``fp32``, ``bf16``, ``fp16``): what recipes compare.
+
+    ``recorded``: the run's own record (the card's ``precision.used``, a lineage's ``precision_used``), written
+    since issue 27. Older records name only what was asked: ``bf16`` / ``fp32`` as such, and ``auto``, which then
+    meant float32 everywhere but CUDA (``device``: the card's device line); an ``auto`` on CUDA stays ``auto``.
+    """
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    asked = str(train_config.get("precision") or _DEFAULTS["precision"])
+    if asked != "auto":
+        return asked
+    return "auto" if (device or "").upper().startswith("CUDA") else "fp32"
+
+
+def run_precision(card: ModelCard | dict[str, Any]) -> str | None:
+    """The precision a card's own run recorded it used (``precision.used``); ``None`` on cards that predate it."""
+    entry = as_card(card).data.get("precision")
+    used = entry.get("used") if isinstance(entry, dict) else None
+    return used if isinstance(used, str) else None
+
+
 def seg_recipe(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
     """The training stages behind a card's U-Net, first stage first.
 
     Stages chain through ``segmentation.initialised_from``: written by ``--init-from`` (another run's folder)
     and by a run that trains both stages itself (``refine_epochs``, the ``bundled`` preset). Such a run
     records its last stage's settings as ``segmentation.train_config``; otherwise the card's own are the last.
+    A stage's ``precision`` is the one it *used* (:func:`precision_used`): ``--precision auto`` on a CPU with
+    native bf16 is the same recipe as an explicit ``bf16``.
     """
     card = as_card(card)
     seg = card.segmentation
     if not seg.trained_in_this_run:
         raise CrossValError("its U-Net was copied from another run, so its card does not record how it was trained")
 
-    def stage(train_config: dict[str, Any]) -> dict[str, Any]:
-        return {k: train_config.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS}
+    def stage(train_config: dict[str, Any], recorded: Any) -> dict[str, Any]:
+        values = {k: train_config.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS}
+        return {**values, "precision": precision_used(train_config, recorded, card.device)}
 
     last = seg.data.get("train_config")
-    stages = [stage(last if isinstance(last, dict) else card.train_config)]
+    stages = [stage(last if isinstance(last, dict) else card.train_config, run_precision(card))]
     parent = seg.initialised_from
     while parent:
-        stages.insert(0, stage(parent.get("train_config") or {}))
+        stages.insert(0, stage(parent.get("train_config") or {}, parent.get("precision_used")))
         parent = parent.get("initialised_from")
     return stages
+
+
+def _values(chain: Sequence[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    return [{k: s.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS if k != "preset" and k not in skip} for s in chain]
 
 
 def same_recipe(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> bool:
     """Whether two :func:`seg_recipe` chains train the same way: every stage's values equal, its preset name aside
     (``--preset bundled`` in one run is the same recipe as ``--preset full`` then ``--preset refine --init-from``
     with the same values). A key an older record lacks counts as its default, as :func:`seg_recipe` reads it."""
-    def values(chain: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: s.get(k, _DEFAULTS.get(k)) for k in RECIPE_KEYS if k != "preset"} for s in chain]
+    return _values(a) == _values(b)
 
-    return values(a) == values(b)
+
+def precision_caveat(weights: Sequence[dict[str, Any]], folds: Sequence[dict[str, Any]]) -> str | None:
+    """The caveat under which weights may carry the folds' estimate when the two differ only in precision.
+
+    ``None`` when the recipes are the same. Raises :class:`CrossValError` when they differ in anything but a
+    precision in :data:`ROUNDING_ONLY` (epochs, size, samples, loss... make it another recipe).
+    """
+    if same_recipe(weights, folds):
+        return None
+    if _values(weights, ("precision",)) != _values(folds, ("precision",)):
+        raise CrossValError("another recipe")
+    ours = {str(s.get("precision")) for s in weights}
+    theirs = {str(s.get("precision")) for s in folds}
+    if len(ours) != 1 or len(theirs) != 1 or not (ours | theirs) <= ROUNDING_ONLY:
+        raise CrossValError("another precision")
+    return PRECISION_CAVEAT.format(folds=theirs.pop(), weights=ours.pop())
 
 
 def stage_timing(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,14 +262,20 @@ def _mean_rates(fold_stages: Any) -> list[float | None]:
 
 
 def record(weights: Path, pooled: dict[str, Any]) -> None:
-    """Add the estimate to a weights folder's card, only if its U-Net was trained by the same recipe."""
+    """Add the estimate to a weights folder's card, only if its U-Net was trained by the same recipe.
+
+    One difference is allowed, under a written caveat (``cross_validation.precision_note``): the precision, fp32
+    against the folds' bf16 or the reverse (:func:`precision_caveat`; issue 27's decision, weights/README.md).
+    """
     card = read_card(weights)
     try:
         recipe = seg_recipe(card)
     except CrossValError as exc:
         raise CrossValError(f"{weights}: {exc}") from None
-    if not same_recipe(recipe, pooled["recipe"]):
+    try:
+        caveat = precision_caveat(recipe, pooled["recipe"])
+    except CrossValError:
         raise CrossValError(f"the U-Net in {weights} was trained by another recipe ({recipe}) than the folds "
-                            f"({pooled['recipe']}); their estimate says nothing about it")
-    card["segmentation"]["cross_validation"] = pooled
+                            f"({pooled['recipe']}); their estimate says nothing about it") from None
+    card["segmentation"]["cross_validation"] = {**pooled, **({"precision_note": caveat} if caveat else {})}
     write_card(weights, card)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from lggdemo.evaluation.crossval import CrossValError, as_card, same_recipe, seg_recipe
+from lggdemo.evaluation.crossval import (PRECISION_CAVEAT, ROUNDING_ONLY, CrossValError, as_card, precision_used, run_precision,
+                                        same_recipe, seg_recipe)
 from lggdemo.metrics.grade import PLATT_METHOD, brier, cross_fitted_platt, fit_platt, log_loss_g3, probability_report
 from lggdemo.models.card import ModelCard
 from lggdemo.models.weights import read_card, write_card
@@ -36,7 +37,8 @@ def grade_recipe(card: ModelCard | dict[str, Any]) -> dict[str, Any]:
     card = as_card(card)
     if not card.grade.trained_in_this_run:
         raise CrossValError("its grade model was copied from another run, so its card does not record how it was trained")
-    return {k: card.train_config.get(k, _DEFAULTS.get(k)) for k in GRADE_RECIPE_KEYS}
+    values = {k: card.train_config.get(k, _DEFAULTS.get(k)) for k in GRADE_RECIPE_KEYS}
+    return {**values, "precision": precision_used(card.train_config, run_precision(card), card.device)}
 
 
 def _logit(p: float) -> float:
@@ -148,9 +150,14 @@ def record_grade(weights: Path, pooled: dict[str, Any]) -> None:
         recipe = grade_recipe(card)
     except CrossValError as exc:
         raise CrossValError(f"{weights}: {exc}") from None
-    if recipe != pooled["out_of_fold"]["recipe"]:
-        raise CrossValError(f"the grade model in {weights} was trained by another recipe ({recipe}) than the folds' "
-                            f"({pooled['out_of_fold']['recipe']}); their estimate says nothing about it")
-    card["grade"]["out_of_fold"] = pooled["out_of_fold"]
+    folds = pooled["out_of_fold"]["recipe"]
+    caveat = None
+    if recipe != folds:
+        rest_same = {**recipe, "precision": None} == {**folds, "precision": None}
+        if not (rest_same and {recipe["precision"], folds["precision"]} <= ROUNDING_ONLY):
+            raise CrossValError(f"the grade model in {weights} was trained by another recipe ({recipe}) than the folds' "
+                                f"({folds}); their estimate says nothing about it")
+        caveat = PRECISION_CAVEAT.format(folds=folds["precision"], weights=recipe["precision"])
+    card["grade"]["out_of_fold"] = {**pooled["out_of_fold"], **({"precision_note": caveat} if caveat else {})}
     card["grade"]["calibration"] = pooled["calibration"]
     write_card(weights, card)

@@ -22,7 +22,7 @@ import torch
 
 import lggdemo
 from lggdemo.data.kaggle import DatasetIndex
-from lggdemo.device import describe
+from lggdemo.device import cpu_info, describe
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
 from lggdemo.models.card import ModelCard
 from lggdemo.models.engine.export import DERIVED_FILES_NOTE
@@ -30,6 +30,7 @@ from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.distributed import card_entry
+from lggdemo.train.loop import channels_last, resolve_precision
 from lggdemo.train.split import Split, same_split
 
 
@@ -58,6 +59,21 @@ def library_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+#: Issue 27's decision, written in every card beside the precision a run used (and in weights/README.md).
+PRECISION_NOTE = ("auto trains in bf16 (channels-last) on CUDA and on a CPU with native bf16, in fp32 elsewhere. An fp32 "
+                  "run of a recipe cross-validated in bf16 may carry that estimate, labelled as estimated with bf16 "
+                  "fold models (same data, epochs, schedule and loss; autocast changes only the rounding of the "
+                  "convolutions; the difference was not measured here).")
+
+
+def precision_entry(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The card's ``precision`` (asked, used) and ``cpu`` (model, capability, native bf16): what the speed and the
+    numerics of the run depended on. ``used`` is what recipes compare (``lggdemo.evaluation.crossval``)."""
+    return {"precision": {"requested": cfg.precision, "used": resolve_precision(device, cfg.precision),
+                          "channels_last": channels_last(device, cfg.precision), "note": PRECISION_NOTE},
+            "cpu": cpu_info().to_dict()}
 
 
 def metrics_dict(metrics: dict[str, Metric]) -> dict[str, Any]:
@@ -119,6 +135,7 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
         **{k: card[k] for k in ("segmentation", "grade") if k in card},
         "metric_definitions": DEFINITIONS,
         "device": describe(device),
+        **precision_entry(cfg, device),
         "distributed": card_entry(cfg),
         "library_versions": library_versions(),
         "training_seconds": seconds,

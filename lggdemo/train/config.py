@@ -37,15 +37,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (python -m lggdemo.crossval, recorded into the card) is its estimate. The grade model trains as in `full`
     # but without its inner 4-fold CV (12 more fits, which would break the 30-minute budget; the protocol's
     # out-of-fold grade replaces it).
-    # Its recipe is the protocol's winner, candidate C1: bf16 + channels-last, 128 px, 31 -> 13 epochs of 1,200 slices.
+    # Its recipe is the protocol's winner, candidate C1: 128 px, 31 -> 13 epochs of 1,200 slices, measured in bf16 +
+    # channels-last. Precision "auto" keeps that on a CPU with native bf16 (and on CUDA) and trains in fp32 elsewhere,
+    # where emulated bf16 is several times slower (issue 27); an fp32 run carries the bf16 folds' estimate, labelled
+    # as such (lggdemo.evaluation.crossval.record, weights/README.md).
     # Chosen by the rule written before any fold ran (docs/experiments/selection-rule.txt, 2026-12-02;
     # the comparison: docs/experiments/cv21/compare.json).
     "bundled": dict(encoder="resnet18", image_size=128, seg_epochs=31, refine_epochs=13, seg_samples=1200,
-                    precision="bf16", grade_image_size=64, grade_epochs=8, grade_samples=768, folds=0,
+                    precision="auto", grade_image_size=64, grade_epochs=8, grade_samples=768, folds=0,
                     batch_size=16, val_fraction=0.0),
 }
 TASKS: tuple[str, ...] = tuple(TASK_NAMES)
-#: Training precision (see ``lggdemo.train.loop.amp_dtype``): auto = mixed on CUDA, float32 elsewhere.
+#: Training precision (see ``lggdemo.train.loop.resolve_precision``): auto = bf16 on CUDA and on a CPU with native
+#: bf16 (fp16 on an older GPU), float32 elsewhere.
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 #: Presets that need an option the preset cannot supply, and the message when it is missing.
 PRESET_REQUIRES: dict[str, tuple[str, str]] = {
@@ -151,8 +155,9 @@ class TrainConfig:
     seed: int = _set(0, option="seed", type=int)
     device: str = _set("auto", option="device", label="Device", choices=DEVICES)
     precision: str = _set("auto", option="precision", label="Precision", choices=PRECISIONS,
-                          help="autocast dtype: auto (mixed on CUDA, fp32 on CPU), fp32, or bf16 on any device "
-                               "(with channels-last; about 3x faster on a CPU with AVX-512 BF16)")
+                          help="autocast dtype: auto (bf16 + channels-last on CUDA and on a CPU with native bf16 -- "
+                               "AVX-512 BF16 or AMX -- where it is about 3x faster; fp32 elsewhere), fp32, or bf16 "
+                               "(several times slower than fp32 on a CPU without native bf16: the run warns)")
     min_component_px: int = 64
     flip_tta: bool = True
     grade_init: str = "segmentation"  # "segmentation" (when the U-Net encoder is a resnet50) | "scratch"

@@ -25,6 +25,7 @@ from lggdemo.train.distributed import is_main
 from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
 from lggdemo.train.finetune import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
+from lggdemo.train.loop import precision_warning
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device
 from lggdemo.train.progress import Progress, ProgressCallback
 from lggdemo.train.scoring import scoring_engine
@@ -52,6 +53,9 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
                   models=list(models),
                   epochs={"segmentation": cfg.seg_epochs, "grade": cfg.grade_epochs},
                   patients={"train": len(split.train), "val": len(split.val)}, data=str(index.root))
+    slow = precision_warning(device, cfg.precision)
+    if slow:
+        progress.emit(INFO, message=slow)
     prep = prepare(index, split, device)
     if cfg.corrections:
         prep.corrections = load_corrections(cfg, split)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lggdemo.data.arrays import slice_arrays
+from lggdemo.evaluation.crossval import precision_used, run_precision
 from lggdemo.metrics.segmentation import evaluate_segmentation
 from lggdemo.models.forward import predict_patient_masks
 from lggdemo.models.networks import SegConfig, build_segmentation
@@ -21,7 +22,7 @@ from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
 from lggdemo.train.events import Fit
-from lggdemo.train.loop import autocast, channels_last, gather_batch, train_loop
+from lggdemo.train.loop import autocast, channels_last, gather_batch, resolve_precision, train_loop
 from lggdemo.train.prepare import Prepared
 from lggdemo.train.progress import Progress
 from lggdemo.train.scoring import scoring_engine
@@ -51,7 +52,8 @@ def train_unet(cfg: TrainConfig, prep: Prepared, progress: Progress) -> tuple[to
     first = dataclasses.replace(cfg, refine_epochs=0)
     lineage = {"folder": None, "in_process": True, "train_config": dataclasses.asdict(first),
                "config": dataclasses.asdict(seg_cfg), "training_seconds": info["training_seconds"],
-               "images_per_second": info["images_per_second"], "initialised_from": info.get("initialised_from")}
+               "images_per_second": info["images_per_second"], "initialised_from": info.get("initialised_from"),
+               "precision_used": resolve_precision(prep.device, first.precision)}
     state = {k: v.detach().half().float() if v.is_floating_point() else v.detach().clone()
              for k, v in model.state_dict().items()}
     stage2 = cfg.refine_stage()
@@ -176,4 +178,6 @@ def continue_from(cfg: TrainConfig, split: Split, model: torch.nn.Module) -> dic
     return {"folder": str(src), "version": card.version, "sha256": card.file_sha256(SEG_FILE),
             "train_config": (last if isinstance(last, dict) else card.train_config) or None, "config": seg.config or None,
             "training_seconds": seg.training_seconds, "images_per_second": seg.data.get("images_per_second"),
-            "initialised_from": seg.initialised_from}
+            "initialised_from": seg.initialised_from,
+            "precision_used": precision_used(last if isinstance(last, dict) else card.train_config,
+                                             run_precision(card), card.device)}

@@ -264,7 +264,7 @@ def test_cli_rejects_impossible_settings_with_exit_2(synthetic_root: Path, tmp_p
 
 def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
                           str(tiny_weights), "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -298,7 +298,7 @@ def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(tiny_
     card["grade"]["calibration"] = {"a": 0.5, "b": -0.25, "n": 12}
     (weights / "model_card.json").write_text(json.dumps(card))
     out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
                           str(weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -313,7 +313,7 @@ def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(tiny_
 
 def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "val.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
                           str(tiny_weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -329,7 +329,7 @@ def test_bundled_preset_is_the_protocols_winner_on_every_patient() -> None:
     cfg = TrainConfig.from_preset("bundled")
     assert cfg.problems() == []
     assert (cfg.precision, cfg.image_size, cfg.seg_epochs, cfg.refine_epochs, cfg.seg_samples, cfg.batch_size) == \
-        ("bf16", 128, 31, 13, 1200, 16)
+        ("auto", 128, 31, 13, 1200, 16)  # bf16 where the CPU has it natively (tests/train/test_precision.py)
     assert cfg.small_tumour_boost == 1
     assert (cfg.val_fraction, cfg.fold, cfg.task) == (0.0, None, "all")
     full = TrainConfig.from_preset("full")
@@ -343,7 +343,7 @@ def test_bundled_preset_is_the_protocols_winner_on_every_patient() -> None:
 
 
 def test_bundled_preset_config_quick_phantom_run(synthetic_root: Path, tmp_path: Path) -> None:
-    """The bundled preset's own config (bf16, two U-Net stages, grade, every patient) on the phantoms, with tiny
+    """The bundled preset's own config (auto precision, two U-Net stages, grade, every patient) on the phantoms, with tiny
     sizes and epochs: one command writes a complete folder that the app and the evaluator take as it is."""
     from lggdemo.evaluation.crossval import seg_recipe
     from lggdemo.evaluation.evaluate import main as evaluate
@@ -359,10 +359,11 @@ def test_bundled_preset_config_quick_phantom_run(synthetic_root: Path, tmp_path:
     card = read_card(out)
     index = scan_dataset(synthetic_root)
     assert card["split"]["train"] == sorted(index.patient_ids) and card["split"]["val"] == []
-    assert card["train_config"]["precision"] == "bf16" and card["train_config"]["preset"] == "bundled"
+    assert card["train_config"]["precision"] == "auto" and card["train_config"]["preset"] == "bundled"
+    used = card["precision"]["used"]
     stages = seg_recipe(card)
     assert [(s["seg_epochs"], s["lr"], s["slice_dice"], s["precision"]) for s in stages] == \
-        [(1, 1e-3, False, "bf16"), (1, 3e-4, True, "bf16")]
+        [(1, 1e-3, False, used), (1, 3e-4, True, used)]
     seg, grade = card["segmentation"], card["grade"]
     assert seg["initialised_from"]["in_process"] and seg["initialised_from"]["images_per_second"] > 0
     assert seg["images_per_second"] > 0 and grade["trained_in_this_run"]
