@@ -21,7 +21,6 @@ LAYERS: list[set[str]] = [
     {"lggdemo.train"},
     {"lggdemo.jobs", "lggdemo.bench"},
     {"lggdemo.ui"},
-    {"lggdemo.predict", "lggdemo.evaluate", "lggdemo.crossval"},  # the CLIs' old names, shims over their packages
 ]
 MAX_TOP_LEVEL_MODULES = 12
 MAX_MODULE_LINES = 450

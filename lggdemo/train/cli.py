@@ -12,7 +12,7 @@ from typing import Any
 
 import lggdemo.train as package
 from lggdemo.train.config import OPTIONS, TrainConfig, TrainError, config_from_options
-from lggdemo.train.distributed import describe_failure, env_is_main
+from lggdemo.train.distributed import describe_failure, env_is_main, finish
 from lggdemo.train.events import CANCELLED, ERROR, EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from lggdemo.train.pipeline import run
 from lggdemo.train.progress import Cancelled, JsonlWriter, ProgressCallback, TqdmReporter
@@ -78,3 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if writer:
             writer.close()
+
+
+def command() -> int:
+    """The ``lggdemo-train`` script and ``python -m lggdemo.train``: :func:`main`, then each torchrun rank ends with
+    rank 0's outcome (:func:`lggdemo.train.distributed.finish`)."""
+    return finish(main())

@@ -73,6 +73,6 @@ def test_runs_as_a_module() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "lggdemo.predict", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "lggdemo.inference.cli", "--help"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], timeout=300)
     assert done.returncode == 0 and "--format {nifti,dicom-seg,png}" in done.stdout
