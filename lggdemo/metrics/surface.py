@@ -22,7 +22,8 @@ MONAI is imported inside the functions: importing it costs about 10 s, which the
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -42,6 +43,16 @@ class SurfaceMetrics:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """MONAI 1.6 warns about its own deprecated argument (``get_mask_edges``) and about one-channel inputs it
+    calls "not one-hot"; neither is ours to act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _batch(mask: np.ndarray) -> object:
@@ -66,8 +77,9 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None) -> 
         return 0.0 if not p.any() and not r.any() else None
     from monai.metrics import compute_hausdorff_distance
 
-    out = compute_hausdorff_distance(_batch(p), _batch(r), include_background=True, percentile=95,
-                                     spacing=None if spacing is None else list(map(float, spacing)))
+    with _quiet():
+        out = compute_hausdorff_distance(_batch(p), _batch(r), include_background=True, percentile=95,
+                                         spacing=None if spacing is None else list(map(float, spacing)))
     return float(out.reshape(-1)[0])
 
 
@@ -78,8 +90,9 @@ def assd(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None) -> 
         return 0.0 if not p.any() and not r.any() else None
     from monai.metrics import compute_average_surface_distance
 
-    out = compute_average_surface_distance(_batch(p), _batch(r), include_background=True, symmetric=True,
-                                           spacing=None if spacing is None else list(map(float, spacing)))
+    with _quiet():
+        out = compute_average_surface_distance(_batch(p), _batch(r), include_background=True, symmetric=True,
+                                               spacing=None if spacing is None else list(map(float, spacing)))
     return float(out.reshape(-1)[0])
 
 
@@ -92,8 +105,7 @@ def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | N
     from monai.metrics import compute_surface_dice
 
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # MONAI warns on inputs it calls "not one-hot" (one channel)
+    with _quiet():
         for tol in tolerances_mm:
             v = compute_surface_dice(_batch(p), _batch(r), class_thresholds=[float(tol)], include_background=True,
                                      spacing=None if spacing is None else list(map(float, spacing)))
