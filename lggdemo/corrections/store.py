@@ -1,6 +1,6 @@
 """Corrected masks saved as training examples: a kaggle_3m folder of their own under ``LGG_RUNS_DIR/corrections``.
 
-Why this layout: the corrections are read by the same reader as the dataset (``lggdemo.data.scan_dataset``),
+Why this layout: the corrections are read by the same reader as the dataset (``lggdemo.data.kaggle.scan_dataset``),
 so the trainer, the evaluator and the EDA page can use them without a second format::
 
     corrections/

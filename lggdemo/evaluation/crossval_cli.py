@@ -1,8 +1,8 @@
-"""``python -m lggdemo.crossval``: pool fold runs, pool the grade's out-of-fold predictions, compare candidates.
+"""``lggdemo-crossval``: pool fold runs, pool the grade's out-of-fold predictions, compare candidates.
 
-    python -m lggdemo.crossval FOLD... [--name C1] [--json FILE] [--record-in WEIGHTS]
-    python -m lggdemo.crossval --grade FOLD... [--json FILE] [--record-in WEIGHTS] [--n-boot 2000]
-    python -m lggdemo.crossval --compare POOLED.json... [--baseline C0] [--json FILE]
+    lggdemo-crossval FOLD... [--name C1] [--json FILE] [--record-in WEIGHTS]
+    lggdemo-crossval --grade FOLD... [--json FILE] [--record-in WEIGHTS] [--n-boot 2000]
+    lggdemo-crossval --compare POOLED.json... [--baseline C0] [--json FILE]
 
 FOLD is a weights folder written by ``python -m lggdemo.train ... --fold I/K`` or its card file alone (the fold
 cards kept in ``docs/experiments/``). The first form pools the U-Net's held-out scores (:mod:`.crossval`), the
@@ -70,7 +70,7 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lggdemo.crossval", description=__doc__,
+    ap = argparse.ArgumentParser(prog="lggdemo-crossval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", help="fold runs (weights folders or card files); with --compare, pooled JSONs")
     mode = ap.add_mutually_exclusive_group()

@@ -2,7 +2,7 @@
 
 Issue 21's rule: the winner is the candidate with the highest pooled per-volume Dice among those that lose no
 more than 0.005 tumour-slice Dice to the baseline (today's recipe). The targets are reported as met or missed;
-they do not choose. A pure function of the pooled estimates (``python -m lggdemo.crossval --json``), so the
+they do not choose. A pure function of the pooled estimates (``lggdemo-crossval --json``), so the
 rule can be checked on made-up numbers, and candidates scored on different folds are refused, never compared.
 """
 

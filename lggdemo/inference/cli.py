@@ -1,4 +1,4 @@
-"""Batch inference over whole patients: ``python -m lggdemo.predict INPUT... --out DIR``.
+"""Batch inference over whole patients: ``lggdemo-predict INPUT... --out DIR``.
 
 Each INPUT is one patient: a Kaggle-layout folder or ``.zip`` (``<ID>_<n>.tif`` slices, masks optional),
 a NIfTI file (3-channel 4D, or one sequence taken as FLAIR), a folder or ``.zip`` of NIfTI files (one per
@@ -36,7 +36,7 @@ from lggdemo.patient.volume import VolumeError
 def main(argv: Sequence[str] | None = None) -> int:
     import lggdemo  # noqa: F401  (torchvision guard before the models)
 
-    ap = argparse.ArgumentParser(prog="python -m lggdemo.predict", description=__doc__,
+    ap = argparse.ArgumentParser(prog="lggdemo-predict", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="one patient each (see above)")
     ap.add_argument("--out", type=Path, required=True, help="output folder (created; nothing is written elsewhere)")

@@ -9,7 +9,7 @@ A clinician reads the bar, not the caveat beside it. The rule (docs/experiments/
 2026-11-28 15:35 and 2026-12-02 01:20): the model's number is shown only when its grade AUC has a 95% interval
 entirely above 0.5; otherwise the app shows the cohort's base rate and says so, *instead of* the model's
 number. The AUC read is the pooled out-of-fold one when the card records it (``grade.out_of_fold``, every
-graded patient of a k-fold cross-validation of the recipe, ``python -m lggdemo.crossval --grade``), else the
+graded patient of a k-fold cross-validation of the recipe, ``lggdemo-crossval --grade``), else the
 AUC on the card's validation patients. A card with neither has not shown it either.
 
 When shown by the out-of-fold rule, the number is the Platt-calibrated P(G3) (``grade.calibration``, fitted on
@@ -186,7 +186,7 @@ class PatientGrade:
     def stated_p_g3(self) -> float | None:
         """The probability a reader is given: ``shown_p_g3``, or the base rate the withheld sentence states.
 
-        What ``python -m lggdemo.evaluate`` scores against the truth, so anyone can check on their own patients
+        What ``lggdemo-evaluate`` scores against the truth, so anyone can check on their own patients
         that what the app says is never worse than the base rate.
         """
         if self.logit is None:

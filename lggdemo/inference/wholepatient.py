@@ -5,7 +5,7 @@ preprocessing and threshold), in slice batches so that a progress bar can follow
 rule of :mod:`lggdemo.models.postprocess` (the largest 3D connected component), then the grade from the cleaned masks with
 the evaluator's patient-level aggregation (``models.patient_logit``: the tumour-area-weighted mean of the
 slice logits, the number the model card's AUC was measured on). The Predict page and
-``python -m lggdemo.predict`` both call :func:`predict_volume`.
+``lggdemo-predict`` both call :func:`predict_volume`.
 """
 
 from __future__ import annotations

@@ -87,12 +87,12 @@ class ModelSection:
 
     @property
     def out_of_fold(self) -> dict[str, Any]:
-        """The grade's pooled out-of-fold estimate (``python -m lggdemo.crossval --grade``); empty when not recorded."""
+        """The grade's pooled out-of-fold estimate (``lggdemo-crossval --grade``); empty when not recorded."""
         return _dict(self.data.get("out_of_fold"))
 
     @property
     def cross_validation_metrics(self) -> dict[str, dict[str, Any]]:
-        """The recipe's k-fold estimate (``python -m lggdemo.crossval``), by metric name."""
+        """The recipe's k-fold estimate (``lggdemo-crossval``), by metric name."""
         return {k: dict(v) for k, v in _dict(self.cross_validation.get("metrics")).items() if isinstance(v, Mapping)}
 
     @property
@@ -227,10 +227,10 @@ def card_metric(card: ModelCard | dict[str, Any] | None, section: str, name: str
                 cross_validated: bool = False, out_of_fold: str | None = None) -> CardMetric | None:
     """A metric from a model card, or None when it is missing or malformed (cards come from many runs).
 
-    ``cross_validated`` reads the recipe's k-fold estimate (``python -m lggdemo.crossval``) instead of
+    ``cross_validated`` reads the recipe's k-fold estimate (``lggdemo-crossval``) instead of
     the model's own validation patients: more patients behind it, but a statement about the recipe.
     ``out_of_fold`` reads the grade's pooled out-of-fold estimate of one predictor (``"model"``,
-    ``"age_only"``, ``"calibrated_cross_fitted"``; ``python -m lggdemo.crossval --grade``).
+    ``"age_only"``, ``"calibrated_cross_fitted"``; ``lggdemo-crossval --grade``).
     """
     try:
         model = (card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})).model(section)

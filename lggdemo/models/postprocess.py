@@ -4,14 +4,14 @@ Two rules, one per kind of input:
 
 - :func:`remove_small_components_2d` -- every slice: connected components smaller than ``min_px`` pixels
   are dropped slice by slice. Scattered false-positive specks on tumour-free slices cost most of the
-  per-volume Dice on small tumours. It is what :func:`lggdemo.models.masks_from_logits` applies with
+  per-volume Dice on small tumours. It is what :func:`lggdemo.models.networks.masks_from_logits` applies with
   ``SegConfig.min_component_px``, and all a single-slice upload gets: one slice has no neighbours.
 - :func:`keep_main_components_3d` -- whole patients, after the 2D rule: the slices are stacked and
   labelled in 3D (26-connectivity: slices are thick, so a tumour's cross-sections touch diagonally from
   one slice to the next) and only the largest component is kept (``DEFAULT_MIN_FRACTION = 1.0``, the
   rule of Buda et al.'s released inference). :func:`keep_main_components_by_patient` applies it to a
-  flat stack of slices of several patients; the app's whole-patient mode, ``python -m lggdemo.predict``,
-  the evaluator (``evaluate.predict_patient_masks``), the trainer's validation and so every model card
+  flat stack of slices of several patients; the app's whole-patient mode, ``lggdemo-predict``,
+  the evaluator (:func:`lggdemo.models.forward.predict_patient_masks`), the trainer's validation and so every model card
   and cross-validation fold go through it, so a card's per-volume Dice describes what the app shows.
 
 Why the largest component only. The rule was chosen before it was measured (docs/experiments/

@@ -2,7 +2,7 @@
 
 A Dice of 0.8 means little to a class until it sees the pixels behind it: the true positives both
 masks share, the false positives the model added and the false negatives it missed. The Dice value
-itself always comes from :func:`lggdemo.evaluate.dice` (with its convention that two empty masks
+itself always comes from :func:`lggdemo.metrics.segmentation.dice` (with its convention that two empty masks
 score 1), so the number explained here is the number every other page and model card reports.
 """
 
@@ -82,7 +82,7 @@ class DiceBreakdown:
     predicted: int  # |A|
     truth: int  # |B|
     union: int  # |A∪B|
-    dice: float  # 2|A∩B| / (|A| + |B|); 1 when both are empty (lggdemo.evaluate.dice)
+    dice: float  # 2|A∩B| / (|A| + |B|); 1 when both are empty (lggdemo.metrics.segmentation.dice)
     iou: float  # |A∩B| / |A∪B|; 1 when both are empty, by the same convention
 
     @property

@@ -3,9 +3,9 @@ post-processing, final mask.
 
 The network runs once per slice (:func:`model_view`); every later step is a cheap function of the
 logits it returned (:func:`masks_at`), so a threshold slider can redraw the mask without another
-forward pass. Nothing is re-implemented: the forward pass is :func:`lggdemo.evaluate.segment_logits`
+forward pass. Nothing is re-implemented: the forward pass is :func:`lggdemo.models.forward.segment_logits`
 (what ``Predictor.segment`` runs, on the same engine) and the threshold and small-component rule is
-:func:`lggdemo.models.masks_from_logits` called with the chosen threshold, so at the model's own
+:func:`lggdemo.models.networks.masks_from_logits` called with the chosen threshold, so at the model's own
 threshold the final mask here *is* the model's mask, pixel for pixel.
 """
 

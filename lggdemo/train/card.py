@@ -101,7 +101,7 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
             card[key] = {**old_card.model(key).data, **card.get(key, {}), "trained_in_this_run": False,
                          "copied_from": str(source)}
             # The out-of-fold estimate and its calibration were recorded for that folder's pair of models
-            # (`python -m lggdemo.crossval --grade --record-in`): a copy beside another U-Net is not that pair.
+            # (`lggdemo-crossval --grade --record-in`): a copy beside another U-Net is not that pair.
             card[key].pop("out_of_fold", None)
             card[key].pop("calibration", None)
             if not same_split(old_card, split) or not old_card.model(key).held_out:

@@ -2,7 +2,7 @@
 
 Every field a person may set carries a :class:`Setting` in its metadata: the option name, help text,
 bounds and choices. The command line (``lggdemo.train.cli``), the job manager's settings and the
-sidebar form (``lggdemo.jobs.settings``, ``lggdemo.ui.training``) are derived from it, and
+sidebar form (``lggdemo.jobs.settings``, ``lggdemo.ui.train.sidebar``) are derived from it, and
 :meth:`TrainConfig.problems` is the only place the rules are checked. Imports no torch: the job
 manager and the sidebar read it without loading the models.
 """
@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The shipped weights in one command (issue 21): the U-Net's two stages in one run (stage 1, then the refine
     # stage -- lr 3e-4, per-slice Dice, warm restart -- continued in-process, `refine_epochs`), then the grade
     # model, on EVERY patient given: no validation split, because the 3-fold cross-validation of this same recipe
-    # (python -m lggdemo.crossval, recorded into the card) is its estimate. The grade model trains as in `full`
+    # (lggdemo-crossval, recorded into the card) is its estimate. The grade model trains as in `full`
     # but without its inner 4-fold CV (12 more fits, which would break the 30-minute budget; the protocol's
     # out-of-fold grade replaces it).
     # Its recipe is the protocol's winner, candidate C1: 128 px, 31 -> 13 epochs of 1,200 slices, measured in bf16 +

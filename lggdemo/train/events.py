@@ -9,7 +9,7 @@ One place for what both sides must agree on, importing neither torch nor the tra
   reader computes a run's fraction from numbers instead of parsing the human label ``phase``.
 
 The fake trainer of the tests (``tests/fixtures/fake_trainer.py``) speaks the same contract without
-importing it; ``tests/test_contract.py`` checks both it and a real run against :func:`event_problems`.
+importing it; ``tests/train/test_contract.py`` checks both it and a real run against :func:`event_problems`.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def fine_tune_report(parent_dir: Path, new_engine: Engine, seg_cfg: Any, prep: P
         note = ""
     elif not prep.split.val:
         note = ("The weights it started from trained on every patient, so no patient is unseen by both U-Nets: only "
-                "the corrected slices are compared. Score both on patients neither saw with python -m lggdemo.evaluate.")
+                "the corrected slices are compared. Score both on patients neither saw with lggdemo-evaluate.")
     else:
         note = "Every validation patient had a correction cut from it (its slice was trained on), so none was scored."
     return {

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lggdemo.data.arrays import SliceArrays
 from lggdemo.data.kaggle import Clinical, DatasetIndex
-from lggdemo.evaluation.evaluate import evaluate_grade
+from lggdemo.evaluation.scoring import evaluate_grade
 from lggdemo.inference.grade import BASE_RATE_SOURCE, base_rate_g3
 from lggdemo.metrics.bootstrap import bootstrap_ci
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
@@ -171,7 +171,7 @@ def grade_validation(model: GradeNet, config: GradeConfig, val_arrays: SliceArra
     """Held-out grade metrics, with the age-only baseline fitted on the training patients beside them.
 
     Per held-out patient the card keeps the model's P(G3) and logit and the age-only P(G3): under ``--fold I/K``
-    these are the out-of-fold predictions ``python -m lggdemo.crossval --grade`` pools and calibrates.
+    these are the out-of-fold predictions ``lggdemo-crossval --grade`` pools and calibrates.
     """
     g = evaluate_grade(model, config, val_arrays, masks, index, split.val, device, seed)
     metrics = metrics_dict(g.metrics)

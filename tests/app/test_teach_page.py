@@ -74,7 +74,7 @@ def test_example_shows_errors_dice_steps_and_uncertainty(app: AppTest) -> None:
     assert any(c.startswith("Tumour probability per pixel") for c in caps)
     assert any(c.startswith("Final mask:") for c in caps)
     assert any("Kept (red) and removed (violet)" in c for c in caps)
-    assert "it has no post-processing rule" in body  # the tiny model's min_component_px is 0 (removal: tests/test_teach.py)
+    assert "it has no post-processing rule" in body  # the tiny model's min_component_px is 0 (removal: tests/teach/test_teach.py)
     assert app.slider(key=THRESHOLD).label == "Threshold" and app.slider(key=THRESHOLD).value == 0.5
     # Uncertainty, with its one sentence on how to read it.
     assert any(c.startswith("Spread of 4 test-time-augmented predictions") for c in caps)

@@ -1,4 +1,4 @@
-"""``python -m lggdemo.predict``: several patients in, one mask each, a report listing every input, exit 2 for bad ones."""
+"""``lggdemo-predict``: several patients in, one mask each, a report listing every input, exit 2 for bad ones."""
 
 from __future__ import annotations
 

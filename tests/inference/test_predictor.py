@@ -35,7 +35,7 @@ from lggdemo.models.preprocess import ClinicalInputError
 @pytest.fixture(scope="module")
 def predictor(tiny_weights: Path) -> Predictor:
     # The reference engine: these tests check the pipeline against PyTorch step for step, on untrained models whose
-    # probabilities hover at 0.5; ONNX Runtime's agreement with it is tests/test_engine.py's business.
+    # probabilities hover at 0.5; ONNX Runtime's agreement with it is tests/models/test_engine.py's business.
     return Predictor.from_directory(tiny_weights, "cpu", engine="torch")
 
 

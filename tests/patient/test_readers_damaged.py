@@ -1,5 +1,5 @@
 """Damaged files, as an interrupted copy leaves them: every reader names the file in a VolumeError, and the CLI reports
-it with exit 2 and still writes the other inputs (the page: test_readers_page.py)."""
+it with exit 2 and still writes the other inputs (the page: tests/app/test_patient_page_studies.py)."""
 
 from __future__ import annotations
 

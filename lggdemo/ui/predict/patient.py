@@ -2,7 +2,7 @@
 
 Only widgets live here: reading (``lggdemo.patient.readers``), inference (``wholepatient.predict_volume``), the 3D
 figure (``view3d``) and every download (``exporters``) are library calls, the same ones
-``python -m lggdemo.predict`` makes. State is kept in ``st.session_state`` under ``patient_*`` keys, with a
+``lggdemo-predict`` makes. State is kept in ``st.session_state`` under ``patient_*`` keys, with a
 token that changes whenever the input does, so inference runs once per input, assignment, clinical fields and
 model version -- not on every slider move.
 
