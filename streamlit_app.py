@@ -4,6 +4,7 @@ import streamlit as st
 
 import lggdemo  # noqa: F401  (installs the torchvision guard before any page imports models)
 from lggdemo.ui.sidebar import render_sidebar
+from lggdemo.ui.style import page_styles
 
 st.set_page_config(page_title="LGG MRI demo", page_icon=":material/neurology:", layout="wide")
 
@@ -15,5 +16,6 @@ navigation = st.navigation(
         st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
+page_styles()  # print stylesheet
 render_sidebar()
 navigation.run()

@@ -5,8 +5,9 @@ scroller). Only widgets live here: every edit is :mod:`lggdemo.corrections.edit`
 drawn is read by :mod:`lggdemo.corrections.drawing`, the numbers come from :mod:`lggdemo.teach` and saving
 is :mod:`lggdemo.corrections.store`.
 
-The drawing component (``streamlit-drawable-canvas``) shows the slice with the current mask at ``SCALE``
-times its size. Each gesture reaches the server once the mouse is released; it is applied to the mask
+The drawing component (``streamlit-drawable-canvas``) shows the slice with the current mask on a canvas ``SCALE``
+times its size, zoomed down to the column's width (:func:`lggdemo.ui.style.fit_canvas`; strokes still arrive in
+canvas pixels). Each gesture reaches the server once the mouse is released; it is applied to the mask
 and the canvas is drawn afresh (a new key) over the new mask, so the canvas never holds more than one
 gesture and the editor's own Undo -- not the component's -- is the one history. The corrected mask lives
 in this tab's ``st.session_state`` until it is saved or reset; nothing is shared with other visitors.
@@ -45,6 +46,7 @@ from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.teach import ERROR_MARKDOWN_COLOURS, ERROR_NAMES, FN, FP, TP, dice_breakdown, draw_errors, error_map
 from lggdemo.ui.access import can_manage
 from lggdemo.ui.dataset import active_dataset
+from lggdemo.ui.style import fit_canvas, inline_image
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
 
 #: Canvas pixels per mask pixel: a 256² slice is drawn on a 512² canvas.
@@ -174,12 +176,12 @@ def _metrics(target: SliceTarget, current: np.ndarray, base: np.ndarray) -> None
         st.caption("No ground-truth mask: Dice and the errors need one (upload `<slice>_mask.*` or use an example).")
         return
     model, fixed = dice_breakdown(target.model_mask, target.truth), dice_breakdown(current, target.truth)
-    c1, c2 = st.columns(2)
-    c1.metric("Dice vs ground truth (corrected)", f"{fixed.dice:.3f}",
+    # one under the other: side by side, a projector's narrow column cut their labels short
+    st.metric("Dice vs ground truth (corrected)", f"{fixed.dice:.3f}",
               f"{fixed.dice - model.dice:+.3f} vs the model's {model.dice:.3f}")
-    c2.metric("IoU (corrected)", f"{fixed.iou:.3f}", f"{fixed.iou - model.iou:+.3f} vs the model's {model.iou:.3f}")
+    st.metric("IoU (corrected)", f"{fixed.iou:.3f}", f"{fixed.iou - model.iou:+.3f} vs the model's {model.iou:.3f}")
     errors = error_map(current, target.truth)
-    st.image(draw_errors(base, errors), caption="Corrected mask against the ground truth", width=300)
+    inline_image(draw_errors(base, errors), "Corrected mask against the ground truth", width=300)
     what = {TP: "in both", FP: "drawn, not in the truth", FN: "in the truth, not drawn"}
     st.markdown("\n".join(f"- :{ERROR_MARKDOWN_COLOURS[k]}[■ **{ERROR_NAMES[k]}**]: {errors.counts.of(k)} px — {what[k]}"
                           for k in (TP, FP, FN)))
@@ -228,24 +230,26 @@ def render_editor(target: SliceTarget, *, key: str, history: str | None = None, 
 def _render_open(target: SliceTarget, key: str, history: str, channel: str,
                  extras: Callable[[np.ndarray], None] | None) -> np.ndarray:
     held = held_history(history, target)
-    c_tool, c_size, c_undo, c_reset = st.columns([3, 2, 1, 2], vertical_alignment="bottom")
+    c_tool, c_size = st.columns([3, 2], vertical_alignment="bottom")
     tool = c_tool.radio("Tool", TOOLS, index=0, horizontal=True, key=f"{key}_tool", help=TOOL_HELP)
     brush = c_size.slider("Brush size (radius, px)", 1, 20, 4, key=f"{key}_brush",
                           disabled=drawing_mode(tool) != "freedraw")
-    c_undo.button("Undo", key=f"{key}_undo", on_click=_undo, args=(history,), disabled=not held.history.can_undo,
-                  width="stretch")
-    c_reset.button("Reset to the model's mask", key=f"{key}_reset", on_click=_reset, args=(history,),
-                   disabled=not held.history.can_undo, width="stretch")
+    with st.container(horizontal=True):  # buttons at their own width, wrapping on a narrow screen
+        st.button("Undo", key=f"{key}_undo", on_click=_undo, args=(history,), disabled=not held.history.can_undo)
+        st.button("Reset to the model's mask", key=f"{key}_reset", on_click=_reset, args=(history,),
+                  disabled=not held.history.can_undo)
     shown = CHANNELS.index(channel) if channel in CHANNELS else 1
     base = channel_rgb(target.image, shown)
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        drawing = _canvas(_background(target.image, held.history.current, shown), tool, brush,
-                          f"{history}_canvas_{held.canvas}")
+        fit_canvas(f"{key}_fit", 256 * SCALE)
+        with st.container(key=f"{key}_fit"):  # zoomed to the column's width (projectors): see ui.style
+            drawing = _canvas(_background(target.image, held.history.current, shown), tool, brush,
+                              f"{history}_canvas_{held.canvas}")
         if _take_drawing(held, drawing, tool):
             st.rerun()
-        st.caption(f"{channel} with the corrected mask (red), drawn {SCALE}× its size · {held.history.n_edits} edit(s) "
-                   f"since the model's mask · {TOOL_HELP}")
+        st.caption(f"{channel} with the corrected mask (red), scaled to fit this column · {held.history.n_edits} "
+                   f"edit(s) since the model's mask · {TOOL_HELP}")
         if held.message:
             st.info(held.message)
     current = held.history.current
