@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"lggdemo.data"},
     {"lggdemo.models"},
     {"lggdemo.patient", "lggdemo.viz", "lggdemo.corrections"},
+    {"lggdemo.report"},  # the PDF: drawn from a report document (a dict) and viz pictures; below the CLI that writes it
     {"lggdemo.inference"},
     {"lggdemo.teach", "lggdemo.evaluation"},
     {"lggdemo.train"},
