@@ -33,9 +33,13 @@ def _models(cfg: TrainConfig, dev: torch.device) -> dict[str, tuple[torch.nn.Mod
 
 
 def _step_seconds(name: str, net: torch.nn.Module, batch: int, size: int, dev: torch.device, gen: torch.Generator,
-                  steps: int) -> list[float]:
-    """Seconds of each training step (after one untimed warm-up step) of one model on random data."""
+                  steps: int, precision: str = "auto") -> list[float]:
+    """Seconds of each training step (after one untimed warm-up step) of one model on random data, in the
+    precision (and memory format) a run asking for ``precision`` trains in here."""
     import segmentation_models_pytorch as smp
+
+    if channels_last(dev, precision):
+        net.to(memory_format=torch.channels_last)
 
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
@@ -47,7 +51,7 @@ def _step_seconds(name: str, net: torch.nn.Module, batch: int, size: int, dev: t
     for i in range(steps + 1):
         t = time.perf_counter()
         xb, yb = augment(x, y if name == "segmentation" else None, gen)
-        with autocast(dev):
+        with autocast(dev, precision):
             out = net(xb) if name == "segmentation" else net(xb, clin)
         out = out.float()
         loss = (dice_loss(out, yb) + F.binary_cross_entropy_with_logits(out, yb)) if name == "segmentation" \

@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
             ap.add_argument(s.flag, dest=name, type=s.type, choices=list(s.choices) or None, default=None,
                             metavar=s.metavar, help=s.help)
     ap.add_argument("--no-bar", action="store_true", help="no terminal progress bar")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="train nothing: print the precision this machine would use and how long the run would take "
+                         "(a few timed training steps, cached per CPU)")
+    ap.add_argument("--refresh-estimate", action="store_true", help="with --dry-run: time the steps again")
     return ap
 
 
@@ -37,8 +41,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config_from_options(vars(args))
 
 
+def dry_run(args: argparse.Namespace) -> int:
+    """``--dry-run``: the settings checked, the precision chosen and the time estimate; nothing trained or written
+    (except the probe's cache)."""
+    from lggdemo.device import DeviceError
+    from lggdemo.train.estimate import plan_text
+
+    try:
+        cfg = config_from_args(args)
+        cfg.validate()
+        print(plan_text(cfg, refresh=args.refresh_estimate))
+    except (TrainError, DeviceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.dry_run:
+        return dry_run(args)
     listeners: list[ProgressCallback] = []
     main_rank = env_is_main()  # under torchrun only rank 0 reports (the others train alongside it)
     writer = JsonlWriter(args.progress_file) if args.progress_file and main_rank else None

@@ -31,7 +31,7 @@ IDLE_REFRESH_S = 5.0
 DEVICE_LABELS = {"auto": "Auto (best available)", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
 PRESET_HELP = {
     "quick": "quick: a few minutes on a CPU, enough to watch the loss fall.",
-    "full": ("full: the earlier two-command recipe's first stage, in fp32 (much longer; cross-validates the grade "
+    "full": ("full: the earlier two-command recipe's first stage (much longer; cross-validates the grade "
              "model). Its second stage, refine, runs from the command line: see weights/README.md."),
     "bundled": ("bundled: the shipped recipe in one long run (both U-Net stages, then the grade model) on every "
                 "patient, so the run itself reports no held-out numbers: its estimate is the recipe's "
@@ -112,9 +112,39 @@ def render_training_sidebar() -> None:
             _show_outcome(last)
     with st.expander("Retrain models", expanded=False):
         if can_manage():
+            _time_estimate(running=run is not None)
             _settings_form(running=run is not None)
         else:
             st.caption(locked_hint())
+
+
+def _time_estimate(*, running: bool) -> None:
+    """Before Start: how long each preset trains on this machine (``lggdemo.train.estimate``: timed steps, cached per
+    CPU, times the preset's images). Measured only on request -- it takes the CPU for a few seconds -- and never
+    while a run trains (it would slow the run and time a shared CPU)."""
+    from lggdemo.device import choose_device, cpu_info
+    from lggdemo.train import estimate as est
+    from lggdemo.train.config import TrainConfig
+    from lggdemo.train.loop import resolve_precision
+
+    dev = choose_device("auto")
+    configs = {p: TrainConfig.from_preset(p) for p in jobs.PRESETS}
+    rates = {p: est.cached_throughput(c, dev) for p, c in configs.items()}
+    if any(r is None for r in rates.values()):
+        if st.button("Estimate the training time on this machine", key="lgg_train_estimate", disabled=running,
+                     help="Times a few training steps of both networks here (about 10 s on a fast CPU, a minute on "
+                          "a slow one) and multiplies by each preset's images; the result is kept for this CPU."):
+            with st.spinner("Timing a few training steps…"):
+                rates = {p: est.throughput(c, dev)[0] for p, c in configs.items()}
+        else:
+            return
+    times = " · ".join(f"{p} ~{est.duration_text(est.estimate_from(c, rates[p], True).seconds)}"
+                       for p, c in configs.items())
+    precision = resolve_precision(dev, TrainConfig.precision)
+    first = next(iter(rates.values()))
+    busy = " The CPU was busy when it was timed, so these are probably too long." if first and first.busy else ""
+    st.caption(f"Training time here, each preset as it is: {times} ({cpu_info().text()}, {precision}; training steps "
+               f"only).{busy}")
 
 
 def _number_input(option: str, key: str, *, unit: str = "") -> int | float | None:
