@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lggdemo.metrics.bootstrap import mean_ci
-from lggdemo.metrics.definitions import DEFINITIONS, Metric
+from lggdemo.metrics.segmentation import segmentation_metrics
 from lggdemo.models.card import ModelCard
 from lggdemo.models.postprocess import LEGACY_RULE_TEXT
 from lggdemo.models.weights import read_card, write_card
@@ -233,15 +232,9 @@ def pool_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequence[str]
         raise CrossValError("the held-out folds do not partition the patients exactly once")
 
     per_patient = {p: d for f in folds.values() for p, d in f["per_patient_dice"].items()}
-    values = list(per_patient.values())
     n_slices = sum(f["tumour_slice_dice"]["n"] for f in folds.values())
     slice_dice = sum(f["tumour_slice_dice"]["value"] * f["tumour_slice_dice"]["n"] for f in folds.values()) / n_slices
-    metrics = {
-        "per_volume_dice_mean": Metric(float(np.mean(values)), mean_ci(values), len(values),
-                                       DEFINITIONS["per_volume_dice_mean"]),
-        "per_volume_dice_median": Metric(float(np.median(values)), None, len(values), DEFINITIONS["per_volume_dice_median"]),
-        "tumour_slice_dice": Metric(float(slice_dice), None, n_slices, DEFINITIONS["tumour_slice_dice"]),
-    }
+    metrics = segmentation_metrics(per_patient, slice_dice, n_slices)
     bins = [folds[i]["tumour_slice_dice_by_area"] for i in range(k)]
     by_area = pool_area_bins(bins) if all(isinstance(b, dict) and b for b in bins) else None
     unet = [folds[i]["unet_seconds"] for i in range(k)]

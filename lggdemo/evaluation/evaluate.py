@@ -18,6 +18,13 @@ Definitions (also written into every model card):
   with the Brier score and log loss of both over the graded patients.
 - trained_on (``--json``): the scored patients the weights' card lists as training patients; a warning names
   how many, since their numbers flatter the model (the bundled weights trained on every patient of ../shared).
+- measurements (``--json``, per patient and for the cohort): the predicted and true masks' volume, RANO-LGG
+  product and measurability (``lggdemo.measure``), HD95, ASSD and surface Dice at 1 and 2 mm; median absolute %
+  error, Bland-Altman bias and 95% limits of agreement, and the rate of agreement on "measurable". The kaggle_3m
+  layout records no voxel size: ``--spacing SLICE,ROW,COL`` gives one, else volumes are in voxels, products in
+  px², distances in voxel steps and measurability is not judged.
+
+This module is the command line only: every number comes from :mod:`lggdemo.evaluation.scoring`.
 """
 
 from __future__ import annotations
@@ -26,97 +33,87 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from lggdemo._fs import atomic_write_bytes
 from lggdemo.data.arrays import SliceArrays, slice_arrays
-from lggdemo.data.kaggle import Clinical, DatasetError, DatasetIndex, scan_dataset
+from lggdemo.data.kaggle import DatasetError, scan_dataset
 from lggdemo.device import DeviceError, choose_device
-from lggdemo.inference.grade import PatientGrade, patient_grade
-from lggdemo.metrics.definitions import Metric
-from lggdemo.metrics.grade import brier, grade_metrics, log_loss_g3
-from lggdemo.metrics.segmentation import evaluate_segmentation, tumour_slice_dice_by_area
+from lggdemo.evaluation.scoring import score_dataset
 from lggdemo.models.card import ModelCard
 from lggdemo.models.engine import CHOICES as ENGINES
-from lggdemo.models.engine import ENV_VAR, Engine, EngineError, as_engine, choose_engine, load_engine
-from lggdemo.models.forward import grade_slice_logits, predict_patient_masks
-from lggdemo.models.networks import GradeConfig, GradeNet, grade_config_from_dict, seg_config_from_dict
-from lggdemo.models.postprocess import patient_rule_text
+from lggdemo.models.engine import ENV_VAR, EngineError, choose_engine, load_engine
+from lggdemo.models.networks import grade_config_from_dict, seg_config_from_dict
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, active_dir, load_card, read_config
 
-# --- model evaluation ------------------------------------------------------------------------
+
+def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """``"SLICE,ROW,COL"`` mm -> a spacing; raises ``argparse.ArgumentTypeError`` for anything else."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--spacing wants three positive mm values SLICE,ROW,COL, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
+def print_segmentation(seg: dict[str, Any]) -> None:
+    print(f"masks: {seg['postprocess']} (as the app's whole-patient mode shows them)")
+    print(f"{'patient':<28} {'per-volume Dice':>15}")
+    for pid, d in seg["per_patient_dice"].items():
+        print(f"{pid:<28} {d:>15.3f}")
+    for name, m in seg["metrics"].items():
+        print(f"{name}: {m['value']:.3f}{_ci(m['ci95'])}  n={m['n']}")
+    for area, b in seg["tumour_slice_dice_by_area"].items():
+        print(f"tumour-slice Dice, true tumour {area}: {b['dice']:.3f}  n={b['n']}")
 
 
+def print_measurements(cohort: dict[str, Any]) -> None:
+    """The cohort's measurement agreement, one line each."""
+    units = cohort["units"]
+    for name in ("volume", "product"):
+        r = cohort[name]
+        ba = r["bland_altman"]
+        med = "n/a" if r["median_abs_pct_error"] is None else f"{r['median_abs_pct_error']:.1f}%"
+        line = f"{name}: median |error| {med} (n={r['n_pct']})"
+        if ba and ba["loa_low"] is not None:
+            line += (f", Bland-Altman bias {ba['bias']:+.2f} {units[name]}, 95% limits "
+                     f"{ba['loa_low']:+.2f} to {ba['loa_high']:+.2f}")
+        print(line)
+    if cohort["measurable"]:
+        m = cohort["measurable"]
+        print(f"measurable by RANO-LGG: model and truth agree on {m['agreement_rate']:.0%} of {m['n']} "
+              f"(model only {m['model_only']}, truth only {m['truth_only']})")
+    else:
+        print("measurable by RANO-LGG: needs a voxel size (--spacing)")
+    for key in ("hd95_mm", "assd_mm", "surface_dice_1mm", "surface_dice_2mm"):
+        r = cohort["surface"][key]
+        if r["n"]:
+            name = key.replace("_mm", f" ({units['distance']})") if key.endswith("_mm") else key
+            print(f"{name}: mean {r['mean']:.3f}, median {r['median']:.3f}  n={r['n']}")
 
 
+def print_grade(grade: dict[str, Any]) -> None:
+    for name, m in grade["metrics"].items():
+        print(f"grade {name}: {m['value']:.3f}{_ci(m['ci95'])}  n={m['n']}")
+    stated = grade["shown"]
+    for key, label in (("shown_p_g3", "what the app states"), ("raw_score", "the raw score"),
+                       ("base_rate", "the base rate")):
+        if key in stated:
+            print(f"grade, {label}: Brier {stated[key]['brier']:.4f}, log loss {stated[key]['log_loss']:.4f}  "
+                  f"n={stated[key]['n']}")
+    if not grade["metrics"]:
+        print("grade: data.csv has no grades for these patients; not evaluated")
 
 
-
-
-
-
-
-
-@dataclass
-class GradeEvaluation:
-    per_patient: dict[str, float]  # the model's P(G3) (PatientGrade.raw_score)
-    labels: dict[str, int]
-    metrics: dict[str, Metric] = field(default_factory=dict)
-    grades: dict[str, PatientGrade] = field(default_factory=dict)  # what the app would state, per patient
-
-    @property
-    def logits(self) -> dict[str, float]:
-        return {p: float(g.logit) for p, g in self.grades.items() if g.logit is not None}
-
-
-def evaluate_grade(model: GradeNet | Engine, config: GradeConfig, arrays: SliceArrays, masks_256: np.ndarray,
-                   index: DatasetIndex, patients: Sequence[str], device: torch.device | None = None, seed: int = 0,
-                   card: ModelCard | dict[str, Any] | None = None) -> GradeEvaluation:
-    """Patient-level P(G3) for every patient with a recorded grade, and the metrics over them.
-
-    ``model``: an engine (:mod:`lggdemo.models.engine`) or a bare grade network (run on the ``torch`` engine).
-    Each patient's grade is the app's :class:`PatientGrade` (``patient_grade``, under ``card``'s rule): the raw
-    score is what the metrics score, and ``grades`` says what the app would state for that patient.
-    """
-    grades, labels = {}, {}
-    model = as_engine(model, device)
-    for pid in patients:
-        c = index.clinical_for(pid)
-        if c.grade is None:
-            continue
-        sel = arrays.patient_ids == pid
-        logits = grade_slice_logits(model, config, arrays.images[sel], masks_256[sel], Clinical(c.age, c.sex), device)
-        grades[pid] = patient_grade(card, logits, masks_256[sel].reshape(sel.sum(), -1).sum(1))
-        labels[pid] = int(c.grade == "G3")
-    probs = {p: float(g.raw_score) for p, g in grades.items() if g.raw_score is not None}
-    y, p = list(labels.values()), list(probs.values())
-    return GradeEvaluation(probs, labels, grade_metrics(y, p, seed=seed) if y else {}, grades)
-
-
-def stated_grade_report(grades: dict[str, PatientGrade], labels: dict[str, int]) -> dict[str, Any]:
-    """Per patient, what the app would state (``shown_p_g3``: calibrated, model or base rate) beside ``raw_score``,
-    and the Brier score and log loss of both: the check that what is shown is never worse than the base rate."""
-    rows = {p: {"raw_score": g.raw_score, "shown_p_g3": g.stated_p_g3, "shown_as": g.stated_as, "g3": labels[p]}
-            for p, g in grades.items()}
-    out: dict[str, Any] = {"per_patient": rows}
-    stated = [p for p, r in rows.items() if r["shown_p_g3"] is not None]
-    if stated:
-        y = [labels[p] for p in stated]
-        for key in ("shown_p_g3", "raw_score"):
-            probs = [rows[p][key] for p in stated]
-            out[key] = {"brier": brier(y, probs), "log_loss": log_loss_g3(y, probs), "n": len(y)}
-        rates = {grades[p].base_rate for p in stated}
-        if len(rates) == 1 and None not in rates:  # the constant the app states when it withholds the number
-            rate = rates.pop()
-            out["base_rate"] = {"value": rate, "brier": brier(y, [rate] * len(y)),
-                                "log_loss": log_loss_g3(y, [rate] * len(y)), "n": len(y)}
-    return out
+def _ci(ci: Sequence[float] | None) -> str:
+    return f"  (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -137,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--engine", choices=ENGINES, default=None,
                     help=f"what runs the networks (default: ${ENV_VAR}, else auto: ONNX Runtime on a CPU, PyTorch on a GPU)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
+    ap.add_argument("--spacing", type=parse_spacing, default=None, metavar="SLICE,ROW,COL",
+                    help="voxel size in mm of the 256² slices, for the measurements in mm (the kaggle_3m layout "
+                         "records none: without it volumes are in voxels, products in px², distances in voxels)")
     args = ap.parse_args(argv)
     try:
         device = choose_device(args.device)
@@ -177,51 +177,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {len(trained_on)} of {len(patients)} patients trained these weights (their card's training "
               "patients): their numbers flatter the model; the card's cross-validation is its estimate",
               file=sys.stderr)
-    pred = predict_patient_masks(seg, seg_cfg, arrays.images, arrays.patient_ids)
-    seg_eval = evaluate_segmentation(pred, arrays.masks, arrays.patient_ids)
-    by_area = tumour_slice_dice_by_area(pred, arrays.masks)
-    result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
-                                 "engine": seg.description, "trained_on": trained_on,
-                                 "segmentation": {"postprocess": patient_rule_text(seg_cfg.min_component_px),
-                                                  "per_patient_dice": seg_eval.per_patient,
-                                                  "metrics": {k: m.to_dict() for k, m in seg_eval.metrics.items()},
-                                                  "tumour_slice_dice_by_area": by_area}}
-    print(f"masks: {patient_rule_text(seg_cfg.min_component_px)} (as the app's whole-patient mode shows them)")
-    print(f"{'patient':<28} {'per-volume Dice':>15}")
-    for pid, d in seg_eval.per_patient.items():
-        print(f"{pid:<28} {d:>15.3f}")
-    for name, m in seg_eval.metrics.items():
-        ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
-        print(f"{name}: {m.value:.3f}{ci}  n={m.n}")
-    for area, b in by_area.items():
-        print(f"tumour-slice Dice, true tumour {area}: {b['dice']:.3f}  n={b['n']}")
     try:
         grade_cfg = grade_config_from_dict(read_config(wdir / GRADE_FILE))
         grade = load_engine(wdir, device, choice, models=("grade",))
     except WeightsError as exc:
         print(f"grade model not evaluated: {exc}", file=sys.stderr)
-    else:
-        g = evaluate_grade(grade, grade_cfg, arrays, pred, index, patients, device, card=card)
-        stated = stated_grade_report(g.grades, g.labels)
-        result["grade"] = {"per_patient_p_g3": g.per_patient, "labels": g.labels,
-                           "metrics": {k: m.to_dict() for k, m in g.metrics.items()},
-                           "shown": {"definition": "shown_p_g3: the P(G3) the app states for the patient (calibrated, "
-                                                   "the model's, or the base rate when the card withholds the "
-                                                   "number; lggdemo.inference.grade.PatientGrade)", **stated}}
-        for name, m in g.metrics.items():
-            ci = f"  (95% CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
-            print(f"grade {name}: {m.value:.3f}{ci}  n={m.n}")
-        for key, label in (("shown_p_g3", "what the app states"), ("raw_score", "the raw score"),
-                           ("base_rate", "the base rate")):
-            if key in stated:
-                print(f"grade, {label}: Brier {stated[key]['brier']:.4f}, log loss {stated[key]['log_loss']:.4f}  "
-                      f"n={stated[key]['n']}")
-        if not g.metrics:
-            print("grade: data.csv has no grades for these patients; not evaluated")
+        grade_cfg, grade = None, None
+    scores = score_dataset(seg, seg_cfg, arrays, index, grade=grade, grade_cfg=grade_cfg, card=card,
+                           spacing=args.spacing, device=device)
+    result: dict[str, object] = {"weights": str(wdir), "data": str(index.root), "device": str(device),
+                                 "engine": seg.description, "trained_on": trained_on, **scores}
+    print_segmentation(scores["segmentation"])
+    print_measurements(scores["measurements"]["cohort"])
+    if "grade" in scores:
+        print_grade(scores["grade"])
     if card is not None:
         result["card_version"] = card.version
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_bytes(Path(args.json), (json.dumps(result, indent=2) + "\n").encode())
     return 0
 
 

@@ -43,3 +43,14 @@ def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple
     means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def median_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile 95% interval of the median, resampling patients (as :func:`mean_ci` does for the mean)."""
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    medians = np.median(v[rng.integers(0, len(v), (n_boot, len(v)))], axis=1)
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(lo), float(hi)

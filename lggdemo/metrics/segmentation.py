@@ -55,13 +55,20 @@ class SegEvaluation:
     metrics: dict[str, Metric]
 
 
-def evaluate_segmentation(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequence[str]) -> SegEvaluation:
-    per = per_volume_dice(pred, truth, patient_ids)
-    vals = list(per.values())
+def segmentation_metrics(per_patient: dict[str, float], tumour_slice: float, n_tumour_slices: int) -> dict[str, Metric]:
+    """Per-volume Dice mean (bootstrap 95% CI over patients, in the mapping's order) and median, and tumour-slice
+    Dice over ``n_tumour_slices`` slices: the segmentation metrics of every card, evaluation and pooled fold."""
+    vals = list(per_patient.values())
     n = len(vals)
-    return SegEvaluation(per, {
+    return {
         "per_volume_dice_mean": Metric(float(np.mean(vals)), mean_ci(vals), n, DEFINITIONS["per_volume_dice_mean"]),
         "per_volume_dice_median": Metric(float(np.median(vals)), None, n, DEFINITIONS["per_volume_dice_median"]),
-        "tumour_slice_dice": Metric(tumour_slice_dice(pred, truth), None, int(truth.reshape(len(truth), -1).any(1).sum()),
-                                    DEFINITIONS["tumour_slice_dice"]),
-    })
+        "tumour_slice_dice": Metric(float(tumour_slice), None, int(n_tumour_slices), DEFINITIONS["tumour_slice_dice"]),
+    }
+
+
+def evaluate_segmentation(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequence[str]) -> SegEvaluation:
+    """(N, H, W) predicted and true masks of patients' stacked slices -> per-patient Dice and the metrics."""
+    per = per_volume_dice(pred, truth, patient_ids)
+    n_slices = int(truth.reshape(len(truth), -1).any(1).sum())
+    return SegEvaluation(per, segmentation_metrics(per, tumour_slice_dice(pred, truth), n_slices))

@@ -13,12 +13,11 @@ import torch
 
 from lggdemo.data.arrays import SliceArrays
 from lggdemo.device import describe
-from lggdemo.metrics.segmentation import evaluate_segmentation, tumour_slice_dice_by_area
-from lggdemo.models.forward import predict_patient_masks
+from lggdemo.evaluation.scoring import score_segmentation
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
-from lggdemo.train.card import metrics_dict, publish, signals_deferred
+from lggdemo.train.card import publish, signals_deferred
 from lggdemo.train.config import TrainConfig
 from lggdemo.train.corrections import load_corrections
 from lggdemo.train.distributed import is_main
@@ -79,20 +78,18 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         return out
 
     val_sel = prep.validation_selection()
-    val_pred, seg_engine = None, None
+    val_pred, seg_engine, val_score = None, None, None
     if seg_model is not None and seg_cfg is not None and val_sel.any():
         seg_engine = scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size)
-        val_pred = predict_patient_masks(seg_engine, seg_cfg, prep.arrays_256.images[val_sel],
-                                         prep.arrays_256.patient_ids[val_sel])
+        val_score = score_segmentation(seg_engine, seg_cfg, prep.arrays_256.images[val_sel],
+                                       prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
+        val_pred = val_score.masks
     if want_seg and seg_cfg is not None:
         card["segmentation"] = {"config": dataclasses.asdict(seg_cfg), "trained_in_this_run": True,
                                 "postprocess": patient_rule_text(seg_cfg.min_component_px),
                                 "history": prep.history["segmentation"], **seg_info}
-        if val_pred is not None:
-            val_truth = prep.arrays_256.masks[val_sel]
-            ev = evaluate_segmentation(val_pred, val_truth, prep.arrays_256.patient_ids[val_sel])
-            card["segmentation"].update({"tumour_slice_dice_by_area": tumour_slice_dice_by_area(val_pred, val_truth),
-                                         "metrics": metrics_dict(ev.metrics), "per_patient_dice": ev.per_patient})
+        if val_score is not None:
+            card["segmentation"].update(val_score.card_entry())
         if prep.corrections is not None:
             seg_engine = seg_engine or scoring_engine(device, progress, seg=seg_model, seg_size=seg_cfg.image_size)
             card["segmentation"]["fine_tune"] = fine_tune_report(Path(str(cfg.init_from)), seg_engine, seg_cfg,

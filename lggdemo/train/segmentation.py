@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from lggdemo.data.arrays import slice_arrays
 from lggdemo.evaluation.crossval import precision_used, run_precision
-from lggdemo.metrics.segmentation import evaluate_segmentation
-from lggdemo.models.forward import predict_patient_masks
+from lggdemo.evaluation.scoring import score_segmentation
 from lggdemo.models.networks import SegConfig, build_segmentation
 from lggdemo.models.preprocess import normalize_images
 from lggdemo.models.weights import SEG_FILE, WeightsError, load_card, load_segmentation
@@ -109,9 +108,8 @@ def train_segmentation(cfg: TrainConfig, prep: Prepared, progress: Progress, fit
         if not val_sel.any():
             return {}
         engine = scoring_engine(dev, progress, seg=model, seg_size=seg_cfg.image_size)
-        pred = predict_patient_masks(engine, seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.patient_ids[val_sel])
-        ev = evaluate_segmentation(pred, prep.arrays_256.masks[val_sel], prep.arrays_256.patient_ids[val_sel])
-        return {m: ev.metrics[m].value for m in ("per_volume_dice_mean", "tumour_slice_dice")}
+        return score_segmentation(engine, seg_cfg, prep.arrays_256.images[val_sel], prep.arrays_256.masks[val_sel],
+                                  prep.arrays_256.patient_ids[val_sel]).curve()
 
     info = train_loop(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4),
                       draw_weights,
