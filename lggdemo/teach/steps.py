@@ -84,6 +84,24 @@ def model_view(model: torch.nn.Module | Engine, config: SegConfig, image_256: np
                      probability=torch.sigmoid(big).numpy().astype(np.float32), config=config)
 
 
+def view_from_probability(config: SegConfig, image_256: np.ndarray, probability: np.ndarray) -> ModelView:
+    """The lesson's view of a slice the app has already predicted, from the (256, 256) probability it kept.
+
+    No forward pass: the network input is re-made by the same preprocessing (cheap), and the logits are the
+    probability's inverse sigmoid, so every threshold in (0, 1) cuts the same pixels as the prediction's own
+    logits (up to the stored precision: float32 in slice mode, float16 for a whole patient).
+    """
+    image = _check_image(image_256)
+    prob = np.asarray(probability, dtype=np.float64)
+    if prob.shape != (SLICE_SIZE, SLICE_SIZE):
+        raise TeachInputError(f"expected a ({SLICE_SIZE}, {SLICE_SIZE}) probability map, got {prob.shape}")
+    with np.errstate(divide="ignore"):
+        logits = np.log(prob) - np.log1p(-prob)  # +-inf at exactly 1 or 0: still on the right side of any threshold
+    x = prepare_images(image[None], config.image_size)[0].numpy()
+    return ModelView(network_input=x, logits=logits.astype(np.float32), probability=prob.astype(np.float32),
+                     config=config)
+
+
 def masks_at(view: ModelView, threshold: float | None = None) -> MaskSteps:
     """The thresholded, post-processed and final masks at ``threshold`` (default: the model's own).
 

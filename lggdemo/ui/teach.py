@@ -4,14 +4,16 @@ One entry point, :func:`render_slice_lesson`, takes arrays (a 256² slice, its t
 so that any view of a slice -- the slice view today, a whole-patient view later -- can show the lesson.
 All numbers come from :mod:`lggdemo.teach`; this module only draws.
 
-The network runs once per (slice, weights): its logits are kept in ``st.session_state["teach_cache"]``,
-so the Threshold slider, the step tabs and the error overlay redraw from cached arrays and never rerun it.
+The network does not run again for the lesson when the page passes the probability its prediction already
+computed (``probability=``); otherwise it runs once per (slice, weights). Either way the view is kept in
+``st.session_state["teach_cache"]``, so the Threshold slider, its Dice/area curve, the step tabs and the error
+overlay redraw from cached arrays and never rerun it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +37,7 @@ from lggdemo.teach import (
     MaskSteps,
     ModelView,
     TeachInputError,
+    ThresholdCurve,
     Uncertainty,
     dice_breakdown,
     draw_errors,
@@ -42,10 +45,16 @@ from lggdemo.teach import (
     input_channel_images,
     masks_at,
     model_view,
+    most_sensitive_slice,
+    threshold_change_px,
+    threshold_curve,
     tta_uncertainty,
+    view_from_probability,
 )
 from lggdemo.ui.predict.shared import engine_choice, load_predictor
+from lggdemo.ui.style import inline_image
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
+from lggdemo.viz.threshold import threshold_figure
 
 CACHE_KEY = "teach_cache"
 #: Entries a session keeps: four per slice and weights (forward pass, uncertainty, two sets of encoded pictures),
@@ -82,6 +91,43 @@ def _cached(kind: str, predictor: Predictor, image: np.ndarray, compute: Callabl
 def cached_view(predictor: Predictor, image: np.ndarray) -> ModelView:
     return _cached("view", predictor, image,
                    lambda: model_view(predictor.engine, predictor.seg_config, image))
+
+
+def lesson_view(predictor: Predictor, image: np.ndarray, probability: np.ndarray | None) -> ModelView:
+    """The lesson's view: from the probability the prediction already computed when the page passes it (no forward
+    pass), else one forward pass (cached like every other step)."""
+    if probability is None:
+        return cached_view(predictor, image)
+    digest = hashlib.sha1(np.ascontiguousarray(probability).tobytes()).hexdigest()
+    return _cached(f"view-from-probability:{digest}", predictor, image,
+                   lambda: view_from_probability(predictor.seg_config, image, np.asarray(probability, np.float32)))
+
+
+@dataclass(frozen=True)
+class SliceChoice:
+    """The input's other slices, so the lesson can offer the one where the threshold matters most.
+
+    ``probabilities`` are the prediction's own (no forward pass); ``go_to(i)`` is a button callback that makes
+    slice ``i`` (0-based) the inspected one; ``labels`` name the slices as the page does.
+    """
+
+    probabilities: Sequence[np.ndarray]
+    labels: Sequence[str]
+    current: int
+    go_to: Callable[[int], None]
+
+
+def slice_choice(probabilities: Sequence[np.ndarray], labels: Sequence[str], current: int, state_key: str,
+                 values: Sequence[object]) -> SliceChoice | None:
+    """A :class:`SliceChoice` whose button sets the page's slice widget (``state_key``) to ``values[i]``;
+    None for a single slice (nothing to choose)."""
+    if len(probabilities) < 2:
+        return None
+
+    def go_to(i: int) -> None:
+        st.session_state[state_key] = values[i]
+
+    return SliceChoice(probabilities, labels, current, go_to)
 
 
 def cached_uncertainty(predictor: Predictor, image: np.ndarray) -> Uncertainty:
@@ -140,27 +186,79 @@ def _render_errors(base: np.ndarray, steps: MaskSteps, truth: np.ndarray | None,
 
 
 def _picture(picture: np.ndarray | bytes, caption: str) -> DeltaGenerator:
-    """A picture in the left two fifths; returns the right-hand column for what it shows."""
+    """A picture in the left two fifths; returns the right-hand column for what it shows.
+
+    A picture computed this run (an array: it follows the Threshold) is drawn inline, so a fast slider cannot
+    leave a broken image behind; an encoded still picture (bytes, the same every run) is served as usual.
+    """
     left, right = st.columns([2, 3])
-    left.image(picture, caption=caption, width="stretch")
+    if isinstance(picture, bytes):
+        left.image(picture, caption=caption, width="stretch")
+    else:
+        with left:
+            inline_image(picture, caption)
     return right
 
 
-def _render_steps(still: StillPictures, base: np.ndarray, view: ModelView, truth: np.ndarray | None, shipped: float,
-                  key: str) -> MaskSteps:
-    """The six steps as tabs (switching tabs costs no rerun); returns the masks at the chosen threshold."""
-    st.markdown("#### What the model saw, step by step")
-    tabs = st.tabs(list(STEP_TITLES))
-    with tabs[3]:  # first, so every other step can use the chosen threshold
+def _curve(predictor: Predictor, image: np.ndarray, view: ModelView, truth: np.ndarray | None) -> ThresholdCurve:
+    """The slice's Dice/area curve, once per (view, reference) and session: a slider move only redraws it."""
+    h = hashlib.sha1(np.ascontiguousarray(view.logits).tobytes())
+    if truth is not None:
+        h.update(np.ascontiguousarray(truth, dtype=np.uint8).tobytes())
+    return _cached(f"curve:{h.hexdigest()}", predictor, image, lambda: threshold_curve(view, truth))
+
+
+def _render_threshold(view: ModelView, base: np.ndarray, truth: np.ndarray | None, shipped: float, key: str,
+                      choice: SliceChoice | None, curve: ThresholdCurve) -> MaskSteps:
+    """Step 4: the slider with its picture right under it, and the whole Dice/area curve beside them."""
+    left, right = st.columns([2, 3], gap="medium")
+    with left:
         threshold = st.slider("Threshold", 0.05, 0.95, float(np.clip(shipped, 0.05, 0.95)), 0.01, key=f"{key}_threshold",
                               help="Pixels whose tumour probability is above this become mask. Moving it reuses the "
                                    "stored probabilities: the network does not run again.")
         steps = masks_at(view, threshold)
-        with _picture(overlay_mask(base, steps.thresholded, alpha=0.5),
-                      f"probability > {steps.threshold:.2f}: {int(steps.thresholded.sum())} px"):
-            st.markdown(dice_line(steps, truth))
-            st.caption(f"The model's own threshold is {shipped:.2f}. Lower it and the mask grows (fewer false "
-                       "negatives, more false positives); raise it and the mask shrinks.")
+        if truth is not None:
+            inline_image(draw_errors(base, error_map(steps.final, truth)),
+                         f"Final mask at {steps.threshold:.2f} against the ground truth: green both, orange only "
+                         "predicted, blue missed")
+        else:
+            inline_image(overlay_mask(base, steps.final, alpha=0.5),
+                         f"Final mask at {steps.threshold:.2f}: {int(steps.final.sum())} px")
+        st.markdown(dice_line(steps, truth))
+    with right:
+        st.plotly_chart(threshold_figure(curve.thresholds, curve.area_px, curve.dice, steps.threshold, shipped),
+                        key=f"{key}_threshold_curve")
+        low, high = curve.area_range
+        best = curve.best
+        st.caption(f"The model's own threshold is {shipped:.2f}. Lower it and the mask grows (fewer false negatives, "
+                   f"more false positives); raise it and the mask shrinks: here from {high} px at 0.05 to {low} px at "
+                   "0.95." + (f" The Dice peaks at {best[1]:.3f} at threshold {best[0]:.3f}." if best else ""))
+        _offer_sensitive_slice(view, choice, key)
+    return steps
+
+
+def _offer_sensitive_slice(view: ModelView, choice: SliceChoice | None, key: str) -> None:
+    """Where the threshold hardly changes this slice, a button to the input's slice where it changes most."""
+    if choice is None or len(choice.probabilities) < 2:
+        return
+    best = most_sensitive_slice(choice.probabilities)
+    if best is None or best == choice.current:
+        return
+    here, there = threshold_change_px(view.probability), threshold_change_px(choice.probabilities[best])
+    if there <= here:
+        return
+    st.caption(f"On this slice {here} px change sides between thresholds 0.05 and 0.95; on {choice.labels[best]}, "
+               f"{there} px: the threshold matters most there.")
+    st.button(f"Go to {choice.labels[best]}", key=f"{key}_sensitive", on_click=choice.go_to, args=(best,))
+
+
+def _render_steps(still: StillPictures, base: np.ndarray, view: ModelView, truth: np.ndarray | None, shipped: float,
+                  key: str, curve: ThresholdCurve, choice: SliceChoice | None = None) -> MaskSteps:
+    """The six steps as tabs (switching tabs costs no rerun); returns the masks at the chosen threshold."""
+    st.markdown("#### What the model saw, step by step")
+    tabs = st.tabs(list(STEP_TITLES))
+    with tabs[3]:  # first, so every other step can use the chosen threshold
+        steps = _render_threshold(view, base, truth, shipped, key, choice, curve)
     with tabs[0]:
         st.caption("The slice as stored: three MRI sequences of the same cut, one per colour channel.")
         for col, picture, name in zip(st.columns(3), still.channels, CHANNELS, strict=True):
@@ -291,17 +389,23 @@ def _render_compare(image: np.ndarray, base: np.ndarray, truth: np.ndarray | Non
 # --- the entry point ------------------------------------------------------------------------------------
 
 
-def render_slice_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: Predictor, key: str) -> None:
+def render_slice_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: Predictor, key: str, *,
+                        probability: np.ndarray | None = None, choice: SliceChoice | None = None) -> None:
     """The whole lesson for one (256, 256, 3) uint8 slice; ``truth`` a 0/1 mask or None; ``key`` prefixes widgets.
+
+    ``probability``: the (256, 256) tumour probability the page's prediction already computed for this slice; the
+    lesson then reuses it instead of running the U-Net again. ``choice``: the input's other slices, for the
+    threshold step's "where the threshold matters most" (see :class:`SliceChoice`).
 
     Drawn in a container keyed ``{key}_lesson`` (CSS class ``st-key-{key}_lesson``), so a browser test or
     a stylesheet can find the lesson as one block.
     """
     with st.container(key=f"{key}_lesson"):
-        _render_lesson(image_256, truth, predictor, key)
+        _render_lesson(image_256, truth, predictor, key, probability, choice)
 
 
-def _render_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: Predictor, key: str) -> None:
+def _render_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: Predictor, key: str,
+                   probability: np.ndarray | None = None, choice: SliceChoice | None = None) -> None:
     st.subheader("Teaching: how this mask comes about")
     st.caption("For teaching: every picture below is computed from this slice and these weights. Not a diagnosis.")
     image = np.asarray(image_256)
@@ -311,7 +415,8 @@ def _render_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: P
     if truth is not None:
         truth = resize_mask((np.asarray(truth) > 0).astype(np.uint8), SLICE_SIZE)
     try:
-        view = cached_view(predictor, image)
+        view = lesson_view(predictor, image, probability)
+        curve = _curve(predictor, image, view, truth)
     except (TeachInputError, RuntimeError, ValueError) as exc:
         st.error(f"The model could not be run for the lesson: {exc}")
         return
@@ -319,7 +424,7 @@ def _render_lesson(image_256: np.ndarray, truth: np.ndarray | None, predictor: P
     shipped = float(predictor.seg_config.threshold)
     errors_box = st.container()
     still = _cached("pictures", predictor, image, lambda: _still_pictures(image, base, view))
-    steps = _render_steps(still, base, view, truth, shipped, key)
+    steps = _render_steps(still, base, view, truth, shipped, key, curve, choice)
     with errors_box:
         _render_errors(base, steps, truth, shipped)
     _render_uncertainty(predictor, image, base)
