@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lggdemo"
 LAYERS: list[set[str]] = [
     {"lggdemo", "lggdemo._torchvision_guard", "lggdemo._fs", "lggdemo.device", "lggdemo.access"},
     {"lggdemo.metrics"},
+    {"lggdemo.measure"},  # clinical measurements of a mask: pure, over metrics (surface distances)
     {"lggdemo.data"},
     {"lggdemo.models"},
     {"lggdemo.patient", "lggdemo.viz", "lggdemo.corrections"},
