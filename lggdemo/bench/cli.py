@@ -11,6 +11,10 @@ so the encoder and input sizes can be compared before anything is trained.
 ``--world-size N`` it also times N DistributedDataParallel processes on this machine and reports
 their throughput ratio against one process (``lggdemo.train.benchmark_distributed``).
 
+``--batch`` runs ``lggdemo-predict --manifest`` over the first ``--studies`` studies of ``--data`` (default:
+the phantoms) with 1 process and with each count of ``--processes`` (torchrun ranks), and reports studies per minute
+(``lggdemo.bench.batch``).
+
 ``--load N`` drives N browser-less Predict sessions at once (``lggdemo.bench.load``: N threads, each doing what
 "Try an example" makes the server do, on one shared Predictor) and reports p50/p95 latency against the
 single-user time, errors and peak memory. It uses the active weights (or ``--weights``) and the app's
@@ -31,6 +35,7 @@ from typing import Any
 import lggdemo  # noqa: F401  (torchvision guard before smp / grad-cam)
 from lggdemo import train  # module attribute calls: tests substitute the trainer's benchmarks
 from lggdemo._fs import atomic_write_bytes
+from lggdemo.bench.batch import bench_batch
 from lggdemo.bench.infer import bench_infer, compare_engines
 from lggdemo.bench.load import run_load
 from lggdemo.bench.teach import bench_teach
@@ -73,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=3, help="--load: timed example clicks per session (and alone)")
 
     what.add_argument("--teach", action="store_true", help="teaching layer: threshold redraw, uncertainty map")
+    what.add_argument("--batch", action="store_true",
+                      help="studies per minute of the batch CLI (lggdemo-predict --manifest), 1 and N processes")
+    parser.add_argument("--studies", type=int, default=12, help="--batch: how many studies of --data to run")
+    parser.add_argument("--processes", default="1,2", help="--batch: process counts to time, comma-separated")
+    parser.add_argument("--format", default="nifti", help="--batch: the CLI's --format (e.g. nifti,pdf)")
     parser.add_argument("--device", default="all", help="cpu, cuda, mps, auto or all (CPU and CUDA where present)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats per measurement (median reported)")
@@ -92,6 +102,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     report: dict[str, Any] = {}
+    if args.batch:
+        try:
+            counts = [int(p) for p in args.processes.split(",") if p.strip()]
+        except ValueError:
+            parser.error(f"--processes takes counts like 1,2, got {args.processes!r}")
+        device = "cpu" if args.device == "all" else args.device
+        report["batch"] = bench_batch(args.data, args.studies, counts, weights_dir=args.weights, formats=args.format,
+                                      device=device, engine=args.engine[0])
+        print(format_table(_flatten(report["batch"]), f"batch CLI over {report['batch']['studies']} studies"))
+        _write_json(args.json, report)
+        return 0 if all("error" not in v for k, v in report["batch"].items() if k.startswith("processes_")) else 1
     if args.load is not None:
         if args.load < 1:
             parser.error("--load needs at least 1 session")

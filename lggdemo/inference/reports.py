@@ -237,9 +237,11 @@ def model_summary(card: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def patient_report_document(rows: Sequence[dict[str, Any]], notes: dict[str, Sequence[str]] | None = None,
                             card: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON report's document; ``card`` (the weights' model card) adds ``model``: its version and the recipe's
+    cross-validated Dice, which the PDF quotes."""
     return {
         "lggdemo_version": __version__,
-        "model": model_summary(card),
+        **({} if card is None else {"model": model_summary(card)}),
         "volume_units": "tumour_voxels: voxels of the 256x256 slices; tumour_ml: millilitres from the input's voxel "
                         "spacing (null when the input records none, e.g. the Kaggle layout)",
         "measurement_units": "mm and mm2 from the input's voxel spacing (null without one: then *_px, pixels of the "

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pytest
 from patient_files import dataset_patient, dicom_study_zip, write_nifti_4d
 
@@ -75,4 +76,27 @@ def test_runs_as_a_module() -> None:
 
     done = subprocess.run([sys.executable, "-m", "lggdemo.inference.cli", "--help"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], timeout=300)
-    assert done.returncode == 0 and "--format {nifti,dicom-seg,png}" in done.stdout
+    assert done.returncode == 0 and "nifti, dicom-seg, png, prob-nifti, pdf" in " ".join(done.stdout.split())
+    assert "--tree" in done.stdout and "--manifest" in done.stdout and "--shard" in done.stdout
+
+
+def test_probability_map_and_pdf_formats(synthetic_root: Path, tiny_weights: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from pypdf import PdfReader
+
+    patient = dataset_patient(synthetic_root, 4)
+    nifti = write_nifti_4d(tmp_path / "beta.nii.gz", patient.slices)
+    out = tmp_path / "out"
+    assert main([str(nifti), "--out", str(out), "--weights", str(tiny_weights), "--device", "cpu", "--no-grade",
+                 "--format", "nifti,prob-nifti,pdf"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["beta_mask.nii.gz", "beta_prob.nii.gz", "beta_report.pdf",
+                                                     "report.json"]
+    prob = nib.load(str(out / "beta_prob.nii.gz"))
+    assert prob.shape == nib.load(str(nifti)).shape[:3] and prob.get_data_dtype() == np.float32
+    row = json.loads((out / "report.json").read_text())["patients"][0]
+    assert row["mask_file"] == "beta_mask.nii.gz" and row["mask"] == "model" and row["spacing_mm"] is not None
+    text = PdfReader(str(out / "beta_report.pdf")).pages[0].extract_text()
+    assert "beta" in text and (f"{row['tumour_ml']:.3f} mL" in text)
+    with pytest.raises(SystemExit):
+        main([str(nifti), "--out", str(out), "--format", "nifti,jpeg"])
+    assert "formats are nifti" in capsys.readouterr().err
