@@ -17,7 +17,7 @@ from lggdemo.data.kaggle import Clinical
 from lggdemo.models.engine import Engine, as_engine
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, masks_from_logits, seg_logits
 from lggdemo.models.postprocess import keep_main_components_by_patient
-from lggdemo.models.preprocess import crop_tumour, encode_clinical, normalize_images, prepare_images
+from lggdemo.models.preprocess import crop_tumour, encode_clinical, normalize_images, prepare_images, slices_with_head
 
 
 @torch.no_grad()
@@ -38,31 +38,36 @@ def segment_logits(model: torch.nn.Module | Engine, config: SegConfig, images_25
 @torch.no_grad()
 def segment_slices(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
                    device: torch.device | None = None, batch_size: int = 32, *,
-                   probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                   probabilities: bool = False, skip_air: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
 
     The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
     call it, so a card's Dice describes exactly what the app shows. ``batch_size`` is the images per network
     pass: with the test-time flip a pass holds half as many slices and their mirror images, so memory stays put.
+    ``skip_air``: slices without any head (:func:`lggdemo.models.preprocess.slices_with_head`) go through no
+    network and get an empty mask and probability 0 -- exact on every patient of ../shared; ``False`` runs
+    every slice (the tests that check that).
     """
     size = images_256.shape[1]
-    masks, probs = [], []
+    masks = np.zeros((len(images_256), size, size), np.uint8)
+    probs = np.zeros((len(images_256), size, size), np.float32) if probabilities else None
     engine = as_engine(model, device)
     step = max(1, batch_size // 2) if config.flip_tta else batch_size
-    for i in range(0, len(images_256), step):
-        logits = segment_logits(engine, config, images_256[i : i + step])
-        masks.append(masks_from_logits(logits, config, size))
-        if probabilities:
+    run = np.flatnonzero(slices_with_head(images_256)) if skip_air and len(images_256) else np.arange(len(images_256))
+    for i in range(0, len(run), step):
+        chosen = run[i : i + step]
+        logits = segment_logits(engine, config, images_256[chosen])
+        masks[chosen] = masks_from_logits(logits, config, size)
+        if probs is not None:
             if logits.shape[-1] != size:
                 logits = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
-            probs.append(torch.sigmoid(logits[:, 0]).cpu().numpy().astype(np.float32))
-    empty = np.zeros((0, size, size), np.uint8)
-    return (np.concatenate(masks) if masks else empty,
-            (np.concatenate(probs) if probs else empty.astype(np.float32)) if probabilities else None)
+            probs[chosen] = torch.sigmoid(logits[:, 0]).cpu().numpy().astype(np.float32)
+    return masks, probs
 
 
 def predict_patient_masks(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
-                          patient_ids: Sequence[str], device: torch.device | None = None, batch_size: int = 32) -> np.ndarray:
+                          patient_ids: Sequence[str], device: torch.device | None = None, batch_size: int = 32, *,
+                          skip_air: bool = True) -> np.ndarray:
     """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows.
 
     The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
@@ -71,7 +76,7 @@ def predict_patient_masks(model: torch.nn.Module | Engine, config: SegConfig, im
     weights' regression test -- so no caller can score masks the app would not show. ``patient_ids``
     names each slice's patient, slices of a patient in slice order.
     """
-    masks = segment_slices(model, config, images_256, device, batch_size)[0]
+    masks = segment_slices(model, config, images_256, device, batch_size, skip_air=skip_air)[0]
     return keep_main_components_by_patient(masks, patient_ids)
 
 

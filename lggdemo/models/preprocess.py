@@ -36,6 +36,23 @@ def head_pixels(images: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(images[..., 0], images[..., 1]), images[..., 2]) > BACKGROUND_LEVEL
 
 
+def slices_with_head(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N,) bool: the slices that show any head at all, which are the only ones that can hold
+    tumour.
+
+    A slice is left out only when *no* pixel of any channel is brighter than :data:`BACKGROUND_LEVEL` -- air above
+    the skull or below the skull base, as :func:`head_pixels` defines the head for normalisation. One bright pixel
+    is enough to run the network on it: the rule is meant to be exact (the masks equal a run over every slice;
+    tests/models/test_skip_air.py checks every patient of ../shared), not clever. Such slices get an empty mask and
+    no forward pass (:func:`lggdemo.models.forward.segment_slices`).
+    """
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected slices (N, H, W, 3), got shape {images.shape}")
+    if len(images) == 0:
+        return np.zeros(0, bool)
+    return images.reshape(len(images), -1).max(axis=1) > BACKGROUND_LEVEL
+
+
 def normalize_images(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, z-scored per slice and channel over head pixels.
 

@@ -41,5 +41,6 @@ def test_a_pass_holds_batch_size_images_with_or_without_the_flip(flip: bool, pas
     model = build_segmentation(cfg).eval()
     seen: list[int] = []
     model.register_forward_pre_hook(lambda _m, args: seen.append(len(args[0])))
-    masks, _ = forward.segment_slices(model, cfg, np.zeros((5, 256, 256, 3), np.uint8), torch.device("cpu"), 4)
+    head = np.full((5, 256, 256, 3), 50, np.uint8)  # slices with head (air slices would skip the network)
+    masks, _ = forward.segment_slices(model, cfg, head, torch.device("cpu"), 4)
     assert seen == passes and masks.shape == (5, 256, 256)
