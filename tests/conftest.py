@@ -101,3 +101,43 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
                               "accuracy": metric(0.6, None), "balanced_accuracy": metric(0.58, None)}},
     })
     return directory
+
+
+# --- real training belongs to the slow tier ------------------------------------------------------------------------
+# `make test-fast` leaves out `slow` tests so that it stays a few minutes; a test that trains without the mark would
+# quietly undo that. The trainer's loop (lggdemo.train.loop.train_loop, as the U-Net and grade trainers call it)
+# fails such a test, fixtures included, whenever the session holds fast tests that reach the trainer.
+
+_CURRENT = {"slow": True}
+_TRAINERS = ("lggdemo.train.segmentation", "lggdemo.train.grade")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _CURRENT["slow"] = item.get_closest_marker("slow") is not None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    fast_files = {item.path for item in items if item.get_closest_marker("slow") is None}
+    if any("lggdemo.train" in p.read_text() or "tiny_runs" in p.read_text() for p in fast_files if p.suffix == ".py"):
+        guard_the_training_loop()
+
+
+def guard_the_training_loop() -> None:
+    import importlib
+
+    for name in _TRAINERS:
+        module = importlib.import_module(name)
+        real = module.train_loop
+        if getattr(real, "guarded", False):
+            continue
+
+        def guarded(*args: object, _real: object = real, **kwargs: object) -> object:
+            if not _CURRENT["slow"]:
+                pytest.fail("this test trains a model (the trainer's loop ran) but is not marked slow: real training "
+                            "belongs to `make test`, not `make test-fast`; add @pytest.mark.slow", pytrace=False)
+            return _real(*args, **kwargs)  # type: ignore[operator]
+
+        guarded.guarded = True  # type: ignore[attr-defined]
+        module.train_loop = guarded

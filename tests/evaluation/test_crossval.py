@@ -37,6 +37,7 @@ def fold_runs(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return outs
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_pooled_estimate_scores_every_patient_once_with_its_own_fold_model(fold_runs: list[Path], tmp_path: Path) -> None:
     cards = [read_card(d) for d in fold_runs]
     assert main([str(d) for d in fold_runs] + ["--json", str(tmp_path / "cv.json")]) == 0
@@ -61,6 +62,7 @@ def test_pooled_estimate_scores_every_patient_once_with_its_own_fold_model(fold_
     assert pooled["postprocess"] == rule and all(c["segmentation"]["postprocess"] == rule for c in cards)
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_fold_scores_are_the_whole_patient_masks(fold_runs: list[Path], synthetic_root: Path) -> None:
     """The trainer's held-out Dice is the evaluator's patient-level path (2D rule + largest 3D component)."""
     arrays = slice_arrays(scan_dataset(synthetic_root), 256)
@@ -80,6 +82,7 @@ def test_fold_scores_are_the_whole_patient_masks(fold_runs: list[Path], syntheti
         assert off_3d < 0.5 * off_2d, (off_3d, off_2d)
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_incomplete_or_leaky_folds_are_refused(fold_runs: list[Path]) -> None:
     cards = [read_card(d) for d in fold_runs]
     with pytest.raises(CrossValError, match="missing fold"):
@@ -115,6 +118,7 @@ def test_recipe_follows_the_init_from_chain() -> None:
         seg_recipe(card)
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_estimate_is_recorded_only_in_weights_of_the_same_recipe(fold_runs: list[Path], synthetic_root: Path,
                                                                  tmp_path: Path) -> None:
     pooled = pool_folds([read_card(d) for d in fold_runs])
@@ -130,6 +134,7 @@ def test_estimate_is_recorded_only_in_weights_of_the_same_recipe(fold_runs: list
     assert (other / "model_card.json").read_bytes() == before  # refused, and the card is untouched
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_pooling_adds_area_bins_and_each_folds_time_and_throughput(fold_runs: list[Path]) -> None:
     cards = [read_card(d) for d in fold_runs]
     pooled = pool_folds(cards)
@@ -147,6 +152,7 @@ def test_pooling_adds_area_bins_and_each_folds_time_and_throughput(fold_runs: li
     assert pooled["timing"]["unet_seconds_per_fold"] == [f["unet_seconds"] for f in pooled["folds"]]
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_card_files_pool_like_their_folders(fold_runs: list[Path], tmp_path: Path) -> None:
     """Fold cards kept as JSON files (docs/experiments/cv21/C1-f0.json) are read like weights folders."""
     files = []
@@ -172,6 +178,7 @@ def test_stage_times_of_an_older_two_stage_card_come_from_its_lineage() -> None:
     assert (second["preset"], second["images_per_second"]) == ("refine", 8.0)
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_in_process_stages_are_the_same_recipe_as_the_init_from_chain(synthetic_root: Path, tmp_path: Path) -> None:
     """``refine_epochs`` (the bundled preset's two stages in one run) trains what ``--preset refine --init-from``
     trains after a first run: the same recipe to cross-validation, and the same U-Net, weight for weight."""

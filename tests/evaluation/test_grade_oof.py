@@ -125,6 +125,7 @@ def grade_folds(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     return outs
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_trainer_fold_runs_pool_and_their_calibration_reaches_the_shown_grade(grade_folds: list[Path], synthetic_root: Path,
                                                                                tmp_path: Path) -> None:
     index = scan_dataset(synthetic_root)
@@ -153,6 +154,7 @@ def test_trainer_fold_runs_pool_and_their_calibration_reaches_the_shown_grade(gr
         assert g.shown_p_g3 == pytest.approx(1 / (1 + np.exp(-(cal["a"] * 0.3 + cal["b"]))))
 
 
+@pytest.mark.slow  # real (tiny) training runs
 def test_calibration_is_recorded_only_beside_the_folds_grade_recipe(grade_folds: list[Path], tmp_path: Path) -> None:
     pooled = pool_grade_folds([load_card(d) for d in grade_folds], n_boot=N_BOOT)
     other = tmp_path / "other"

@@ -52,11 +52,21 @@ SLICE = encode_png(np.zeros((8, 8, 3), np.uint8))
 
 @pytest.mark.parametrize("name", ["../evil_1.png", "/etc/evil_1.png", "a/../../evil_1.png", "C:/evil_1.png",
                                   "..\\evil_1.png"])
-def test_zip_slip_is_refused_before_reading(name: str, tmp_path: Path) -> None:
-    data = _zip({"p/p_1.png": SLICE, name: SLICE})
+def test_zip_slip_is_refused_before_reading(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused from the central directory: not one member is decompressed, not even the harmless one listed first."""
+    slip, fine = _zip({"p/p_1.png": SLICE, name: SLICE}), _zip({"p/p_1.png": SLICE})
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, member: str | zipfile.ZipInfo, *args: object, **kwargs: object) -> object:
+        opened.append(getattr(member, "filename", member))
+        return real_open(self, member, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
     with pytest.raises(VolumeError, match="escapes the archive's folder"):
-        read_zip(data, "slip.zip")
-    assert list(tmp_path.iterdir()) == []
+        read_zip(slip, "slip.zip")
+    assert opened == []
+    assert read_zip(fine, "fine.zip") == [("p/p_1.png", SLICE)] and opened == ["p/p_1.png"]
 
 
 def test_zip_bomb_and_oversize_are_refused_from_the_headers(monkeypatch: pytest.MonkeyPatch) -> None:

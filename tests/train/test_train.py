@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from tiny_runs import tiny_config
 
 from lggdemo.data.kaggle import scan_dataset
-from lggdemo.inference.grade import base_rate_g3, grade_verdict
+from lggdemo.inference.grade import base_rate_g3
 from lggdemo.models.networks import GradeConfig, build_grade
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card, sha256_file
@@ -27,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def tiny_weights(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny quick run (both models, 2-fold CV) shared by the tests that only read its output."""
+def tiny_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny quick run (both models, 2-fold CV) shared by the tests that only read its output.
+
+    A real training run, unlike the conftest's ``tiny_weights`` (untrained models and a written card): the tests
+    that use it are ``slow``."""
     out = tmp_path_factory.mktemp("tiny-weights")
     events: list[dict] = []
     run(tiny_config(synthetic_root, out, folds=2), [events.append])
@@ -112,12 +113,13 @@ def test_augment_moves_image_and_mask_together() -> None:
     assert float(2 * inter / (bright.sum() + y.sum())) > 0.8
 
 
-def test_quick_run_writes_loadable_weights_and_card(tiny_weights: Path, synthetic_root: Path) -> None:
-    assert is_complete(tiny_weights)
-    seg, seg_cfg = load_segmentation(tiny_weights)
-    grade, grade_cfg = load_grade(tiny_weights)
+@pytest.mark.slow  # a real (tiny) training run
+def test_quick_run_writes_loadable_weights_and_card(tiny_run: Path, synthetic_root: Path) -> None:
+    assert is_complete(tiny_run)
+    seg, seg_cfg = load_segmentation(tiny_run)
+    grade, grade_cfg = load_grade(tiny_run)
     assert seg(torch.zeros(1, 3, seg_cfg.image_size, seg_cfg.image_size)).shape[1] == 1
-    card = read_card(tiny_weights)
+    card = read_card(tiny_run)
     assert set(card["split"]["train"]).isdisjoint(card["split"]["val"])
     index = scan_dataset(synthetic_root)
     assert set(card["split"]["train"]) | set(card["split"]["val"]) == set(index.patient_ids)
@@ -133,52 +135,55 @@ def test_quick_run_writes_loadable_weights_and_card(tiny_weights: Path, syntheti
     assert card["data"]["n_patients"] == len(index.patient_ids)
     assert "not a medical device" in card["intended_use"].lower()
     for name in (SEG_FILE, GRADE_FILE):
-        assert card["files"][name]["sha256"] == sha256_file(tiny_weights / name)
-    events = json.loads((tiny_weights / "events.json").read_text())
+        assert card["files"][name]["sha256"] == sha256_file(tiny_run / name)
+    events = json.loads((tiny_run / "events.json").read_text())
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
     assert {"step", "epoch"} <= set(kinds)
 
 
-def test_single_task_run_completes_folder_from_source(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # a real (tiny) training run
+def test_single_task_run_completes_folder_from_source(tiny_run: Path, synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg-only"
-    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_weights)))
+    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_run)))
     card = read_card(out)
     assert card["segmentation"]["trained_in_this_run"] is True
     assert card["grade"]["trained_in_this_run"] is False
-    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_run / GRADE_FILE)
     assert is_complete(out)
 
 
-def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(tiny_weights: Path, synthetic_root: Path,
+@pytest.mark.slow  # a real (tiny) training run
+def test_refine_continues_the_parent_unet_and_remeasures_the_copied_grade_model(tiny_run: Path, synthetic_root: Path,
                                                                                tmp_path: Path) -> None:
     out = tmp_path / "refined"
-    run(tiny_config(synthetic_root, out, task="seg", init_from=str(tiny_weights), image_size=64, seg_epochs=1, lr=1e-9,
+    run(tiny_config(synthetic_root, out, task="seg", init_from=str(tiny_run), image_size=64, seg_epochs=1, lr=1e-9,
                     slice_dice=True))
-    card, parent = read_card(out), read_card(tiny_weights)
+    card, parent = read_card(out), read_card(tiny_run)
     lineage = card["segmentation"]["initialised_from"]
     assert lineage["sha256"] == parent["files"][SEG_FILE]["sha256"]
     assert lineage["train_config"]["image_size"] == 32 and card["segmentation"]["config"]["image_size"] == 64
     # At a negligible learning rate the continued U-Net still holds the parent's weights (not a fresh init).
     # Batch-norm running statistics move with the data, so only the learnt tensors are compared.
-    old, new = load_segmentation(tiny_weights)[0].state_dict(), load_segmentation(out)[0].state_dict()
+    old, new = load_segmentation(tiny_run)[0].state_dict(), load_segmentation(out)[0].state_dict()
     learnt = [k for k in old if "running" not in k and "num_batches" not in k]
     assert all(torch.allclose(old[k], new[k], atol=1e-4) for k in learnt)
     # The grade model is copied byte for byte, but its held-out numbers use this run's masks.
-    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_run / GRADE_FILE)
     assert card["grade"]["trained_in_this_run"] is False
     assert card["grade"]["validation_masks"] == "predicted by this run's segmentation model"
     assert card["grade"]["config"] == parent["grade"]["config"]
     assert set(card["grade"]["per_patient_p_g3"]) <= set(card["split"]["val"])
 
 
-def test_model_copied_from_another_split_carries_no_held_out_numbers(tiny_weights: Path, synthetic_root: Path,
+@pytest.mark.slow  # a real (tiny) training run
+def test_model_copied_from_another_split_carries_no_held_out_numbers(tiny_run: Path, synthetic_root: Path,
                                                                       tmp_path: Path) -> None:
     out = tmp_path / "other-split"
-    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_weights), seed=1))
-    card, source = read_card(out), read_card(tiny_weights)
+    run(tiny_config(synthetic_root, out, task="seg", complete_from=str(tiny_run), seed=1))
+    card, source = read_card(out), read_card(tiny_run)
     assert card["split"]["train"] != source["split"]["train"]
-    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_weights / GRADE_FILE)
+    assert sha256_file(out / GRADE_FILE) == sha256_file(tiny_run / GRADE_FILE)
     assert "metrics" not in card["grade"] and "per_patient_p_g3" not in card["grade"]
     assert card["grade"]["held_out_metrics"].startswith("withheld")
     assert card["segmentation"]["metrics"]  # the model trained here is still scored
@@ -205,6 +210,7 @@ def test_slice_dice_loss_counts_each_tumour_slice_once() -> None:
     assert slice_dice_loss(torch.full_like(empty, 5.0), empty) == 0  # no tumour slice: no term
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_epoch_validation_is_a_curve_only(synthetic_root: Path, tmp_path: Path) -> None:
     states = []
     for flag in (True, False):
@@ -215,20 +221,22 @@ def test_epoch_validation_is_a_curve_only(synthetic_root: Path, tmp_path: Path) 
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_refine_refuses_a_parent_trained_on_another_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # a real (tiny) training run
+def test_refine_refuses_a_parent_trained_on_another_split(tiny_run: Path, synthetic_root: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="different patient split"):
-        run(tiny_config(synthetic_root, tmp_path / "o", task="seg", init_from=str(tiny_weights), seed=1))
+        run(tiny_config(synthetic_root, tmp_path / "o", task="seg", init_from=str(tiny_run), seed=1))
     with pytest.raises(TrainError, match="--init-from"):
         TrainConfig.from_preset("refine", data=str(synthetic_root), out=str(tmp_path / "o")).validate()
     assert not (tmp_path / "o").exists()
 
 
-def test_sigterm_mid_run_leaves_previous_weights_byte_identical(tiny_weights: Path, synthetic_root: Path,
+@pytest.mark.slow  # a real (tiny) training run
+def test_sigterm_mid_run_leaves_previous_weights_byte_identical(tiny_run: Path, synthetic_root: Path,
                                                                  tmp_path: Path) -> None:
     import shutil
 
     out = tmp_path / "weights"
-    shutil.copytree(tiny_weights, out)
+    shutil.copytree(tiny_run, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     progress = tmp_path / "progress.jsonl"
     cmd = [sys.executable, "-m", "lggdemo.train", "--preset", "quick", "--data", str(synthetic_root), "--out", str(out),
@@ -262,68 +270,6 @@ def test_cli_rejects_impossible_settings_with_exit_2(synthetic_root: Path, tmp_p
     assert json.loads(progress.read_text().splitlines()[-1])["event"] == "error"
 
 
-def test_evaluate_cli_scores_any_dataset(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
-                          str(tiny_weights), "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    result = json.loads(out.read_text())
-    index = scan_dataset(synthetic_root)
-    per = result["segmentation"]["per_patient_dice"]
-    assert set(per) == set(index.patient_ids)
-    assert np.mean(list(per.values())) == pytest.approx(result["segmentation"]["metrics"]["per_volume_dice_mean"]["value"])
-    assert "per_volume_dice_median" in res.stdout
-    assert result["grade"]["metrics"]["auc"]["n"] == sum(index.clinical_for(p).grade is not None for p in index.patient_ids)
-    assert result["trained_on"] == sorted(read_card(tiny_weights)["split"]["train"])  # named, and warned about
-    assert f"{len(result['trained_on'])} of {len(per)} patients trained these weights" in res.stderr
-    bins = result["segmentation"]["tumour_slice_dice_by_area"]
-    assert sum(b["n"] for b in bins.values()) == result["segmentation"]["metrics"]["tumour_slice_dice"]["n"]
-    # what the app would state per patient: this card withholds the number, so the base rate, beside the raw score
-    card = read_card(tiny_weights)
-    assert grade_verdict(card).informative is False
-    shown = result["grade"]["shown"]
-    for pid, row in shown["per_patient"].items():
-        assert (row["shown_p_g3"], row["shown_as"]) == (card["grade"]["base_rate_g3"]["value"], "base rate")
-        assert row["raw_score"] == pytest.approx(result["grade"]["per_patient_p_g3"][pid])
-    assert shown["shown_p_g3"]["n"] == len(shown["per_patient"]) and "brier" in shown["raw_score"]
-    assert shown["base_rate"]["brier"] == pytest.approx(shown["shown_p_g3"]["brier"])  # withheld: it *is* the base rate
-
-
-def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(tiny_weights: Path, synthetic_root: Path,
-                                                                           tmp_path: Path) -> None:
-    weights = tmp_path / "calibrated"
-    shutil.copytree(tiny_weights, weights)
-    card = read_card(weights)
-    card["grade"]["out_of_fold"] = {"model": {"auc": {"value": 0.8, "ci95": [0.7, 0.9], "n": 12}}}
-    card["grade"]["calibration"] = {"a": 0.5, "b": -0.25, "n": 12}
-    (weights / "model_card.json").write_text(json.dumps(card))
-    out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
-                          str(weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    rows = json.loads(out.read_text())["grade"]["shown"]["per_patient"]
-    assert rows
-    for row in rows.values():
-        logit = np.log(row["raw_score"] / (1 - row["raw_score"]))
-        assert row["shown_as"] == "calibrated"
-        assert row["shown_p_g3"] == pytest.approx(1 / (1 + np.exp(-(0.5 * logit - 0.25))), abs=1e-6)
-    assert "what the app states" in res.stdout
-
-
-def test_evaluate_cli_scores_one_side_of_the_cards_split(tiny_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "val.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
-                          str(tiny_weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    card = read_card(tiny_weights)
-    result = json.loads(out.read_text())
-    assert set(result["segmentation"]["per_patient_dice"]) == set(card["split"]["val"])
-    assert result["trained_on"] == [] and "trained these weights" not in res.stderr
-    assert "true tumour" in res.stdout
-
-
 def test_bundled_preset_is_the_protocols_winner_on_every_patient() -> None:
     """The one-command recipe is the protocol's winner, C1 (selection-rule.txt, 2026-12-02; cv21/compare.json)."""
     cfg = TrainConfig.from_preset("bundled")
@@ -342,6 +288,7 @@ def test_bundled_preset_is_the_protocols_winner_on_every_patient() -> None:
         "Validation fraction must be at least 0 and below 0.9."]
 
 
+@pytest.mark.slow  # a real (tiny) training run
 def test_bundled_preset_config_quick_phantom_run(synthetic_root: Path, tmp_path: Path) -> None:
     """The bundled preset's own config (auto precision, two U-Net stages, grade, every patient) on the phantoms, with tiny
     sizes and epochs: one command writes a complete folder that the app and the evaluator take as it is."""
