@@ -68,3 +68,32 @@ def test_browser_tests_are_marked_slow_and_collected_by_default() -> None:
     cfg = (REPO_ROOT / "pyproject.toml").read_text()
     assert "\"slow: real training or browser runs (CI runs them; deselect with -m 'not slow')\"," in cfg
     assert "-m" not in cfg.split("addopts", 1)[1].splitlines()[0]  # `make test` (CI) deselects nothing
+
+
+def _fixtures(path: Path) -> dict[str, int]:
+    """Fixture name -> line of every ``@pytest.fixture`` a file defines (``name=`` honoured)."""
+    import ast
+
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef):
+            for deco in node.decorator_list:
+                if "fixture" in ast.unparse(deco):
+                    names = [k.value.value for k in getattr(deco, "keywords", []) if k.arg == "name"]
+                    found[names[0] if names else node.name] = node.lineno
+    return found
+
+
+def test_no_fixture_shadows_a_conftest_fixture() -> None:
+    """A test file's fixture named like a conftest one above it silently replaces it for that file (a trained run
+    where the conftest means untrained weights, say): each fixture name has one meaning."""
+    tests = REPO_ROOT / "tests"
+    conftests = {p.parent: _fixtures(p) for p in tests.rglob("conftest.py")}
+    shadowing = []
+    for path in sorted(tests.rglob("*.py")):
+        own = _fixtures(path)
+        for folder, names in conftests.items():
+            above = folder in path.parents and path != folder / "conftest.py"
+            shadowing += [f"{path.relative_to(REPO_ROOT)}:{own[n]} {n!r} shadows {folder.relative_to(REPO_ROOT)}/conftest.py"
+                          for n in sorted(set(own) & set(names)) if above]
+    assert not shadowing, "\n".join(shadowing)
