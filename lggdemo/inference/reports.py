@@ -26,6 +26,8 @@ import numpy as np
 
 from lggdemo import NOT_FOR_DIAGNOSIS, __version__
 from lggdemo.data.imageio import SLICE_SIZE
+from lggdemo.data.kaggle import Clinical
+from lggdemo.inference.corrected import MASK_NOTES
 from lggdemo.inference.grade import GRADE_CAVEAT, PatientGrade
 from lggdemo.inference.predictor import PredictionResult, head_mask
 from lggdemo.inference.wholepatient import VolumePrediction
@@ -35,8 +37,11 @@ from lggdemo.patient.volume import Volume
 
 #: Patient-level grade fields, the same in every report.
 GRADE_COLUMNS = ("p_g3", "raw_score", "grade_note")
-SLICE_COLUMNS = ("file", "tumour_area_px", "tumour_pct_of_brain", "dice", "slice_p_g3", "slice_raw_score",
-                 *GRADE_COLUMNS, "model_version", "device")
+#: The age and sex the grade used, whether each was given (false: not given, the grade treated it as unknown; null:
+#: no grade was computed), and where they came from (``clinical_source``: typed, a dataset record, the command line).
+CLINICAL_COLUMNS = ("age", "age_given", "sex", "sex_given", "clinical_source")
+SLICE_COLUMNS = ("file", "mask", "corrected", "tumour_area_px", "tumour_pct_of_brain", "dice", "slice_p_g3",
+                 "slice_raw_score", *GRADE_COLUMNS, *CLINICAL_COLUMNS, "model_version", "device")
 #: A whole patient's measurements (``mask``: which mask they describe); slice numbers from 1, as ``tumour_slices``.
 MEASUREMENT_COLUMNS = ("mask", "tumour_ml_low", "tumour_ml_high", "tumour_voxels_low", "tumour_voxels_high",
                        "key_slice", "longest_mm", "perpendicular_mm", "product_mm2", "longest_px", "perpendicular_px",
@@ -47,8 +52,8 @@ MEASUREMENT_COLUMNS = ("mask", "tumour_ml_low", "tumour_ml_high", "tumour_voxels
 AGREEMENT_COLUMNS = ("hd95_mm", "assd_mm", "surface_dice_1mm", "surface_dice_2mm", "volume_diff_pct",
                      "product_diff_pct", "measurable_agrees", "distance_units")
 PATIENT_COLUMNS = ("input", "kind", "slices", "spacing_mm", "tumour_voxels", "tumour_ml", "tumour_slices",
-                   "dice", "truth_voxels", *MEASUREMENT_COLUMNS, *AGREEMENT_COLUMNS, "age", "sex", *GRADE_COLUMNS,
-                   "model_version", "device", "error")
+                   "dice", "truth_voxels", *MEASUREMENT_COLUMNS, "edited_slices", *AGREEMENT_COLUMNS,
+                   *CLINICAL_COLUMNS, *GRADE_COLUMNS, "model_version", "device", "error")
 #: Decimals each measured number is rounded to, here and wherever it is printed (the PDF reads this).
 DIGITS: dict[str, int] = {
     "tumour_ml": 3, "tumour_ml_low": 3, "tumour_ml_high": 3, "longest_mm": 1, "perpendicular_mm": 1,
@@ -69,44 +74,67 @@ def grade_fields(grade: PatientGrade | None) -> dict[str, Any]:
     return {"p_g3": rounded(grade.shown_p_g3), "raw_score": rounded(grade.raw_score), "grade_note": grade.text}
 
 
-def slice_rows(result: PredictionResult) -> list[dict[str, Any]]:
-    """One row per slice; a slice's own P(G3) is withheld whenever the patient's is, or is calibrated."""
+def clinical_fields(clinical: Clinical | None, source: str | None = None) -> dict[str, Any]:
+    """:data:`CLINICAL_COLUMNS` of one prediction: ``clinical`` is what the grade used (None: no grade computed)."""
+    if clinical is None:
+        return dict.fromkeys(CLINICAL_COLUMNS)
+    given = clinical.age is not None or clinical.sex is not None
+    return {"age": clinical.age, "age_given": clinical.age is not None, "sex": clinical.sex,
+            "sex_given": clinical.sex is not None, "clinical_source": source if given else None}
+
+
+def slice_rows(result: PredictionResult, *, mask_kind: str = "model", edited: Sequence[int] = (),
+               clinical_source: str | None = None) -> list[dict[str, Any]]:
+    """One row per slice; a slice's own P(G3) is withheld whenever the patient's is, or is calibrated.
+
+    ``mask_kind``: whose masks ``result`` holds ("model", or "corrected": ``inference.corrected``); ``edited``: the
+    0-based indices of the slices corrected by hand (their ``corrected`` column is true).
+    """
     shown = result.grade.shows_slice_p_g3
     patient = grade_fields(result.grade)
+    clinical = clinical_fields(result.clinical, clinical_source)
     return [
         {
             "file": s.name,
+            "mask": mask_kind,
+            "corrected": i in set(edited),
             "tumour_area_px": s.area_px,
             "tumour_pct_of_brain": rounded(s.area_pct_brain, 3),
             "dice": rounded(s.dice),
             "slice_p_g3": rounded(s.grade_prob) if shown else None,
             "slice_raw_score": rounded(s.grade_prob),
             **patient,
+            **clinical,
             "model_version": result.model_version,
             "device": result.device,
         }
-        for s in result.slices
+        for i, s in enumerate(result.slices)
     ]
 
 
-def slice_report_json(result: PredictionResult) -> bytes:
-    c = result.clinical
+def slice_report_json(result: PredictionResult, *, mask_kind: str = "model", edited: Sequence[int] = (),
+                      clinical_source: str | None = None) -> bytes:
+    """The slice report; ``mask``, ``edited`` and ``clinical_source`` as for :func:`slice_rows`."""
     doc = {
         "lggdemo_version": __version__,
         "model_version": result.model_version,
         "device": result.device,
-        "clinical": None if c is None else {"age": c.age, "sex": c.sex},
+        "mask": mask_kind,
+        "mask_note": MASK_NOTES.get(mask_kind, ""),
+        "clinical": clinical_fields(result.clinical, clinical_source),
         **grade_fields(result.grade),
         "area_units": f"pixels at {SLICE_SIZE}x{SLICE_SIZE}",
         "grade_caveat": GRADE_CAVEAT,
-        "slices": slice_rows(result),
+        "slices": slice_rows(result, mask_kind=mask_kind, edited=edited, clinical_source=clinical_source),
         "disclaimer": NOT_FOR_DIAGNOSIS,
     }
     return _json(doc)
 
 
-def slice_report_csv(result: PredictionResult) -> bytes:
-    return csv_bytes(slice_rows(result), SLICE_COLUMNS)
+def slice_report_csv(result: PredictionResult, *, mask_kind: str = "model", edited: Sequence[int] = (),
+                     clinical_source: str | None = None) -> bytes:
+    return csv_bytes(slice_rows(result, mask_kind=mask_kind, edited=edited, clinical_source=clinical_source),
+                     SLICE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -192,11 +220,13 @@ def identifiers(volume: Volume) -> dict[str, Any]:
 
 def patient_row(volume: Volume | None, prediction: VolumePrediction | None, *, name: str = "",
                 error: str | None = None, measures: StudyMeasures | None = None,
-                mask_kind: str = "model") -> dict[str, Any]:
+                mask_kind: str = "model", edited_slices: Sequence[int] = (),
+                clinical_source: str | None = None) -> dict[str, Any]:
     """One patient as a flat row (CSV and the JSON ``patients`` list); an input that failed keeps its error.
 
     ``measures`` defaults to :func:`measure_study` of ``prediction.mask`` (``mask_kind`` says whose: "corrected"
     for ``inference.corrected``'s prediction); pass them when already computed (the page caches them).
+    ``edited_slices``: the 1-based slices corrected by hand; ``clinical_source``: where age and sex came from.
     """
     p, v = prediction, volume
     if measures is None and p is not None and v is not None:
@@ -213,8 +243,8 @@ def patient_row(volume: Volume | None, prediction: VolumePrediction | None, *, n
         "dice": rounded(p.dice) if p else None,
         "truth_voxels": p.truth_voxels if p else None,
         **measurement_fields(measures),
-        "age": None if clinical is None else clinical.age,
-        "sex": None if clinical is None else clinical.sex,
+        "edited_slices": list(edited_slices),
+        **clinical_fields(clinical, clinical_source),
         **grade_fields(p.grade if p else None),
         "model_version": p.model_version if p else None,
         "device": p.device if p else None,
@@ -248,6 +278,9 @@ def patient_report_document(rows: Sequence[dict[str, Any]], notes: dict[str, Seq
                              "256x256 slices); key_slice and diameter_lines.slice count from 1 like tumour_slices; "
                              "tumour_ml_low/high: the volume's range on the model's probability (lggdemo.measure)",
         "digits": dict(DIGITS),
+        "mask_notes": dict(MASK_NOTES),
+        "clinical_units": "age in years; age_given / sex_given false: not given, the grade treated it as unknown; "
+                          "null: no grade was computed",
         "grade_caveat": GRADE_CAVEAT,
         "patients": list(rows),
         "notes": {k: list(v) for k, v in (notes or {}).items()},

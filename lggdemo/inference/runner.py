@@ -62,7 +62,7 @@ def process_study(predictor: Predictor, path: Path, clinical: Clinical | None, f
     except Exception as exc:  # noqa: BLE001 -- one input's surprise must not lose the others: named, exit 2
         message = f"unexpected {type(exc).__name__} ({exc}); please report it with this input"
         return StudyOutcome(patient_row(None, None, name=str(path), error=message))
-    row = patient_row(volume, prediction)
+    row = patient_row(volume, prediction, clinical_source="command line")  # --age / --sex, when given
     row["input"] = str(path)
     outcome = StudyOutcome(row, list(volume.provenance.notes))
     failed = []

@@ -175,7 +175,9 @@ def test_reports(predictor: Predictor, slices: list[np.ndarray]) -> None:
     assert float(rows[0]["raw_score"]) == pytest.approx(result.grade.raw_score, abs=1e-4)
     assert float(rows[1]["slice_raw_score"]) == pytest.approx(result.slices[1].grade_prob, abs=1e-4)
     doc = json.loads(slice_report_json(result))
-    assert doc["model_version"] == "tiny-test-1" and doc["clinical"] == {"age": 50.0, "sex": "male"}
+    assert doc["model_version"] == "tiny-test-1" and doc["mask"] == "model"
+    assert doc["clinical"] == {"age": 50.0, "age_given": True, "sex": "male", "sex_given": True, "clinical_source": None}
+    assert rows[0]["mask"] == "model" and rows[0]["corrected"] == "False" and rows[0]["age_given"] == "True"
     assert len(doc["slices"]) == 2 and "not a medical device" in doc["disclaimer"]
     assert doc["p_g3"] is None and doc["raw_score"] == pytest.approx(result.grade.raw_score, abs=1e-4)
     assert doc["grade_note"].startswith("On patients it had not seen")
