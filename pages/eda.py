@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from lggdemo.data.codebook import COLUMN_HELP
 from lggdemo.data.kaggle import DatasetError, load_image, load_mask
 from lggdemo.ui.dataset import active_dataset, dataset_figures, dataset_tables, describe_choice, source_line
+from lggdemo.ui.details import for_the_curious
 from lggdemo.ui.shell import require_shell
 from lggdemo.viz import eda
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
@@ -14,7 +16,9 @@ st.title("Dataset EDA")
 choice, index = active_dataset()
 tables = dataset_tables(index)
 summary = eda.summarize(index, tables.slices, tables.patients)
-st.caption(f"{describe_choice(choice, index)}. {source_line(choice)}")
+st.caption(f"{describe_choice(choice, index)}. {source_line(choice, with_path=False)}")
+if not choice.synthetic:
+    for_the_curious([f"Dataset folder on the server: `{choice.root}`"])
 
 if summary.n_problems:
     st.warning(f"{summary.n_problems} problem(s) while reading the dataset: these files were skipped; "
@@ -68,6 +72,10 @@ else:
 
 st.subheader("Clinical table")
 leaky = ", ".join(eda.leaky_columns_present(index))
-st.caption("One row per patient folder; decoded grade, sex and age first, then data.csv's coded columns. "
+st.caption("One row per patient folder; grade, sex and age first, then data.csv's columns, decoded where the "
+           "dataset documents its codes (genomic clusters as \"cluster N\"; \"code N\" where no code book is "
+           "published). Hover a column's name for what it holds. "
            + (f"Never model inputs: {leaky} (they leak the grade label)." if leaky else ""))
-st.dataframe(eda.clinical_table(index, tables.patients), hide_index=True, width="stretch")
+clinical = eda.clinical_table(index, tables.patients)
+st.dataframe(clinical, hide_index=True, width="stretch",
+             column_config={c: st.column_config.Column(help=COLUMN_HELP[c]) for c in clinical.columns if c in COLUMN_HELP})

@@ -4,6 +4,7 @@ import streamlit as st
 
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.ui.dataset import active_dataset, describe_choice, source_line
+from lggdemo.ui.details import for_the_curious
 from lggdemo.ui.shell import require_shell
 from lggdemo.ui.sidebar import device_text
 
@@ -24,8 +25,12 @@ pages = [
      "Counts, grade, sex and age distributions, missing values, tumour sizes, a slice browser with the mask "
      "overlaid, and the clinical table."),
     ("pages/predict.py", "Predict", ":material/search:",
-     "Upload slices (or load an example patient) to get a tumour mask and a grade probability, with Grad-CAM "
-     "heatmaps showing where the models looked."),
+     "Two modes. **Slices** (2D images, or an example patient's slices): a tumour mask per slice (with its Dice "
+     "when a true mask comes along), the grade model's estimate only where its model card shows it beats chance "
+     "(otherwise a sentence saying so), Grad-CAM heatmaps of both models, the teaching lesson and a mask editor. "
+     "**Whole patient** (a Kaggle-layout zip, NIfTI or a DICOM study): the 3D mask, tumour volume and measurements, "
+     "a 3D view, the lesson and the editor on any slice, and NIfTI / DICOM SEG / PDF downloads; this mode has no "
+     "Grad-CAM."),
     ("pages/train.py", "Train", ":material/model_training:",
      "Follow a retraining run started from the sidebar's **Retrain models**, compare runs and choose which "
      "weights the app uses."),
@@ -46,8 +51,8 @@ tour = [
      "Further down the page, **Errors in colour** paints true positives, false positives and false negatives, and "
      "**Dice explained** works the score out with those pixel counts."),
     ("pages/predict.py", "Move the threshold", ":material/tune:",
-     "In **What the model saw**, step 4: move **Threshold** and watch the mask and its Dice change (the network "
-     "does not run again); step 5 shows what post-processing removes."),
+     "In **What the model saw**, step 4: move **Threshold** and watch the mask, its Dice and the curve of Dice and "
+     "area against the threshold (the network does not run again); step 5 shows what post-processing removes."),
     ("pages/train.py", "Retrain and compare", ":material/model_training:",
      "Start a quick run from the sidebar's **Retrain models**, follow it here, then on Predict pick both weights "
      "under **Compare** to see what retraining changed."),
@@ -62,7 +67,9 @@ choice, index = active_dataset()
 col1, col2 = st.columns(2)
 with col1:
     st.markdown(f"**Dataset:** {describe_choice(choice, index)}")
-    st.caption(source_line(choice))
+    st.caption(source_line(choice, with_path=False))
+    if not choice.synthetic:
+        for_the_curious([f"Dataset folder on the server: `{choice.root}`"])
     if choice.synthetic:
         st.info("The phantoms are generated shapes, not patient data: every page works on them, but numbers "
                 "and models trained on them say nothing about real tumours. See the README for the real data.")

@@ -155,10 +155,11 @@ def rescan() -> None:
         cached.clear()
 
 
-def source_line(choice: DatasetChoice) -> str:
+def source_line(choice: DatasetChoice, with_path: bool = True) -> str:
     """Why this dataset, and where it is; not for phantoms, whose folder is a cache nobody needs to see
-    (and whose screenshots then stay the same from one test run to the next)."""
-    where = "" if choice.synthetic else f" — `{choice.root}`"
+    (and whose screenshots then stay the same from one test run to the next). ``with_path=False`` leaves the
+    server folder out (the pages put it under "Details for the curious")."""
+    where = "" if choice.synthetic or not with_path else f" — `{choice.root}`"
     return f"Source: {SOURCE_EXPLAINED.get(choice.source, choice.source)}{where}"
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from lggdemo.data import codebook
 from lggdemo.data.kaggle import LEAKY_COLUMNS, DatasetIndex, case_id
 
 UNKNOWN = "unknown"
@@ -140,8 +141,11 @@ def missing_figure(missing: pd.DataFrame) -> go.Figure:
             marker_color="#F58518",
         )
     )
-    layout = {**_LAYOUT, "height": max(330, 22 * len(data) + 80)}
-    fig.update_layout(title="Missing values per clinical column", xaxis_title="patients with a blank field", **layout)
+    layout = {**_LAYOUT, "height": max(330, 22 * len(data) + 90), "margin": dict(l=10, r=10, t=70, b=10)}
+    # Short and on the left: the chart toolbar Streamlit shows at the top right once covered the long title's end.
+    fig.update_layout(title=dict(text="Missing values<br><sup>blank fields per clinical column</sup>", x=0.01,
+                                 xanchor="left"),
+                      xaxis_title="patients with a blank field", **layout)
     return fig
 
 
@@ -199,13 +203,17 @@ def tumour_fraction_figure(patients: pd.DataFrame) -> go.Figure:
 
 
 def clinical_table(index: DatasetIndex, patients: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient folder: decoded fields and counts first, then the raw coded data.csv columns.
+    """One row per patient folder: decoded fields and counts first, then data.csv's columns, their codes decoded
+    where the dataset documents them (:mod:`lggdemo.data.codebook`: "cluster N", "code N" where it does not).
 
     Leaky columns are kept (this is exploration, not a model input) and named in the page's caption.
     """
     table = patients.rename(columns={"tumour_volume_voxels": "tumour_voxels"}).copy()
     raw_cols = [c for c in index.clinical.columns if c not in ("grade", "sex", "age")]
     raw = index.clinical.reindex(table["case_id"])[raw_cols].reset_index(drop=True)
+    for col in raw_cols:
+        if codebook.is_coded(col):
+            raw[col] = pd.Series(codebook.decode_column(col, raw[col]), dtype=object)
     out = pd.concat([table.reset_index(drop=True), raw], axis=1)
     for col in ("slices", "tumour_slices", "tumour_voxels"):
         if col in out:
