@@ -22,6 +22,12 @@ SEEN_TRAINING = "training patient — these numbers look better than on new pati
 SEEN_NEITHER = "not seen in training"
 
 
+def dice_scope(seen: str) -> str:
+    """Whom a Dice was measured on, as the end of "Dice on ...": "a validation patient", "a patient not seen in
+    training" (the labels read as an example's description, not all as a noun)."""
+    return f"a patient {seen}" if seen == SEEN_NEITHER else f"a {seen}"
+
+
 def _card(card: ModelCard | dict[str, Any] | None) -> ModelCard:
     try:
         return card if isinstance(card, ModelCard) else ModelCard.from_dict(card or {})

@@ -36,9 +36,9 @@ from lggdemo.corrections import (
     edits_from_drawing,
     save_correction,
 )
-from lggdemo.data.imageio import UploadedSlice, encode_png, resize_mask
+from lggdemo.data.imageio import UploadBatch, UploadedSlice, encode_png, resize_mask
 from lggdemo.data.kaggle import Clinical, DatasetError
-from lggdemo.inference.predictor import Predictor, SlicePrediction
+from lggdemo.inference.predictor import PredictionResult, Predictor, SlicePrediction
 from lggdemo.inference.wholepatient import VolumePrediction
 from lggdemo.metrics.segmentation import dice
 from lggdemo.patient.exporters import mask_nifti, safe_name
@@ -291,6 +291,20 @@ def render_slice_correction(slice_pred: SlicePrediction, upload: UploadedSlice, 
                            key="predict_correct_dl", on_click="ignore")
 
     render_editor(target, key="predict_correct", history=f"predict_correct:{idx}", channel=channel, extras=download)
+
+
+def slice_corrections(result: PredictionResult, batch: UploadBatch, weights_version: str) -> dict[int, np.ndarray]:
+    """Slice mode's corrected masks of *this* input (0-based slice index -> mask): a history kept from an earlier
+    input with the same slice index is left out (its slice, mask or weights differ: see ``SliceTarget.signature``)."""
+    out = {}
+    for idx, (pred, upload) in enumerate(zip(result.slices, batch.slices, strict=False)):
+        held = _states().get(f"predict_correct:{idx}")
+        if held is None or not held.history.edited:
+            continue
+        target = SliceTarget(upload.image, pred.mask, upload.truth, pred.name, weights_version)
+        if held.signature == target.signature():
+            out[idx] = held.history.current
+    return out
 
 
 def patient_histories(token: object) -> str:
