@@ -35,6 +35,7 @@ from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.dataset import active_dataset
 from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_patient_correction
+from lggdemo.ui.predict.measurements import cached_measures, render_measurements, volume_range_delta
 from lggdemo.ui.predict.shared import (
     active_card,
     current_clinical,
@@ -164,11 +165,11 @@ def _run(predictor: Predictor, volume: Volume, key: tuple[object, ...]) -> Volum
 def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | None = None) -> None:
     c1, c2, c3, c4 = st.columns(4)
     if result.tumour_ml is not None:
-        c1.metric("Tumour volume", f"{result.tumour_ml:.1f} mL", f"{result.tumour_voxels} voxels", delta_color="off",
-                  delta_arrow="off")
+        c1.metric("Tumour volume", f"{result.tumour_ml:.1f} mL", volume_range_delta(result), delta_color="off",
+                  delta_arrow="off", help=f"{result.tumour_voxels} voxels; the range is explained under Measurements")
     else:
-        c1.metric("Tumour volume", f"{result.tumour_voxels} voxels", "spacing unknown", delta_color="off",
-                  delta_arrow="off")
+        c1.metric("Tumour volume", f"{result.tumour_voxels} voxels", f"spacing unknown · {volume_range_delta(result)}",
+                  delta_color="off", delta_arrow="off")
     c2.metric("Slices with tumour", f"{len(result.tumour_slices)}")
     if result.dice is not None:
         c3.metric("Per-volume Dice vs uploaded masks", f"{result.dice:.3f}", f"truth: {result.truth_voxels} voxels",
@@ -249,7 +250,7 @@ def render_downloads(volume: Volume, result: VolumePrediction) -> None:
                 failed.append(f"{label}: could not be made ({exc})")
                 continue
             files.append((label, name, data, mime))
-        rows = [patient_row(volume, result)]
+        rows = [patient_row(volume, result, measures=cached_measures(volume, result, key))]
         notes = {volume.name: list(volume.provenance.notes)}
         files.append(("Download report (JSON)", f"{volume.name}_report.json", patient_report_json(rows, notes),
                       "application/json"))
@@ -293,6 +294,7 @@ def render_patient_mode(predictor: Predictor) -> None:
         st.error(f"The prediction failed: {exc}")
         return
     render_summary(result, predictor, loaded.seen or seen_label_for_name(predictor.card, volume.name))
+    render_measurements(volume, result, key)
 
     st.subheader("Slices")
     tumour = result.tumour_slices

@@ -29,6 +29,7 @@ from lggdemo.models.card import card_metric
 from lggdemo.models.weights import WeightsError
 from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_slice_correction
+from lggdemo.ui.predict.measurements import render_slice_diameters
 from lggdemo.ui.predict.shared import (
     active_card,
     active_index,
@@ -224,6 +225,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         if sl.grade_prob is not None and result.grade.shows_slice_p_g3:
             st.metric("This slice's P(G3)", f"{sl.grade_prob:.0%}")
         render_mask_quality(predictor)
+        render_slice_diameters(sl.mask, base)
         st.download_button("Download predicted mask (PNG)", sl.mask_png(),
                            file_name=f"{sl.name.rsplit('.', 1)[0]}_predicted_mask.png", mime="image/png",
                            key="predict_dl_mask", on_click="ignore")
