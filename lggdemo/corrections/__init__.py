@@ -6,7 +6,7 @@ One job per module, no Streamlit:
 - :mod:`lggdemo.corrections.drawing`: the drawing component's JSON as those edits;
 - :mod:`lggdemo.corrections.store`: saved corrections, a kaggle_3m folder under ``LGG_RUNS_DIR/corrections``.
 
-The trainer reads them with ``--corrections`` (:mod:`lggdemo.train.corrections`); the editor is
+The trainer reads them with ``--corrections`` (:mod:`lggdemo.train.finetune_data`); the editor is
 :mod:`lggdemo.ui.predict.correct`, the Train page's list :mod:`lggdemo.ui.train.corrections`.
 """
 

@@ -19,7 +19,7 @@ from lggdemo.data.sources import choose_dataset
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.train import distributed
 from lggdemo.train.config import TrainConfig, TrainError
-from lggdemo.train.corrections import CorrectionSet, inherited_split
+from lggdemo.train.finetune_data import CorrectionSet, inherited_split
 from lggdemo.train.split import Split, fold_split, patient_split
 
 
@@ -72,7 +72,7 @@ def load_index(cfg: TrainConfig) -> DatasetIndex:
 def choose_split(cfg: TrainConfig, index: DatasetIndex) -> Split:
     """One fold of a k-fold partition (``cfg.fold``), else the seeded held-out fraction.
 
-    A corrections fine-tune keeps its parent's split instead (see :mod:`lggdemo.train.corrections`).
+    A corrections fine-tune keeps its parent's split instead (see :mod:`lggdemo.train.finetune_data`).
     """
     if cfg.corrections and cfg.init_from:
         inherited = inherited_split(cfg, index)

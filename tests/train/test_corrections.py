@@ -16,7 +16,7 @@ from lggdemo.data.kaggle import load_image, load_mask, scan_dataset
 from lggdemo.models.weights import is_complete, read_card
 from lggdemo.train import TrainConfig, TrainError, run
 from lggdemo.train.cli import build_parser, config_from_args
-from lggdemo.train.corrections import fine_tune_problems, inherited_split, load_corrections
+from lggdemo.train.finetune_data import fine_tune_problems, inherited_split, load_corrections
 from lggdemo.train.split import Split
 
 
