@@ -24,6 +24,8 @@ Why it is shaped this way:
 #   grade         the grade model's data, fit and CV             card        the model card and publishing
 #   pipeline      one run end to end (``run``)                   benchmark   training throughput
 #   cli           ``python -m lggdemo.train``                    distributed torchrun + DDP (process group, shards)
+#   finetune_data the corrections a fine-tune trains on          finetune_report  its before/after comparison
+#   scoring       the engine the trainer scores with             estimate    a run's time, before it starts
 #
 # Names are re-exported lazily (PEP 562): ``from lggdemo.train import TrainConfig`` must not import
 # torch, because the job manager and the sidebar read the config and the contract without it.

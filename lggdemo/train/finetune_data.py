@@ -7,7 +7,7 @@ validation patient one of them was cut from: its slice was trained on, so scorin
 run. Those patients are left out of every validation number of the run (the card names them).
 
 The run keeps its parent's patient split (read from ``--init-from``'s card), so the validation patients
-are exactly the parent's and the before/after comparison (:mod:`lggdemo.train.finetune`) is fair even
+are exactly the parent's and the before/after comparison (:mod:`lggdemo.train.finetune_report`) is fair even
 when the dataset has grown since the parent was trained. A parent trained on every patient (the bundled
 weights) has none: its fine-tune trains on the same patients, and only the corrected slices are compared.
 """

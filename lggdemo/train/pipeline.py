@@ -22,7 +22,7 @@ from lggdemo.train.config import TrainConfig
 from lggdemo.train.finetune_data import load_corrections
 from lggdemo.train.distributed import is_main
 from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
-from lggdemo.train.finetune import fine_tune_report
+from lggdemo.train.finetune_report import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.loop import precision_warning
 from lggdemo.train.prepare import choose_split, load_index, prepare, training_device

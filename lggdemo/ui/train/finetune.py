@@ -1,6 +1,6 @@
 """Compare before and after a fine-tune on corrections: on the corrected slices *and* on the validation patients.
 
-The numbers are the trainer's (the card's ``segmentation.fine_tune``, see :mod:`lggdemo.train.finetune`):
+The numbers are the trainer's (the card's ``segmentation.fine_tune``, see :mod:`lggdemo.train.finetune_report`):
 both U-Nets scored on the same slices once, at the end of the run. A correction that fixes one slice but
 hurts other patients must be visible, so every validation patient that got worse is named above the
 tables, not left inside an average. The masks of the corrected slices are drawn on demand (two U-Nets
