@@ -44,7 +44,7 @@ from lggdemo.jobs.control import cancel, current, finish, latest_run, list_runs,
 from lggdemo.jobs.errors import JobBusy, JobError, SettingsError
 from lggdemo.jobs.files import CANCEL_FILE, JOB_FILE, LOCK_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE
 from lggdemo.jobs.process import STARTING_GRACE_S
-from lggdemo.jobs.progress import Progress, read_progress
+from lggdemo.jobs.progress import RunProgress, read_progress
 from lggdemo.jobs.runs import RunInfo, State, activate, delete_run, dismiss, find_run, log_tail, restore_bundled, run_info
 from lggdemo.jobs.settings import (
     DEVICES,
@@ -63,7 +63,7 @@ from lggdemo.jobs.settings import (
 __all__ = [
     "CANCEL_FILE", "DEVICES", "EXIT_CANCELLED", "EXIT_INVALID", "JOB_FILE", "LOCK_FILE", "LOG_FILE",
     "MAX_IMAGE_SIZE", "PRESETS", "PROGRESS_FILE", "RESULT_FILE", "STARTING_GRACE_S", "TASKS", "CommandBuilder",
-    "JobBusy", "JobError", "Progress", "RunInfo", "SettingsError", "State", "TrainSettings", "activate", "cancel",
+    "JobBusy", "JobError", "RunInfo", "RunProgress", "SettingsError", "State", "TrainSettings", "activate", "cancel",
     "current", "delete_run", "dismiss", "find_run", "finish", "latest_run", "list_runs", "log_tail", "read_progress",
     "restore_bundled", "run_info", "start", "trainer_args", "trainer_command", "validate_settings", "wait",
 ]

@@ -12,7 +12,7 @@ from lggdemo.train.events import DONE, EPOCH, FINAL_EVENTS, INFO, START, STEP
 
 
 @dataclass(frozen=True)
-class Progress:
+class RunProgress:
     """What the trainer's event file says so far (a partial last line is not read yet)."""
 
     started: dict[str, Any] | None = None  # the "start" event
@@ -49,13 +49,13 @@ class _Parse:
     offset: int
     values: dict[str, Any]
     key: tuple[int, int]  # (size, mtime) of the last parse
-    progress: Progress
+    progress: RunProgress
 
 
 _PROGRESS_CACHE: dict[Path, _Parse] = {}
 
 
-def read_progress(path: Path) -> Progress:
+def read_progress(path: Path) -> RunProgress:
     """Parse the trainer's JSON-lines events. A last line without its newline is still being written: skipped.
 
     Lines that are not JSON objects are counted in ``bad_lines`` and ignored rather than failing the page.
@@ -66,14 +66,14 @@ def read_progress(path: Path) -> Progress:
     try:
         st = path.stat()
     except OSError:
-        return Progress()
+        return RunProgress()
     key, identity = (st.st_size, st.st_mtime_ns), (st.st_dev, st.st_ino)
     cached = _PROGRESS_CACHE.get(path)
     if cached and cached.identity == identity and cached.key == key:
         return cached.progress
     if not cached or cached.identity != identity or st.st_size < cached.offset:
         values: dict[str, Any] = {"history": [], "notes": [], "step_log": [], "events": 0, "bad_lines": 0}
-        cached = _Parse(identity, 0, values, key, Progress())
+        cached = _Parse(identity, 0, values, key, RunProgress())
     try:
         with open(path, "rb") as fh:
             fh.seek(cached.offset)
@@ -97,7 +97,7 @@ def read_progress(path: Path) -> Progress:
         _apply_event(values, ev)
     cached.offset += len(complete) + len(newline)
     cached.key = key
-    cached.progress = Progress(
+    cached.progress = RunProgress(
         started=values.get("started"), models=tuple(values.get("models", ())), model=values.get("model"),
         epoch=int(values.get("epoch", 0)), epochs=int(values.get("epochs", 0)), step=int(values.get("step", 0)),
         steps=int(values.get("steps", 0)), loss=values.get("loss"), eta_s=_model_eta(values),

@@ -22,7 +22,7 @@ from lggdemo.jobs.files import (
     write_json,
 )
 from lggdemo.jobs.process import running_name
-from lggdemo.jobs.progress import Progress, read_progress
+from lggdemo.jobs.progress import RunProgress, read_progress
 from lggdemo.models import weights
 from lggdemo.models.card import ModelCard
 
@@ -42,7 +42,7 @@ class RunInfo:
     finished: float | None = None
     dismissed: bool = False
     cancel_requested: float | None = None  # when Cancel was pressed
-    progress: Progress = field(default_factory=Progress)
+    progress: RunProgress = field(default_factory=RunProgress)
 
     @property
     def running(self) -> bool:

@@ -17,8 +17,8 @@ from lggdemo.data.kaggle import DatasetIndex
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.train.config import OPTIONS, PRESET_REQUIRES, TrainConfig, TrainError, config_from_options, option_args
 from lggdemo.train.config import PRESETS as TRAINER_PRESETS
-from lggdemo.train.finetune_data import fine_tune_problems
 from lggdemo.train.events import DEVICES, EXIT_CANCELLED, EXIT_INVALID, TASK_MODELS, TASKS
+from lggdemo.train.finetune_data import fine_tune_problems
 from lggdemo.train.split import patient_split
 
 #: The presets the sidebar offers: those that need nothing but these settings (refine needs --init-from).

@@ -19,9 +19,9 @@ from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
 from lggdemo.train.card import publish, signals_deferred
 from lggdemo.train.config import TrainConfig
-from lggdemo.train.finetune_data import load_corrections
 from lggdemo.train.distributed import is_main
 from lggdemo.train.events import DONE, INFO, START, TASK_MODELS
+from lggdemo.train.finetune_data import load_corrections
 from lggdemo.train.finetune_report import fine_tune_report
 from lggdemo.train.grade import grade_validation, train_grade
 from lggdemo.train.loop import precision_warning

@@ -160,7 +160,7 @@ def test_progress_parsing_skips_partial_and_bad_lines(tmp_path: Path) -> None:
         fh.write('ics": {}, "seconds": 12.5}\n')
     done = jobs.read_progress(path)
     assert done.final is not None and done.final["event"] == "done" and done.fraction == 1.0
-    assert jobs.read_progress(tmp_path / "missing.jsonl") == jobs.Progress()
+    assert jobs.read_progress(tmp_path / "missing.jsonl") == jobs.RunProgress()
 
 
 def test_progress_counts_cross_validation_fits(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def cancel_buttons(run: jobs.RunInfo, key: str) -> jobs.RunInfo:
 # --- Train page pieces -------------------------------------------------------------------------------
 
 
-def curves_figure(progress: jobs.Progress) -> Any:
+def curves_figure(progress: jobs.RunProgress) -> Any:
     """Loss as it falls (every reported step) and validation metrics per epoch, one colour per model."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
