@@ -17,6 +17,7 @@ import hashlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
@@ -41,6 +42,7 @@ from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import corrected_volume, slice_corrections
 
 STATE_KEY = "patient_downloads"
+T = TypeVar("T")
 TITLES = {"model": "The model's mask", "corrected": "The corrected mask"}
 
 
@@ -88,28 +90,46 @@ def patient_files(volume: Volume, prediction: VolumePrediction, kind: str, edite
             failed.append(f"{label}: could not be made ({exc})")
             continue
         files.append(Download(label, kind_file_name(name, stem, kind), data, mime))
-    measures = measures or measure_study(volume, prediction, mask_kind=kind)
-    row = patient_row(volume, prediction, measures=measures, edited_slices=edited, clinical_source=clinical_source)
     notes = {volume.name: list(volume.provenance.notes)}
-    files.append(Download(_label("Download report (JSON)", kind), f"{stem}_{kind + '_' if kind != 'model' else ''}"
-                          "report.json", patient_report_json([row], notes, card), "application/json"))
-    files.append(Download(_label("Download report (CSV)", kind), f"{stem}_{kind + '_' if kind != 'model' else ''}"
-                          "report.csv", patient_report_csv([row]), "text/csv"))
-    files.append(Download(_label("Download report (PDF)", kind), f"{stem}_{kind + '_' if kind != 'model' else ''}"
-                          "report.pdf", _pdf(patient_report_document([row], notes, card), volume, prediction),
-                          "application/pdf"))
+
+    @_once
+    def row() -> dict:  # measured on first use: a corrected mask's surface metrics take a second or two
+        m = measures or measure_study(volume, prediction, mask_kind=kind)
+        return patient_row(volume, prediction, measures=m, edited_slices=edited, clinical_source=clinical_source)
+
+    def json_bytes() -> bytes:
+        return patient_report_json([row()], notes, card)
+
+    def csv_bytes() -> bytes:
+        return patient_report_csv([row()])
+
+    def pdf_bytes() -> bytes:
+        from lggdemo.report import study_pdf  # fpdf2 and its fonts load on the first PDF, not on every page
+
+        return study_pdf(patient_report_document([row()], notes, card), volume.slices, prediction.mask)
+
+    # The model's reports are made now (its measurements are the page's, already computed); a corrected mask's on
+    # click, so a brush stroke does not wait for a measurement nobody downloads.
+    reports = [("Download report (JSON)", "report.json", json_bytes, "application/json"),
+               ("Download report (CSV)", "report.csv", csv_bytes, "text/csv"),
+               ("Download report (PDF)", "report.pdf", pdf_bytes, "application/pdf")]
+    prefix = "" if kind == "model" else f"{kind}_"
+    for text, suffix, make, mime in reports:
+        eager = kind == "model" and measures is not None and not suffix.endswith(".pdf")
+        files.append(Download(_label(text, kind), f"{stem}_{prefix}{suffix}", make() if eager else _once(make), mime))
     return files, failed
 
 
-def _pdf(document: dict, volume: Volume, prediction: VolumePrediction) -> Callable[[], bytes]:
-    """The one-page PDF (``lggdemo.report``), made only when its button is clicked."""
+def _once(make: Callable[[], T]) -> Callable[[], T]:
+    """``make`` run on the first call only (a download's bytes, made when its button is clicked)."""
+    held: list[T] = []
 
-    def make() -> bytes:
-        from lggdemo.report import study_pdf  # fpdf2 and fonts load on the first PDF, not on every page
+    def get() -> T:
+        if not held:
+            held.append(make())
+        return held[0]
 
-        return study_pdf(document, volume.slices, prediction.mask)
-
-    return make
+    return get
 
 
 def _digest(mask: np.ndarray) -> str:
