@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lggdemo.models import MODELS
+
 #: The layout this code writes and reads. Cards without the key predate it and have the same layout.
 SCHEMA_VERSION = 1
-MODEL_KEYS: tuple[str, ...] = ("segmentation", "grade")
 
 
 class CardError(ValueError):
@@ -204,10 +205,10 @@ class ModelCard:
 
     def metrics(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Held-out metrics per model: ``{"segmentation": {"per_volume_dice_mean": {...}}, "grade": {...}}``."""
-        return {k: self.model(k).metrics for k in MODEL_KEYS if self.model(k).metrics}
+        return {k: self.model(k).metrics for k in MODELS if self.model(k).metrics}
 
     def metric_values(self) -> dict[str, dict[str, float]]:
-        return {k: self.model(k).metric_values() for k in MODEL_KEYS if self.model(k).metric_values()}
+        return {k: self.model(k).metric_values() for k in MODELS if self.model(k).metric_values()}
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from lggdemo.device import choose_device, describe
+from lggdemo.models import MODELS
 from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
 from lggdemo.train import distributed
 from lggdemo.train.augmentation import augment
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.loop import autocast, channels_last
-
-MODELS = ("segmentation", "grade")
 
 
 def _models(cfg: TrainConfig, dev: torch.device) -> dict[str, tuple[torch.nn.Module, int]]:

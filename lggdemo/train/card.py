@@ -24,6 +24,7 @@ import lggdemo
 from lggdemo.data.kaggle import DatasetIndex
 from lggdemo.device import cpu_info, describe
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
+from lggdemo.models import MODELS
 from lggdemo.models.card import ModelCard
 from lggdemo.models.engine.export import DERIVED_FILES_NOTE
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
@@ -132,7 +133,7 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
                      else {"method": "patient-level k-fold, stratified by grade; one fold held out",
                            "fold": cfg.fold[0], "folds": cfg.fold[1]}),
                   "seed": split.seed, "train": list(split.train), "val": list(split.val)},
-        **{k: card[k] for k in ("segmentation", "grade") if k in card},
+        **{k: card[k] for k in MODELS if k in card},
         "metric_definitions": DEFINITIONS,
         "device": describe(device),
         **precision_entry(cfg, device),

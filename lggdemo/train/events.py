@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lggdemo.models import MODELS
+
 #: Task codes of ``--task`` and how the UI names them.
 TASKS: dict[str, str] = {"all": "Both", "seg": "Segmentation", "grade": "Grade"}
-#: The models, in the order a run trains them, and which task trains which.
-MODELS: tuple[str, ...] = ("segmentation", "grade")
+#: Which task trains which of the models (``lggdemo.models.MODELS``, in the order a run trains them).
 TASK_MODELS: dict[str, tuple[str, ...]] = {"seg": ("segmentation",), "grade": ("grade",), "all": MODELS}
 #: ``--device`` values (``auto``: CUDA, else MPS, else CPU).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")

@@ -14,6 +14,7 @@ import torch
 from lggdemo.data.arrays import SliceArrays
 from lggdemo.device import describe
 from lggdemo.evaluation.scoring import score_segmentation
+from lggdemo.models import MODELS
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import CARD_FILE, WeightsError, active_dir, load_card, load_grade, load_segmentation
@@ -135,5 +136,5 @@ def run(cfg: TrainConfig, listeners: Sequence[ProgressCallback] = (), stop: thre
         publish(cfg, out, source, card, index, split, device, seg_model, seg_cfg, grade_model, grade_cfg,
                  time.monotonic() - started)
     progress.emit(DONE, out=str(out), seconds=time.monotonic() - started,
-                  metrics={m: card[m]["metrics"] for m in ("segmentation", "grade") if "metrics" in card.get(m, {})})
+                  metrics={m: card[m]["metrics"] for m in MODELS if "metrics" in card.get(m, {})})
     return out

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lggdemo.models import MODELS
 from lggdemo.models.engine.base import (
     CHOICES,
     ENV_VAR,
@@ -44,7 +45,6 @@ __all__ = ["CHOICES", "ENV_VAR", "LABELS", "MODEL_LOCK", "Engine", "EngineChoice
            "OnnxEngine", "TorchEngine", "as_engine", "choose_engine", "engine_from_modules", "load_engine",
            "requested_engine"]
 
-MODELS = ("segmentation", "grade")
 _FILES = {"segmentation": SEG_FILE, "grade": GRADE_FILE}
 _LOADERS = {"segmentation": load_segmentation, "grade": load_grade}
 

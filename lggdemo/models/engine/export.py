@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lggdemo._fs import atomic_write_bytes, cache_dir, exclusive_lock
+from lggdemo.models import MODELS
 from lggdemo.models.preprocess import CLINICAL_FEATURES
 from lggdemo.models.weights import sha256_file
 
@@ -95,7 +96,7 @@ def export_bytes(kind: str, module: nn.Module, image_size: int, *, metadata: dic
     Nothing is downloaded; the module is traced on the CPU (the ONNX engine runs there). ``metadata`` goes into
     the model's ``metadata_props`` so a file says what it was made from.
     """
-    if kind not in ("segmentation", "grade"):
+    if kind not in MODELS:
         raise ValueError(f"unknown network kind {kind!r}")
     inputs, outputs = (SEG_INPUTS, SEG_OUTPUTS) if kind == "segmentation" else (GRADE_INPUTS, GRADE_OUTPUTS)
     if next(module.parameters()).device.type != "cpu":
