@@ -13,6 +13,7 @@ navigation = st.navigation(
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/eda.py", title="Dataset EDA", icon=":material/bar_chart:", url_path="eda"),
         st.Page("pages/predict.py", title="Predict", icon=":material/search:", url_path="predict"),
+        st.Page("pages/compare.py", title="Compare two scans", icon=":material/compare:", url_path="compare"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"lggdemo.patient", "lggdemo.viz", "lggdemo.corrections"},
     {"lggdemo.report"},  # the PDF: drawn from a report document (a dict) and viz pictures; below the CLI that writes it
     {"lggdemo.inference"},
-    {"lggdemo.teach", "lggdemo.evaluation"},
+    {"lggdemo.teach", "lggdemo.evaluation", "lggdemo.longitudinal"},  # longitudinal: two studies -> the change
     {"lggdemo.train"},
     {"lggdemo.jobs", "lggdemo.bench"},
     {"lggdemo.ui"},

@@ -1,4 +1,4 @@
-"""The package's metadata: ``pip install .`` gives the five commands, with requirements.txt as the one list of pins."""
+"""The package's metadata: ``pip install .`` gives the six commands, with requirements.txt as the one list of pins."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-COMMANDS = {"lggdemo-predict", "lggdemo-evaluate", "lggdemo-train", "lggdemo-bench", "lggdemo-crossval"}
+COMMANDS = {"lggdemo-predict", "lggdemo-evaluate", "lggdemo-train", "lggdemo-bench", "lggdemo-crossval",
+            "lggdemo-compare"}
 
 
 def test_it_builds_with_setuptools_and_reads_its_pins_from_requirements_txt() -> None:
@@ -24,7 +25,7 @@ def test_it_builds_with_setuptools_and_reads_its_pins_from_requirements_txt() ->
 
 
 def test_every_command_names_a_function_of_its_module() -> None:
-    """Read on the source (importing the five would load torch for seconds); ``--help`` runs in test_predict_cli."""
+    """Read on the source (importing the six would load torch for seconds); ``--help`` runs in test_predict_cli."""
     scripts = PYPROJECT["project"]["scripts"]
     assert set(scripts) == COMMANDS
     for name, target in scripts.items():
