@@ -22,7 +22,7 @@ from lggdemo.patient.readers.kaggle import index_volume
 from lggdemo.patient.volume import ROLES, Volume, display_to_canonical
 
 SPACING = (3.0, 0.8, 0.75)  # (slice, row, column) mm, deliberately anisotropic in-plane
-ORIGIN_LPS = (-96.0, -110.0, 40.0)  # of the first (head) slice's first pixel
+ORIGIN_LPS = (-96.0, -110.0, 40.0)  # of the first (lowest: the display layout runs inferior to superior) slice's first pixel
 
 
 def real_or_phantom_root(request: object, synthetic_root: Path) -> Path:
@@ -41,7 +41,7 @@ def dataset_patient(root: Path, which: int = 0) -> Volume:
 
 
 def canonical_affine(n_slices: int, spacing: tuple[float, float, float] = SPACING) -> np.ndarray:
-    """RAS+ affine of display_to_canonical(slices): x runs left->right, y posterior->anterior, z foot->head."""
+    """RAS+ affine of display_to_canonical(slices): x runs left->right, y posterior->anterior, z inferior->superior."""
     ds, dr, dc = spacing
     affine = np.diag([dc, dr, ds, 1.0])
     affine[:3, 3] = (-100.0, -120.0, -60.0)
@@ -88,9 +88,9 @@ def dicom_series(slices_2d: np.ndarray, description: str, *, study_uid: str, for
                  drop: tuple[str, ...] = ()) -> list[tuple[str, bytes]]:
     """(file name, bytes) of an MR series, one file per slice, in shuffled order with scrambled InstanceNumbers.
 
-    Axial LPS geometry: columns run to the patient's left (+x), rows to posterior (+y), and slice s (head to
-    foot) sits at z = origin_z - s * slice spacing: exactly the display layout of the Volume. ``drop``: attributes
-    left out (an anonymised study).
+    Axial LPS geometry: columns run to the patient's left (+x), rows to posterior (+y), and slice s (inferior to
+    superior) sits at z = origin_z + s * slice spacing: exactly the display layout of the Volume. ``drop``:
+    attributes left out (an anonymised study).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -119,7 +119,7 @@ def dicom_series(slices_2d: np.ndarray, description: str, *, study_uid: str, for
         ds.InstanceNumber = rank + 1  # scrambled on purpose: the reader must order by position
         ds.Manufacturer = "test"
         ds.ImageOrientationPatient = [float(v) for v in orientation]
-        pos = np.asarray(origin, float) - s * ds_ * normal
+        pos = np.asarray(origin, float) + s * ds_ * normal
         ds.ImagePositionPatient = [float(v) for v in pos]
         ds.PixelSpacing = [dr, dc]
         ds.SliceThickness = ds_
@@ -215,15 +215,15 @@ def tilted_axial(deg: float) -> tuple[float, ...]:
 def series_grid(shape: tuple[int, int, int], spacing: tuple[float, float, float], orientation: tuple[float, ...],
                 centre: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """(origin LPS of slice 0's first pixel, LPS centres (slices, rows, columns, 3)) of a series laid out as
-    :func:`dicom_series` lays it (slice s at origin - s * spacing * normal), centred on ``centre``."""
+    :func:`dicom_series` lays it (slice s at origin + s * spacing * normal), centred on ``centre``."""
     n, rows, cols = shape
     ds_, dr, dc = spacing
     row_cos, col_cos = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
     normal = np.cross(row_cos, col_cos)
     origin = (np.asarray(centre, float) - (cols - 1) / 2 * dc * row_cos - (rows - 1) / 2 * dr * col_cos
-              + (n - 1) / 2 * ds_ * normal)
+              - (n - 1) / 2 * ds_ * normal)
     s, r, c = np.meshgrid(np.arange(n), np.arange(rows), np.arange(cols), indexing="ij")
-    points = (origin + s[..., None] * (-ds_ * normal) + r[..., None] * (dr * col_cos) + c[..., None] * (dc * row_cos))
+    points = (origin + s[..., None] * (ds_ * normal) + r[..., None] * (dr * col_cos) + c[..., None] * (dc * row_cos))
     return origin, points
 
 
@@ -290,7 +290,7 @@ def make_study(flair_orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0), t1: di
     normal = np.cross(row_cos, col_cos)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row_cos * dc, col_cos * dr, normal * ds_
-    lps[:3, 3] = origin - (n - 1) * ds_ * normal  # the reader starts at the lowest position along the normal
+    lps[:3, 3] = origin  # slice 0 is the lowest position along the normal, where the reader starts
     return Study(files, LPS_TO_RAS @ lps, (cols, rows, n))
 
 

@@ -212,7 +212,7 @@ def split_mask_name(name: str) -> tuple[str, bool]:
 
 
 def natural_key(name: str) -> tuple[object, ...]:
-    """Sort ``x_2`` before ``x_10``, as the dataset numbers slices head to foot."""
+    """Sort ``x_2`` before ``x_10``, as the dataset numbers slices (from inferior to superior)."""
     return tuple(int(p) if p.isdigit() else p.lower() for p in _NUMBER_RE.split(name))
 
 

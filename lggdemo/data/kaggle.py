@@ -51,7 +51,7 @@ class Problem:
 @dataclass(frozen=True)
 class SliceRecord:
     patient_id: str  # the folder name, e.g. TCGA_CS_4942_19970222
-    number: int  # 1-based, head to foot
+    number: int  # 1-based, inferior to superior (slice 1 at the skull base)
     image_path: Path
     mask_path: Path
 

@@ -59,13 +59,22 @@ def probability_nifti(volume: Volume, prediction: PredictedMask) -> bytes:
 
 
 def mask_nifti(volume: Volume, prediction: PredictedMask) -> bytes:
-    """The mask as ``.nii.gz`` bytes: the input's shape and affine, uint8 0/1."""
+    """The mask as ``.nii.gz`` bytes: the input's shape and affine, uint8 0/1.
+
+    A Kaggle-layout input has no recorded geometry: its stand-in affine (``readers.kaggle.kaggle_affine``)
+    carries the layout's true directions; without a voxel size from the user its 1 mm voxels are marked
+    unknown (NIfTI spatial units "unknown", and said in the description).
+    """
     import nibabel as nib
 
     data = volume.mask_on_source_grid(prediction.mask)
     img = nib.Nifti1Image(data, volume.grid.affine)
     img.header.set_data_dtype(np.uint8)
-    img.header["descrip"] = f"lggdemo mask {prediction.model_version}"[:79].encode()
+    descrip = f"lggdemo mask {prediction.model_version}"
+    img.header.set_xyzt_units(xyz="mm" if volume.grid.affine_known else "unknown")
+    if not volume.grid.affine_known:
+        descrip += "; voxel size unknown (1 mm stand-in)"
+    img.header["descrip"] = descrip[:79].encode()
     raw = img.to_bytes()
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
@@ -153,7 +162,8 @@ def _seg_bytes(prediction: PredictedMask, sources: Sequence[Any], frames: np.nda
 
 
 def mask_png_zip(volume: Volume, prediction: PredictedMask) -> bytes:
-    """``<name>/<name>_<n>_mask.png`` for every slice (n from 1, head to foot), at the input's slice size."""
+    """``<name>/<name>_<n>_mask.png`` for every slice (n from 1, inferior to superior as in the kaggle_3m
+    layout, whatever the input), at the input's slice size and in-plane orientation before any turn the user chose."""
     from lggdemo.data.imageio import resize_mask
 
     stem = safe_name(volume.name)

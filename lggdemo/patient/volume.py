@@ -1,15 +1,17 @@
 """A whole patient as the models see it, and the way back to the grid it came from.
 
-Every reader (Kaggle folder or zip, NIfTI, DICOM) returns a :class:`Volume`: slices ordered head to
-foot, each (256, 256, 3) uint8 in the model's channel order (pre-contrast, FLAIR, post-contrast),
-displayed radiologically (anterior at the top, the patient's right on the image's left) -- the layout
-of the ``kaggle_3m`` slices the models were trained on.
+Every reader (Kaggle folder or zip, NIfTI, DICOM) returns a :class:`Volume`: slices ordered from INFERIOR to
+SUPERIOR (slice 1 is the skull base, as the ``kaggle_3m`` dataset numbers them), each (256, 256, 3) uint8 in
+the model's channel order (pre-contrast, FLAIR, post-contrast), displayed radiologically (rows run anterior
+to posterior, columns from the patient's right to left, so the right is on the image's left) -- the layout of
+the ``kaggle_3m`` slices the models were trained on.
 
 The readers reach that layout in two steps: the source array is reoriented to the closest canonical
 RAS+ grid (``nibabel.as_closest_canonical``'s rule), then :func:`canonical_to_display` flips and
-transposes it into slices. :class:`SourceGrid` records both steps and the in-plane size before the
-resize to 256², so :meth:`Volume.mask_on_source_grid` can put a predicted mask back onto the input's
-own voxels: same shape, same affine, opening over the input in 3D Slicer.
+transposes it into slices. :class:`SourceGrid` records both steps, the in-plane size before the resize to
+256², and any in-plane turn the user chose (:class:`PlaneTurn`), so :meth:`Volume.mask_on_source_grid` can
+put a predicted mask back onto the input's own voxels: same shape, same affine, opening over the input in 3D
+Slicer. Directions shown or written are named from that grid (``patient.orientation``), never assumed.
 """
 
 from __future__ import annotations
@@ -41,13 +43,63 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class PlaneTurn:
+    """An in-plane change of the display slices: an optional left-right mirror, then ``quarter_turns`` turns of
+    90° anticlockwise (``numpy.rot90`` on (rows, columns)). The user picks one when the head does not lie the way
+    the training slices do; the grid keeps it, so masks map back and directions stay named from the data."""
+
+    quarter_turns: int = 0
+    mirror: bool = False
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """2x2 integer matrix taking a centred (row, column) before the turn to after it."""
+        mirror = np.array([[1, 0], [0, -1]]) if self.mirror else np.eye(2, dtype=int)
+        return np.linalg.matrix_power(np.array([[0, -1], [1, 0]]), self.quarter_turns % 4) @ mirror
+
+    @staticmethod
+    def from_matrix(matrix: np.ndarray) -> PlaneTurn:
+        m = np.rint(np.asarray(matrix)).astype(int)
+        mirror = bool(round(np.linalg.det(m)) < 0)
+        rotation = m @ (np.array([[1, 0], [0, -1]]) if mirror else np.eye(2, dtype=int))
+        for k in range(4):
+            if np.array_equal(np.linalg.matrix_power(np.array([[0, -1], [1, 0]]), k), rotation):
+                return PlaneTurn(k, mirror)
+        raise ValueError(f"not an in-plane turn: {m.tolist()}")
+
+    def then(self, other: PlaneTurn) -> PlaneTurn:
+        """This turn followed by ``other``."""
+        return PlaneTurn.from_matrix(other.matrix @ self.matrix)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.quarter_turns % 4 == 0 and not self.mirror
+
+    @property
+    def swaps_axes(self) -> bool:
+        return self.quarter_turns % 2 == 1
+
+    def apply(self, arr: np.ndarray) -> np.ndarray:
+        """Turn an (S, H, W, ...) stack of slices."""
+        out = arr[:, :, ::-1] if self.mirror else arr
+        return np.ascontiguousarray(np.rot90(out, self.quarter_turns % 4, axes=(1, 2)))
+
+    def undo(self, arr: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`apply`."""
+        out = np.rot90(arr, -(self.quarter_turns % 4), axes=(1, 2))
+        return np.ascontiguousarray(out[:, :, ::-1] if self.mirror else out)
+
+
+@dataclass(frozen=True)
 class SourceGrid:
     """Where the input's voxels are: enough to write a mask back onto them exactly.
 
     ``affine`` maps source voxel indices (i, j, k) to RAS+ millimetres, as in NIfTI; ``shape`` is the
     source's 3D shape; ``ornt`` the nibabel orientation (3, 2) that takes the source array to the closest
     canonical grid; ``plane_shape`` the (rows, columns) of a display slice before the resize to 256².
-    ``affine_known`` is False for inputs without geometry (Kaggle slices), whose affine is a stand-in.
+    ``affine_known`` is False for inputs without geometry (Kaggle slices without a voxel size given), whose
+    affine is a stand-in: the layout's true directions with 1 mm voxels. ``turn`` is the in-plane change the user
+    chose after reading (identity unless the head was reoriented), applied after the resize to 256².
     """
 
     affine: np.ndarray
@@ -55,13 +107,14 @@ class SourceGrid:
     ornt: np.ndarray
     plane_shape: tuple[int, int]
     affine_known: bool = True
+    turn: PlaneTurn = PlaneTurn()
 
 
 @dataclass(frozen=True)
 class Volume:
     """One patient's slices, spacing and geometry; see the module docstring for the layout."""
 
-    slices: np.ndarray  # (S, 256, 256, 3) uint8, head to foot
+    slices: np.ndarray  # (S, 256, 256, 3) uint8, inferior to superior
     spacing: tuple[float, float, float] | None  # mm between slices, rows, columns of ``slices``; None if unknown
     grid: SourceGrid
     provenance: Provenance
@@ -90,6 +143,7 @@ class Volume:
         m = np.asarray(mask)
         if m.shape != self.slices.shape[:3]:
             raise VolumeError(f"{self.name}: mask {m.shape} does not match the volume {self.slices.shape[:3]}")
+        m = self.grid.turn.undo(m)
         plane = np.stack([resize_mask(s.astype(np.uint8), self.grid.plane_shape) for s in m]) if len(m) else m
         return from_canonical(display_to_canonical(plane), self.grid.ornt, self.grid.shape)
 
@@ -104,6 +158,7 @@ class Volume:
         p = np.asarray(probability, dtype=np.float32)
         if p.shape != self.slices.shape[:3]:
             raise VolumeError(f"{self.name}: probability {p.shape} does not match the volume {self.slices.shape[:3]}")
+        p = self.grid.turn.undo(p)
         rows, cols = self.grid.plane_shape
         plane = (np.stack([np.asarray(Image.fromarray(s).resize((cols, rows), Image.BILINEAR)) for s in p])
                  if len(p) and (rows, cols) != p.shape[1:] else p)
@@ -115,17 +170,19 @@ class Volume:
 
 
 def canonical_to_display(xyz: np.ndarray) -> np.ndarray:
-    """RAS+ array (x, y, z, ...) -> (slices head to foot, rows anterior to posterior, columns right to left, ...).
+    """RAS+ array (x, y, z, ...) -> (slices inferior to superior, rows anterior to posterior, columns right to
+    left, ...).
 
-    Radiological display: the patient's right on the image's left, as in the kaggle_3m slices.
+    The kaggle_3m layout: slice 1 at the skull base, and a radiological display (the patient's right on the
+    image's left, the face at the top).
     """
-    flipped = xyz[::-1, ::-1, ::-1]
+    flipped = xyz[::-1, ::-1, :]
     return np.ascontiguousarray(np.swapaxes(flipped, 0, 2))
 
 
 def display_to_canonical(display: np.ndarray) -> np.ndarray:
     """The inverse of :func:`canonical_to_display`."""
-    return np.ascontiguousarray(np.swapaxes(display, 0, 2)[::-1, ::-1, ::-1])
+    return np.ascontiguousarray(np.swapaxes(display, 0, 2)[::-1, ::-1, :])
 
 
 def to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -59,7 +59,10 @@ def test_nifti_mask_for_three_files_and_for_kaggle(patient, tmp_path: Path) -> N
     flair = nib.load(str(paths["flair"]))
     assert out.shape == flair.shape and np.array_equal(out.affine, flair.affine)
     kaggle = _load(mask_nifti(patient, fake_prediction(patient, mask)))
-    assert kaggle.shape == (256, 256, patient.n_slices) and np.array_equal(kaggle.affine, np.eye(4))
+    # (columns, rows, slices) under the layout's true directions: columns R->L, rows A->P, slices I->S; 1 mm unknown
+    assert kaggle.shape == (256, 256, patient.n_slices) and nib.aff2axcodes(kaggle.affine) == ("L", "P", "S")
+    assert not np.array_equal(kaggle.affine, np.eye(4)) and kaggle.header.get_xyzt_units()[0] == "unknown"
+    assert np.array_equal(np.transpose(np.asarray(kaggle.dataobj), (2, 1, 0)), mask)
     assert int(np.asarray(kaggle.dataobj).sum()) == int(mask.sum())
 
 
@@ -75,13 +78,13 @@ def test_dicom_seg_references_the_series_and_its_frames_equal_the_mask(patient) 
     assert algo.AlgorithmVersion == "test-version"
     flair_uid = vol.provenance.series_uids[1]
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == flair_uid
-    uids = [ds.SOPInstanceUID for ds in sources]  # foot to head
+    uids = [ds.SOPInstanceUID for ds in sources]  # inferior to superior
     frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1])[..., 0]
     assert frames.shape == (vol.n_slices, 256, 256)
-    assert np.array_equal(frames[::-1].astype(bool), mask.astype(bool))  # display order is head to foot
+    assert np.array_equal(frames.astype(bool), mask.astype(bool))  # the display order is inferior to superior too
     nii = _load(mask_nifti(vol, fake_prediction(vol, mask)))  # the NIfTI of a DICOM input: (columns, rows, slices)
     assert nii.shape == (256, 256, vol.n_slices) and np.allclose(np.diag(nii.affine)[:3], [-0.75, -0.8, 3.0])
-    assert np.array_equal(np.transpose(np.asarray(nii.dataobj), (2, 1, 0))[::-1], mask)
+    assert np.array_equal(np.transpose(np.asarray(nii.dataobj), (2, 1, 0)), mask)
     with pytest.raises(ExportError, match="needs DICOM input"):
         mask_dicom_seg(patient, fake_prediction(patient, mask))
 

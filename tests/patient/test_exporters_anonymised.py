@@ -72,7 +72,7 @@ def test_seg_of_an_anonymised_study(patient, how: str) -> None:  # noqa: ANN001
     assert all("PixelData" in ds for ds in sources)
     uids = [ds.SOPInstanceUID for ds in sources]
     frames = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1])[..., 0]
-    assert np.array_equal(frames[::-1].astype(bool), mask.astype(bool))
+    assert np.array_equal(frames.astype(bool), mask.astype(bool))  # both inferior to superior
 
 
 def test_cli_writes_the_seg_of_a_study_without_birth_date(patient, tiny_weights: Path, tmp_path: Path,

@@ -33,10 +33,10 @@ def test_three_series_read_back_exactly(patient) -> None:  # noqa: ANN001
     assert vol.spacing == pytest.approx(SPACING, abs=1e-6)
     assert len(vol.provenance.series_uids) == 3 and all(vol.provenance.series_uids)
     assert any("not DICOM were ignored" in n for n in vol.provenance.notes)  # the README.txt
-    # the mask on the source grid is (columns, rows, slices ascending = foot to head)
+    # the mask on the source grid is (columns, rows, slices ascending = inferior to superior, the display order)
     grid = vol.mask_on_source_grid(patient.truth)
     assert grid.shape == (256, 256, patient.n_slices)
-    assert np.array_equal(np.transpose(grid, (2, 1, 0))[::-1], patient.truth)
+    assert np.array_equal(np.transpose(grid, (2, 1, 0)), patient.truth)
     positions = [float(ds.ImagePositionPatient[2]) for ds in vol.extra["dicom_sources"]]
     assert positions == sorted(positions)
 

@@ -30,7 +30,7 @@ def test_patient_folder_and_its_zip_match_the_dataset(synthetic_root: Path) -> N
     assert np.array_equal(from_zip.slices, expected.slices) and np.array_equal(from_zip.truth, expected.truth)
     no_masks = open_files([("p.zip", kaggle_zip(expected, with_masks=False))], "p").volume()
     assert no_masks.truth is None
-    assert any("no voxel spacing" in n for n in no_masks.provenance.notes)
+    assert any("no voxel size" in n for n in no_masks.provenance.notes)
 
 
 def test_real_patient_zip(real_root: Path) -> None:

@@ -22,8 +22,10 @@ def test_display_layout_is_radiological_and_invertible() -> None:
     canon = rng.integers(0, 255, (5, 6, 7, 3)).astype(np.uint8)  # (x, y, z, c)
     disp = canonical_to_display(canon)
     assert disp.shape == (7, 6, 5, 3)
-    # slice 0 is the top (largest z), row 0 the front (largest y), column 0 the patient's right (smallest x... flipped)
-    assert np.array_equal(disp[0, 0, 0], canon[4, 5, 6])
+    # slice 0 is the bottom (smallest z: the kaggle_3m layout's slice 1 is inferior), row 0 the front (largest y),
+    # column 0 the patient's right (largest x: RAS+ x points to the right)
+    assert np.array_equal(disp[0, 0, 0], canon[4, 5, 0])
+    assert np.array_equal(disp[-1, -1, -1], canon[0, 0, 6])
     assert np.array_equal(display_to_canonical(disp), canon)
 
 

@@ -39,3 +39,22 @@ def test_figure_has_head_and_tumour_and_says_when_spacing_is_unknown() -> None:
     unknown = figure_3d(slices, np.zeros_like(mask), None)
     assert [t.name for t in unknown.data] == ["head"]
     assert f"{ASSUMED_SLICE_RATIO:g} px apart" in unknown.layout.scene.xaxis.title.text
+
+
+def test_superior_is_up_and_every_axis_end_has_its_letter() -> None:
+    slices = _head(20)
+    mask = np.zeros(slices.shape[:3], np.uint8)
+    mask[15:19, 60:90, 40:70] = 1  # high slices (superior), front rows (anterior), left columns (patient's right)
+    fig = figure_3d(slices, mask, (2.5, 0.9, 0.9))
+    head_z, tumour_z = (np.asarray(t.z) for t in fig.data)
+    assert tumour_z.mean() > head_z.mean() + 10  # slice numbers run inferior -> superior: up on the screen
+    assert "inferior → superior" in fig.layout.scene.zaxis.title.text
+    assert "right → left" in fig.layout.scene.xaxis.title.text
+    letters = {a.text.strip("<b>/") for a in fig.layout.scene.annotations}
+    assert letters == set("RLAPSI")
+    top = max(fig.layout.scene.annotations, key=lambda a: a.z)
+    assert "S" in top.text
+    # a volume whose slices ran superior -> inferior would be drawn the other way up
+    flipped = figure_3d(slices, mask, (2.5, 0.9, 0.9), axcodes=("I", "P", "L"))
+    head_z, tumour_z = (np.asarray(t.z) for t in flipped.data)
+    assert tumour_z.mean() < head_z.mean() - 10

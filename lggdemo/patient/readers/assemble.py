@@ -3,7 +3,7 @@ NIfTI and DICOM reader shares, so both formats are reoriented, scaled and resize
 
 Steps: fill a missing sequence with FLAIR (as the kaggle_3m dataset does), reorient to the closest
 canonical grid (flips and permutations only, no interpolation), map each channel to uint8 by
-per-volume percentiles, lay the slices out head to foot and resize them in-plane to 256² with the
+per-volume percentiles, lay the slices out inferior to superior (the kaggle_3m order) and resize them in-plane to 256² with the
 same bilinear resize as every uploaded slice (``imageio.resize_image``).
 """
 

@@ -67,6 +67,8 @@ class DicomStudy:
     series: dict[str, list[object]]  # SeriesInstanceUID -> pydicom Datasets
     infos: list[SeriesInfo]
     notes: list[str] = field(default_factory=list)
+    unused: list[tuple[str, str]] = field(default_factory=list)  # (file, why it was not read)
+    patient_id: str = ""  # the first PatientID found: what outputs are named after when the upload has no name
 
 
 def _is_image(ds: object) -> bool:
@@ -117,8 +119,11 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
     read_frames: list[str] = []  # read frame by frame from the functional groups
     skipped = 0
     other = 0
+    unused: list[tuple[str, str]] = []
+    patient_id = ""
     for member, data in files:
         if member.upper().endswith("DICOMDIR"):
+            unused.append((member, "a DICOMDIR index: the images are read from their own files"))
             continue
         try:
             ds = pydicom.dcmread(io.BytesIO(data))
@@ -126,11 +131,13 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
             if has_dicom_prefix(data):  # it says it is DICOM: damaged, and a series missing it would be wrong
                 raise VolumeError(f"{name}: {member} is a damaged DICOM file ({type(exc).__name__}: {exc}).") from exc
             skipped += 1
+            unused.append((member, "not a DICOM file"))
             continue
         ds.filename = member  # so that a later error (pixel data) can name the file
         damage = damaged_image(ds)
         if damage:
             raise VolumeError(f"{name}: {member} is a damaged DICOM file: {damage}")
+        patient_id = patient_id or str(getattr(ds, "PatientID", "") or "").strip()
         kind = multiframe_kind(ds)
         if kind and has_functional_groups(ds) and "SeriesInstanceUID" in ds:
             views = frame_views(ds, f"{name}: {member}")
@@ -139,9 +146,11 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
             continue
         if kind:
             multiframe.append(f"{member} ({kind})")
+            unused.append((member, f"a multi-frame {kind} without per-frame positions"))
             continue
         if not _is_image(ds) or "SeriesInstanceUID" not in ds:
             other += 1
+            unused.append((member, "DICOM without image geometry (a report, a SEG or another non-image object)"))
             continue
         series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
     refused = (f"multi-frame objects without per-frame functional groups (no position per frame) are not read: "
@@ -163,7 +172,7 @@ def scan_dicom_files(files: Sequence[tuple[str, bytes]], name: str) -> DicomStud
         first = items[0]
         infos.append(SeriesInfo(uid, str(getattr(first, "SeriesDescription", "")), str(getattr(first, "Modality", "")),
                                 len(items), int(first.Rows), int(first.Columns)))
-    return DicomStudy(name, series, infos, notes)
+    return DicomStudy(name, series, infos, notes, unused, patient_id)
 
 
 def guess_series_roles(study: DicomStudy) -> dict[str, int | None]:

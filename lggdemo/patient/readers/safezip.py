@@ -34,8 +34,13 @@ def check_member_name(name: str, archive: str) -> None:
                           "(absolute or '..'); the archive was not read.")
 
 
-def read_zip(source: bytes | Path, name: str | None = None, *, max_total: int = MAX_ZIP_TOTAL) -> list[tuple[str, bytes]]:
-    """(member name, bytes) for every file of a zip, in archive order; VolumeError for anything unsafe."""
+def read_zip(source: bytes | Path, name: str | None = None, *, max_total: int = MAX_ZIP_TOTAL,
+             skipped: list[str] | None = None) -> list[tuple[str, bytes]]:
+    """(member name, bytes) for every file of a zip, in archive order; VolumeError for anything unsafe.
+
+    Hidden files and macOS ``__MACOSX/`` metadata are left out; their names are appended to ``skipped`` when
+    it is given, so that a caller can say what was not read.
+    """
     archive = name or (source.name if isinstance(source, Path) else "archive.zip")
     try:
         zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
@@ -49,6 +54,8 @@ def read_zip(source: bytes | Path, name: str | None = None, *, max_total: int = 
             check_member_name(info.filename, archive)
         files = [i for i in infos if not i.is_dir() and not i.filename.startswith(_SKIP_PREFIXES)
                  and not PurePosixPath(i.filename).name.startswith(".")]
+        if skipped is not None:
+            skipped += [i.filename for i in infos if not i.is_dir() and i not in files]
         total = sum(i.file_size for i in files)
         packed = sum(i.compress_size for i in files)
         if total > max_total:
