@@ -2,7 +2,8 @@
 
     lggdemo-crossval FOLD... [--name C1] [--json FILE] [--record-in WEIGHTS]
     lggdemo-crossval --grade FOLD... [--json FILE] [--record-in WEIGHTS] [--n-boot 2000]
-    lggdemo-crossval --compare POOLED.json... [--baseline C0] [--json FILE]
+    lggdemo-crossval --compare POOLED.json... [--baseline C0] [--max-slice-loss 0.005] [--target NAME=VALUE...]
+                     [--json FILE]
 
 FOLD is a weights folder written by ``python -m lggdemo.train ... --fold I/K`` or its card file alone (the fold
 cards kept in ``docs/experiments/``). The first form pools the U-Net's held-out scores (:mod:`.crossval`), the
@@ -26,7 +27,7 @@ import numpy as np
 from lggdemo._fs import atomic_write_bytes
 from lggdemo.evaluation.crossval import CrossValError, pool_folds, record
 from lggdemo.evaluation.grade_oof import pool_grade_folds, record_grade
-from lggdemo.evaluation.selection import select_candidate
+from lggdemo.evaluation.selection import MAX_SLICE_LOSS, TARGET_NAMES, select_candidate
 from lggdemo.models.weights import WeightsError, load_card
 
 
@@ -65,6 +66,14 @@ def print_grade(pooled: dict[str, Any]) -> None:
     print(f"Platt for the app: P(G3) = sigmoid({cal['a']:.4f} * logit + {cal['b']:.4f}), fitted on {cal['n']} patients")
 
 
+def _target(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as per_volume_dice_mean=0.85, got {text!r}") from None
+
+
 def write_json(path: str, doc: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), (json.dumps(doc, indent=2) + "\n").encode())
 
@@ -78,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--compare", action="store_true", help="apply the selection rule to pooled estimates")
     ap.add_argument("--name", default=None, help="the candidate's name, kept in the pooled JSON (default: none)")
     ap.add_argument("--baseline", default=None, help="with --compare: the baseline candidate (default: the first)")
+    ap.add_argument("--max-slice-loss", type=float, default=MAX_SLICE_LOSS,
+                    help="with --compare: tumour-slice Dice a candidate may lose to the baseline and still qualify")
+    ap.add_argument("--target", action="append", default=[], type=_target, metavar="NAME=VALUE",
+                    help=f"with --compare: a target to report against, never to choose by ({', '.join(TARGET_NAMES)})")
     ap.add_argument("--record-in", default=None, help="weights folder whose card gets the estimate (same recipe only)")
     ap.add_argument("--json", default=None, help="also write the result as JSON here")
     ap.add_argument("--n-boot", type=int, default=2000, help="with --grade: bootstrap resamples per AUC interval")
@@ -88,12 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in args.inputs:
                 doc = json.loads(Path(path).read_text())
                 pooled[str(doc.get("candidate") or Path(path).stem)] = doc
-            selection = select_candidate(pooled, args.baseline or next(iter(pooled)))
+            selection = select_candidate(pooled, args.baseline or next(iter(pooled)), args.max_slice_loss,
+                                         dict(args.target))
             print(selection.table())
             if args.json:
-                rows = [{**dataclasses.asdict(r), "targets_shortfall": r.targets()} for r in selection.rows]
+                rows = [{**dataclasses.asdict(r), "targets_shortfall": r.shortfalls(selection.targets)}
+                        for r in selection.rows]
                 write_json(args.json, {"baseline": selection.baseline, "winner": selection.winner,
-                                       "ships": selection.ships, "max_slice_loss": selection.max_slice_loss, "rows": rows})
+                                       "ships": selection.ships, "max_slice_loss": selection.max_slice_loss,
+                                       "targets": dict(selection.targets), "rows": rows})
             return 0
         cards = [load_card(Path(d)) for d in args.inputs]
         if args.grade:

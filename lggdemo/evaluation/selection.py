@@ -1,25 +1,27 @@
-"""Choosing among cross-validated recipes by a rule written before they ran (docs/experiments/selection-rule.txt).
+"""Choosing among cross-validated recipes by a rule written before they ran.
 
-Issue 21's rule: the winner is the candidate with the highest pooled per-volume Dice among those that lose no
-more than 0.005 tumour-slice Dice to the baseline (today's recipe). The targets are reported as met or missed;
-they do not choose. A pure function of the pooled estimates (``lggdemo-crossval --json``), so the
-rule can be checked on made-up numbers, and candidates scored on different folds are refused, never compared.
+The rule: the winner is the candidate with the highest pooled per-volume Dice among those that lose no more than
+``max_slice_loss`` tumour-slice Dice to the baseline (today's recipe). Targets, when a protocol sets some, are
+passed in and reported as met or missed; they never choose. A pure function of the pooled estimates
+(``lggdemo-crossval --json``), so the rule can be checked on made-up numbers, and candidates scored on different
+folds are refused, never compared. A protocol's own margin and targets live with the protocol
+(``docs/experiments/selection-rule.txt``) and reach this module through ``lggdemo-crossval --compare``'s options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lggdemo.evaluation.crossval import CrossValError
 from lggdemo.metrics.bootstrap import mean_ci
 
-#: The baseline may be beaten on tumour-slice Dice by at most this much (the rule's margin).
+#: The default margin: the baseline may be beaten on tumour-slice Dice by at most this much.
 MAX_SLICE_LOSS = 0.005
-#: Issue 21's targets: reported, never used to choose.
-TARGETS = {"per_volume_dice_mean": 0.85, "tumour_slice_dice": 0.80, "small_tumour_dice": 0.55}
-#: The tumour-area bin the small-tumour target is about (true tumour under 256 px at 256²).
+#: What a target may be set on (``--target NAME=VALUE``): the three numbers each row reports.
+TARGET_NAMES = ("per_volume_dice_mean", "tumour_slice_dice", "small_tumour_dice")
+#: The tumour-area bin ``small_tumour_dice`` is measured on (true tumour under 256 px at 256²).
 SMALL_BIN = "1-255 px"
 _TOLERANCE = 1e-12  # a loss of exactly the margin, computed in floating point, still qualifies
 
@@ -43,11 +45,15 @@ class CandidateRow:
     gain: float | None = None
     gain_ci: tuple[float, float] | None = None
 
-    def targets(self) -> dict[str, float | None]:
-        """Each target's shortfall (0.0 when met; None when not measured)."""
+    def shortfalls(self, targets: Mapping[str, float]) -> dict[str, float | None]:
+        """Each target's shortfall (0.0 when met; None when not measured); ``targets`` by name of TARGET_NAMES."""
         values = {"per_volume_dice_mean": self.per_volume, "tumour_slice_dice": self.tumour_slice,
                   "small_tumour_dice": self.small_tumour}
-        return {k: None if v is None else max(0.0, TARGETS[k] - v) for k, v in values.items()}
+        unknown = set(targets) - set(values)
+        if unknown:
+            raise CrossValError(f"no such number to set a target on: {', '.join(sorted(unknown))} "
+                                f"(choose among {', '.join(TARGET_NAMES)})")
+        return {k: None if values[k] is None else max(0.0, t - values[k]) for k, t in targets.items()}
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Selection:
     winner: str
     rows: tuple[CandidateRow, ...]
     max_slice_loss: float = MAX_SLICE_LOSS
+    targets: Mapping[str, float] = field(default_factory=dict)  # reported for each row, never used to choose
 
     @property
     def ships(self) -> bool:
@@ -98,11 +105,16 @@ def _partition(pooled: Mapping[str, Any]) -> tuple[frozenset[str], ...]:
 
 
 def select_candidate(pooled: Mapping[str, Mapping[str, Any]], baseline: str,
-                     max_slice_loss: float = MAX_SLICE_LOSS) -> Selection:
+                     max_slice_loss: float = MAX_SLICE_LOSS, targets: Mapping[str, float] | None = None) -> Selection:
     """Apply the rule to pooled estimates by candidate name (in the order to show them).
 
     Ties in per-volume Dice go to the baseline, then to the candidate listed first: a change has to earn its place.
+    ``targets`` (name of TARGET_NAMES -> value) are only reported: :meth:`CandidateRow.shortfalls`.
     """
+    targets = dict(targets or {})
+    if set(targets) - set(TARGET_NAMES):
+        raise CrossValError(f"targets can be set on {', '.join(TARGET_NAMES)} only, not on "
+                            f"{', '.join(sorted(set(targets) - set(TARGET_NAMES)))}")
     if baseline not in pooled:
         raise CrossValError(f"the baseline {baseline!r} is not among the candidates ({', '.join(pooled)})")
     folds = {name: _partition(p) for name, p in pooled.items()}
@@ -130,4 +142,4 @@ def select_candidate(pooled: Mapping[str, Mapping[str, Any]], baseline: str,
     order = {name: (name != baseline, i) for i, name in enumerate(pooled)}
     eligible = [r for r in rows if r.eligible]  # never empty: the baseline loses nothing to itself
     winner = min(eligible, key=lambda r: (-r.per_volume, order[r.name]))
-    return Selection(baseline, winner.name, tuple(rows), max_slice_loss)
+    return Selection(baseline, winner.name, tuple(rows), max_slice_loss, targets)

@@ -1,5 +1,5 @@
-"""The selection rule of issue 21 on made-up pooled estimates: highest per-volume Dice among candidates that lose
-at most 0.005 tumour-slice Dice to the baseline; the targets are reported, never used to choose."""
+"""The selection rule on made-up pooled estimates: highest per-volume Dice among candidates that lose at most a
+margin (0.005 by default) of tumour-slice Dice to the baseline; targets, passed in, are reported, never used to choose."""
 
 from __future__ import annotations
 
@@ -39,13 +39,27 @@ def test_the_baseline_stays_when_nothing_beats_it_and_ties_go_to_it() -> None:
     assert "the baseline stays" in s.table()
 
 
+TARGETS = {"per_volume_dice_mean": 0.85, "tumour_slice_dice": 0.80, "small_tumour_dice": 0.55}
+
+
 def test_targets_are_reported_not_used_to_choose() -> None:
-    s = select_candidate({"C0": pooled(0.80, 0.77, small=0.40), "C1": pooled(0.86, 0.81, small=0.60)}, "C0")
+    candidates = {"C0": pooled(0.80, 0.77, small=0.40), "C1": pooled(0.86, 0.81, small=0.60)}
+    s = select_candidate(candidates, "C0", targets=TARGETS)
     c0, c1 = s.rows
-    assert c0.targets() == pytest.approx({"per_volume_dice_mean": 0.05, "tumour_slice_dice": 0.03, "small_tumour_dice": 0.15})
-    assert c1.targets() == {"per_volume_dice_mean": 0.0, "tumour_slice_dice": 0.0, "small_tumour_dice": 0.0}
-    assert select_candidate({"C0": pooled(0.80, 0.77), "C1": pooled(0.81, 0.77)}, "C0").rows[0].targets()[
+    assert c0.shortfalls(s.targets) == pytest.approx({"per_volume_dice_mean": 0.05, "tumour_slice_dice": 0.03,
+                                                      "small_tumour_dice": 0.15})
+    assert c1.shortfalls(s.targets) == {"per_volume_dice_mean": 0.0, "tumour_slice_dice": 0.0, "small_tumour_dice": 0.0}
+    assert select_candidate(candidates, "C0").winner == s.winner  # the same choice without any target
+    assert select_candidate({"C0": pooled(0.80, 0.77), "C1": pooled(0.81, 0.77)}, "C0").rows[0].shortfalls(TARGETS)[
         "small_tumour_dice"] is None
+    with pytest.raises(CrossValError, match="targets can be set on"):
+        select_candidate(candidates, "C0", targets={"auc": 0.7})
+
+
+def test_the_margin_is_a_parameter() -> None:
+    candidates = {"C0": pooled(0.80, 0.770), "C1": pooled(0.84, 0.760)}  # C1 loses 0.010 tumour-slice Dice
+    assert select_candidate(candidates, "C0").winner == "C0"
+    assert select_candidate(candidates, "C0", max_slice_loss=0.01).winner == "C1"
 
 
 def test_each_candidates_gain_is_paired_by_patient_with_an_interval() -> None:
@@ -77,7 +91,10 @@ def test_compare_command_reads_pooled_files(tmp_path: Path, capsys: pytest.Captu
     for name, doc in {"C0": pooled(0.80, 0.77), "C1": pooled(0.83, 0.772)}.items():
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(doc))
-    assert main(["--compare", *map(str, paths), "--json", str(tmp_path / "rule.json")]) == 0
+    assert main(["--compare", *map(str, paths), "--target", "per_volume_dice_mean=0.85", "--json",
+                 str(tmp_path / "rule.json")]) == 0
     out = json.loads((tmp_path / "rule.json").read_text())
     assert out["winner"] == "C1" and out["ships"] and out["baseline"] == "C0"
+    assert out["targets"] == {"per_volume_dice_mean": 0.85}
+    assert [r["targets_shortfall"]["per_volume_dice_mean"] for r in out["rows"]] == pytest.approx([0.05, 0.02])
     assert "| **C1** | 0.830" in capsys.readouterr().out

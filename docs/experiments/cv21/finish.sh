@@ -26,7 +26,7 @@ commit() {  # commit result files alone (the checkout may have other work in pro
   done
   echo "could not commit $*" >&2
 }
-crossval() {  # `python -m lggdemo.crossval` of this checkout, run in RESULTS' repository: the fold runs are then
+crossval() {  # `lggdemo-crossval` of this checkout, run in RESULTS' repository: the fold runs are then
   # named in what it writes by their paths there (docs/experiments/cv21/C1-f0.json), not by this machine's
   (cd "$repo" && "$py" -c 'import sys; sys.path.insert(0, sys.argv.pop(1))
 from lggdemo.evaluation.crossval_cli import main
@@ -46,7 +46,9 @@ for c in C0 C1 C2 C3; do
   pooled+=("$rel/pooled-$c.json")
 done
 if [ ! -f "$results/compare.json" ]; then
-  crossval --compare "${pooled[@]}" --baseline C0 --json "$rel/compare.json"
+  # The protocol's rule and targets (selection-rule.txt, 2026-12-02): margin 0.005; targets reported, never chosen by.
+  crossval --compare "${pooled[@]}" --baseline C0 --max-slice-loss 0.005 --target per_volume_dice_mean=0.85 \
+    --target tumour_slice_dice=0.80 --target small_tumour_dice=0.55 --json "$rel/compare.json"
   commit "$results/compare.json"
 fi
 winner=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["winner"])' "$results/compare.json")
