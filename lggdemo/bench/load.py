@@ -42,7 +42,7 @@ class LoadReport:
     p50_s: float
     p95_s: float
     max_s: float
-    p95_vs_single_p50: float  # the yardstick: within 3× with 4 sessions on this CPU
+    p95_vs_single_p50: float  # the yardstick: within 3× with 4 sessions on this CPU
     wall_s: float  # the concurrent phase, from the common start to the last result
     clicks_per_s: float  # throughput of the concurrent phase
     single_user_cpu_s_per_click: float  # process CPU time: what a click costs, whatever else the machine runs

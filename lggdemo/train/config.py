@@ -22,8 +22,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few minutes on a 2-core CPU: enough for a class to watch the loss fall.
     "quick": dict(encoder="resnet18", image_size=128, seg_epochs=2, seg_samples=384, grade_image_size=64,
                   grade_epochs=2, grade_samples=256, folds=0, batch_size=16),
-    # Stage 1 of the weights shipped until 2026-12-02 (fp32), with the grade model's inner 4-fold CV: sizes that fit
-    # one session on a 2-core CPU (docs/experiments/weights-2026-11-25.md).
+    # Stage 1 of the earlier shipped weights (fp32), with the grade model's inner 4-fold CV: sizes that fit one
+    # session on a 2-core CPU (their record: docs/experiments/weights-2026-11-25.md).
     "full": dict(encoder="resnet18", image_size=128, seg_epochs=24, seg_samples=1200, grade_image_size=64,
                  grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
     # A second stage for a `full` run's U-Net (`--init-from`): a warm restart at a lower rate with
@@ -31,18 +31,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # tumours. Adopted by cross-validation as their stage 2; `bundled` runs the same stage in-process (refine_epochs).
     "refine": dict(encoder="resnet18", image_size=128, seg_epochs=10, seg_samples=1200, lr=3e-4, slice_dice=True,
                    grade_image_size=64, grade_epochs=8, grade_samples=768, folds=4, batch_size=16),
-    # The shipped weights in one command (issue 21): the U-Net's two stages in one run (stage 1, then the refine
+    # The shipped weights in one command: the U-Net's two stages in one run (stage 1, then the refine
     # stage -- lr 3e-4, per-slice Dice, warm restart -- continued in-process, `refine_epochs`), then the grade
     # model, on EVERY patient given: no validation split, because the 3-fold cross-validation of this same recipe
     # (lggdemo-crossval, recorded into the card) is its estimate. The grade model trains as in `full`
-    # but without its inner 4-fold CV (12 more fits, which would break the 30-minute budget; the protocol's
+    # but without its inner 4-fold CV (12 more fits, which would break the 30-minute budget; the cross-validation's
     # out-of-fold grade replaces it).
-    # Its recipe is the protocol's winner, candidate C1: 128 px, 31 -> 13 epochs of 1,200 slices, measured in bf16 +
-    # channels-last. Precision "auto" keeps that on a CPU with native bf16 (and on CUDA) and trains in fp32 elsewhere,
-    # where emulated bf16 is several times slower (issue 27); an fp32 run carries the bf16 folds' estimate, labelled
-    # as such (lggdemo.evaluation.crossval.record, weights/README.md).
-    # Chosen by the rule written before any fold ran (docs/experiments/selection-rule.txt, 2026-12-02;
-    # the comparison: docs/experiments/cv21/compare.json).
+    # Its recipe won a cross-validation of four candidates under a rule written before any fold ran (candidate C1:
+    # 128 px, 31 -> 13 epochs of 1,200 slices, measured in bf16 + channels-last; docs/experiments/selection-rule.txt,
+    # docs/experiments/cv21/compare.json). Precision "auto" keeps bf16 on a CPU with native bf16 (and on CUDA) and
+    # trains in fp32 elsewhere, where emulated bf16 is several times slower; an fp32 run carries the bf16 folds'
+    # estimate, labelled as such (lggdemo.evaluation.crossval.record, weights/README.md).
     "bundled": dict(encoder="resnet18", image_size=128, seg_epochs=31, refine_epochs=13, seg_samples=1200,
                     precision="auto", grade_image_size=64, grade_epochs=8, grade_samples=768, folds=0,
                     batch_size=16, val_fraction=0.0),
