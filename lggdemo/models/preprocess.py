@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lggdemo.data.imageio import resize_image, resize_mask
+from lggdemo.data.imageio import resize_image
 from lggdemo.data.kaggle import Clinical
 
 #: Pixels darker than this in every channel are background (outside the head).
@@ -74,10 +74,6 @@ def prepare_images(images: list[np.ndarray] | np.ndarray, size: int) -> torch.Te
     """Slices of any size (H, W, 3) uint8 -> model-ready (N, 3, size, size) tensor."""
     batch = np.stack([resize_image(np.asarray(im, np.uint8), size) for im in images])
     return torch.from_numpy(normalize_images(batch))
-
-
-def prepare_masks(masks: list[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:
-    return torch.from_numpy(np.stack([resize_mask(m, size) for m in masks]).astype(np.float32))[:, None]
 
 
 def tumour_box(mask: np.ndarray, margin: float = 0.25, min_side: int = 24) -> tuple[int, int, int, int]:
