@@ -70,7 +70,8 @@ def score_segmentation(model: torch.nn.Module | Engine, config: SegConfig, image
 
 
 __all__ = ["GradeEvaluation", "SegmentationScore", "evaluate_grade", "measurement_cohort", "patient_agreements",
-           "score_dataset", "score_measurements", "score_segmentation", "segmentation_metrics", "stated_grade_report"]
+           "patient_rows", "score_dataset", "score_measurements", "score_segmentation", "segmentation_metrics",
+           "stated_grade_report"]
 
 
 # --- grade -----------------------------------------------------------------------------------
@@ -171,8 +172,11 @@ def patient_agreements(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequenc
     return out
 
 
-def _values(per: Mapping[str, Agreement], key: str) -> list[float]:
-    return [float(v) for a in per.values() if (v := getattr(a, key)) is not None]
+def patient_rows(per: Mapping[str, Agreement]) -> dict[str, dict[str, Any]]:
+    """Each patient's agreement as the JSON keeps it: the surface metrics and % differences, and a brief of the
+    predicted and the true mask's measurements (``prediction``, ``truth``)."""
+    return {p: {**a.to_dict(), "prediction": _brief(a.prediction), "truth": _brief(a.reference)}
+            for p, a in per.items()}
 
 
 def _summary(values: list[float], seed: int) -> dict[str, Any]:
@@ -182,29 +186,29 @@ def _summary(values: list[float], seed: int) -> dict[str, Any]:
             "median": float(np.median(values)), "median_ci95": median_ci(values, seed=seed)}
 
 
-def measurement_cohort(per: Mapping[str, Agreement], seed: int = 0) -> dict[str, Any]:
+def measurement_cohort(rows: Mapping[str, Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
     """The cohort's agreement of volume, product and measurability, and its surface metrics (see
-    ``MEASUREMENT_DEFINITIONS``)."""
-    known = all(a.prediction.spacing is not None for a in per.values())
-    vol_unit = "mL" if known else "voxels"
+    ``MEASUREMENT_DEFINITIONS``), from :func:`patient_rows` -- of one run, or pooled over several (folds)."""
+    rows = list(rows.values())
+    known = bool(rows) and all(r["distance_units"] == "mm" for r in rows)
 
-    def volume(m: Measurements) -> float:
-        return float(m.volume_ml) if known and m.volume_ml is not None else float(m.volume_voxels)
+    def volume(m: Mapping[str, Any]) -> float:
+        return float(m["volume_ml"]) if known else float(m["volume_voxels"])
 
-    def product(m: Measurements) -> float:
-        if not m.found:
-            return 0.0
-        v = m.bidimensional_product_mm2 if known else m.bidimensional_product_px2
-        return float(v or 0.0)
+    def product(m: Mapping[str, Any]) -> float:
+        if not m["volume_voxels"]:
+            return 0.0  # no lesion: nothing measured
+        return float((m["product_mm2"] if known else m["product_px2"]) or 0.0)
 
-    out: dict[str, Any] = {"n": len(per), "units": {"volume": vol_unit, "product": "mm²" if known else "px²",
-                                                   "distance": "mm" if known else "voxels"}}
+    out: dict[str, Any] = {"n": len(rows), "units": {"volume": "mL" if known else "voxels",
+                                                    "product": "mm²" if known else "px²",
+                                                    "distance": "mm" if known else "voxels"}}
     for name, fn, key in (("volume", volume, "volume_diff_pct"), ("product", product, "product_diff_pct")):
-        med, n = median_abs_pct_error([getattr(a, key) for a in per.values()])
-        ba = bland_altman([fn(a.prediction) for a in per.values()], [fn(a.reference) for a in per.values()])
+        med, n = median_abs_pct_error([r[key] for r in rows])
+        ba = bland_altman([fn(r["prediction"]) for r in rows], [fn(r["truth"]) for r in rows])
         out[name] = {"median_abs_pct_error": med, "n_pct": n, "bland_altman": ba.to_dict() if ba else None}
     if known:
-        pairs = [(bool(a.prediction.measurable), bool(a.reference.measurable)) for a in per.values()]
+        pairs = [(bool(r["prediction"]["measurable"]), bool(r["truth"]["measurable"])) for r in rows]
         out["measurable"] = {"agreement_rate": float(np.mean([p == t for p, t in pairs])) if pairs else None,
                              "n": len(pairs), "both": sum(p and t for p, t in pairs),
                              "neither": sum(not p and not t for p, t in pairs),
@@ -212,9 +216,9 @@ def measurement_cohort(per: Mapping[str, Agreement], seed: int = 0) -> dict[str,
                              "truth_only": sum(t and not p for p, t in pairs)}
     else:
         out["measurable"] = None  # "10 mm" needs a spacing
-    out["surface"] = {k: _summary(_values(per, k), seed) for k in
-                      ("dice", "hd95_mm", "assd_mm", "surface_dice_1mm", "surface_dice_2mm")}
-    out["surface"]["undefined_distance"] = sum(a.hd95_mm is None for a in per.values())
+    out["surface"] = {k: _summary([float(r[k]) for r in rows if r[k] is not None], seed)
+                      for k in ("dice", "hd95_mm", "assd_mm", "surface_dice_1mm", "surface_dice_2mm")}
+    out["surface"]["undefined_distance"] = sum(r["hd95_mm"] is None for r in rows)
     out["definitions"] = MEASUREMENT_DEFINITIONS
     return out
 
@@ -223,11 +227,9 @@ def score_measurements(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequenc
                        spacing: tuple[float, float, float] | None, images: np.ndarray | None = None,
                        numbers: Sequence[int] | None = None, seed: int = 0) -> dict[str, Any]:
     """Per patient: the predicted and true masks' measurements and their agreement; and the cohort's."""
-    per = patient_agreements(pred, truth, patient_ids, spacing, images, numbers)
-    return {"spacing_mm": None if spacing is None else list(spacing),
-            "per_patient": {p: {**a.to_dict(), "prediction": _brief(a.prediction), "truth": _brief(a.reference)}
-                            for p, a in per.items()},
-            "cohort": measurement_cohort(per, seed)}
+    rows = patient_rows(patient_agreements(pred, truth, patient_ids, spacing, images, numbers))
+    return {"spacing_mm": None if spacing is None else list(spacing), "per_patient": rows,
+            "cohort": measurement_cohort(rows, seed)}
 
 
 # --- a dataset, everything at once (the evaluate CLI) ----------------------------------------
