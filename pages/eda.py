@@ -3,11 +3,13 @@
 import streamlit as st
 
 from lggdemo.data.codebook import COLUMN_HELP
+from lggdemo.data.directions import slice_label
 from lggdemo.data.kaggle import DatasetError, load_image, load_mask
 from lggdemo.ui.dataset import active_dataset, dataset_figures, dataset_tables, describe_choice, source_line
 from lggdemo.ui.details import for_the_curious
 from lggdemo.ui.shell import require_shell
 from lggdemo.viz import eda
+from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
 
 require_shell()
@@ -53,7 +55,7 @@ patient = c1.selectbox("Patient", index.patient_ids, key="eda_patient")
 slices = eda.patient_slices(tables.slices, patient)
 numbers = slices["slice"].tolist()
 start = int(slices.loc[slices.tumour_area_px.idxmax(), "slice"])  # open on the largest tumour cross-section
-number = c2.select_slider("Slice (head → foot)", options=numbers, value=start, key=f"eda_slice_{patient}")
+number = c2.select_slider(slice_label(), options=numbers, value=start, key=f"eda_slice_{patient}")
 opacity = c3.slider("Mask opacity", 0.0, 1.0, 0.4, 0.05, key="eda_opacity")
 record = next(r for r in index.patients[patient] if r.number == number)
 try:
@@ -68,7 +70,7 @@ else:
         f"age {int(clin.age) if clin.age is not None else 'unknown'}"
     )
     for col, (i, name) in zip(st.columns(3), enumerate(CHANNELS), strict=True):
-        col.image(overlay_mask(channel_rgb(image, i), mask, alpha=opacity), caption=name, width="stretch")
+        col.image(with_letters(overlay_mask(channel_rgb(image, i), mask, alpha=opacity)), caption=name, width="stretch")
 
 st.subheader("Clinical table")
 leaky = ", ".join(eda.leaky_columns_present(index))

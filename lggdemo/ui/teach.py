@@ -53,6 +53,7 @@ from lggdemo.teach import (
 )
 from lggdemo.ui.predict.shared import engine_choice, load_predictor
 from lggdemo.ui.style import inline_image
+from lggdemo.viz.orientation import with_letters  # lesson slices are in the kaggle_3m layout: its letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 from lggdemo.viz.threshold import threshold_figure
 
@@ -147,9 +148,9 @@ class StillPictures:
 
 def _still_pictures(image: np.ndarray, base: np.ndarray, view: ModelView) -> StillPictures:
     gray = [np.repeat(p[..., None], 3, axis=2) for p in input_channel_images(view)]  # RGB: encode_png scales 0/1 masks
-    return StillPictures(channels=tuple(encode_png(channel_rgb(image, c)) for c in range(3)),
-                         normalised=tuple(encode_png(g) for g in gray),
-                         probability=encode_png(overlay_heatmap(base, view.probability, alpha=0.6)))
+    return StillPictures(channels=tuple(encode_png(with_letters(channel_rgb(image, c))) for c in range(3)),
+                         normalised=tuple(encode_png(with_letters(g)) for g in gray),
+                         probability=encode_png(with_letters(overlay_heatmap(base, view.probability, alpha=0.6))))
 
 
 # --- the pieces ---------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def _picture(picture: np.ndarray | bytes, caption: str) -> DeltaGenerator:
         left.image(picture, caption=caption, width="stretch")
     else:
         with left:
-            inline_image(picture, caption)
+            inline_image(with_letters(picture), caption)
     return right
 
 
@@ -218,11 +219,11 @@ def _render_threshold(view: ModelView, base: np.ndarray, truth: np.ndarray | Non
                                    "stored probabilities: the network does not run again.")
         steps = masks_at(view, threshold)
         if truth is not None:
-            inline_image(draw_errors(base, error_map(steps.final, truth)),
+            inline_image(with_letters(draw_errors(base, error_map(steps.final, truth))),
                          f"Final mask at {steps.threshold:.2f} against the ground truth: green both, orange only "
                          "predicted, blue missed")
         else:
-            inline_image(overlay_mask(base, steps.final, alpha=0.5),
+            inline_image(with_letters(overlay_mask(base, steps.final, alpha=0.5)),
                          f"Final mask at {steps.threshold:.2f}: {int(steps.final.sum())} px")
         st.markdown(dice_line(steps, truth))
     with right:
@@ -378,7 +379,7 @@ def _render_compare(image: np.ndarray, base: np.ndarray, truth: np.ndarray | Non
             final = masks_at(cached_view(loaded, image)).final  # the model's own mask, at its own threshold
             masks.append(final)
             score = f" · Dice {dice_breakdown(final, truth).dice:.3f}" if truth is not None else ""
-            st.image(overlay_mask(base, final, alpha=0.5), width="stretch",
+            st.image(with_letters(overlay_mask(base, final, alpha=0.5)), width="stretch",
                      caption=f"{label}: {int(final.sum())} px{score}")
     if len(masks) == 2:
         differ = int((masks[0].astype(bool) ^ masks[1].astype(bool)).sum())

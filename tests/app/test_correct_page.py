@@ -202,7 +202,7 @@ def test_whole_patient_editor_volume_and_nifti(predict_app: AppTest, canvas: Fak
     assert "Download corrected mask (NIfTI)" in [b.label for b in at.get("download_button")]
     assert any("Per-volume Dice vs the uploaded masks: corrected" in c.value for c in at.caption)
     # another slice keeps its own (empty) history; the volume still counts the first slice's edit
-    slider = next(s for s in at.slider if s.label == "Slice (head to foot)")
+    slider = next(s for s in at.slider if s.label == "Slice (inferior → superior)")
     slider.set_value(1).run()
     assert int(metric(at, "Tumour volume (corrected)").value.split()[0]) == after
     assert at.button(key="patient_correct_undo").disabled

@@ -49,7 +49,7 @@ def test_example_patient_shows_volume_grade_3d_and_downloads(app: AppTest, synth
     assert {b.label for b in app.get("download_button")} >= {
         "Download mask (NIfTI)", "Download masks (PNG zip)", "Download report (JSON)", "Download report (CSV)"}
     slider = app.slider[0]
-    assert slider.label == "Slice (head to foot)" and slider.max == len(index.patients[pid])
+    assert slider.label == "Slice (inferior → superior)" and slider.max == len(index.patients[pid])
     assert slider.value != 1 or len(index.patients[pid]) == 1  # starts on the largest predicted tumour slice or mid-way
     slider.set_value(1).run()
     assert not app.exception

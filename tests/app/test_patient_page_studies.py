@@ -45,7 +45,7 @@ def test_resampled_sequences_are_named_with_their_grids(app: AppTest) -> None:
     errors = [str(e.value) for e in app.error]
     assert any(e.startswith("Download mask (DICOM SEG): could not be made") and "StudyInstanceUID" in e for e in errors)
     assert "Download mask (NIfTI)" in {b.label for b in app.get("download_button")}
-    app.slider(key=next(s.key for s in app.slider if s.label == "Slice (head to foot)")).set_value(1).run()
+    app.slider(key=next(s.key for s in app.slider if s.label == "Slice (inferior → superior)")).set_value(1).run()
     assert not app.exception and any("could not be made" in str(e.value) for e in app.error)  # still said on rerun
 
 

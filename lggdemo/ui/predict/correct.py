@@ -47,6 +47,7 @@ from lggdemo.teach import ERROR_MARKDOWN_COLOURS, ERROR_NAMES, FN, FP, TP, dice_
 from lggdemo.ui.access import can_manage
 from lggdemo.ui.dataset import active_dataset
 from lggdemo.ui.style import fit_canvas, inline_image
+from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
 
 #: Canvas pixels per mask pixel: a 256² slice is drawn on a 512² canvas.
@@ -131,7 +132,7 @@ def _canvas(background: bytes, tool: str, brush_px: int, key: str) -> dict[str, 
 
 
 def _background(image: np.ndarray, mask: np.ndarray, channel: int) -> bytes:
-    picture = overlay_mask(channel_rgb(image, channel), mask, alpha=0.45)
+    picture = with_letters(overlay_mask(channel_rgb(image, channel), mask, alpha=0.45))  # letters: kaggle_3m layout
     big = Image.fromarray(picture).resize((256 * SCALE, 256 * SCALE), Image.NEAREST)
     buf = io.BytesIO()
     big.save(buf, format="PNG")
@@ -181,7 +182,7 @@ def _metrics(target: SliceTarget, current: np.ndarray, base: np.ndarray) -> None
               f"{fixed.dice - model.dice:+.3f} vs the model's {model.dice:.3f}")
     st.metric("IoU (corrected)", f"{fixed.iou:.3f}", f"{fixed.iou - model.iou:+.3f} vs the model's {model.iou:.3f}")
     errors = error_map(current, target.truth)
-    inline_image(draw_errors(base, errors), "Corrected mask against the ground truth", width=300)
+    inline_image(with_letters(draw_errors(base, errors)), "Corrected mask against the ground truth", width=300)
     what = {TP: "in both", FP: "drawn, not in the truth", FN: "in the truth, not drawn"}
     st.markdown("\n".join(f"- :{ERROR_MARKDOWN_COLOURS[k]}[■ **{ERROR_NAMES[k]}**]: {errors.counts.of(k)} px — {what[k]}"
                           for k in (TP, FP, FN)))

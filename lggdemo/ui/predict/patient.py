@@ -30,12 +30,12 @@ from lggdemo.models.preprocess import ClinicalInputError
 from lggdemo.patient.exporters import ExportError, mask_bytes
 from lggdemo.patient.readers import PatientSource, open_files
 from lggdemo.patient.readers.kaggle import index_volume
-from lggdemo.patient.readers.nifti import stem
 from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.dataset import active_dataset
 from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_patient_correction
 from lggdemo.ui.predict.measurements import cached_measures, render_measurements, volume_range_delta
+from lggdemo.ui.predict.orientation import axcodes_for, letters_for, render_input_checks, slice_label, volume_state
 from lggdemo.ui.predict.shared import (
     active_card,
     current_clinical,
@@ -43,6 +43,7 @@ from lggdemo.ui.predict.shared import (
     render_mask_quality,
 )
 from lggdemo.ui.teach import REMOVED_COLOUR, render_slice_lesson
+from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
 from lggdemo.viz.view3d import figure_3d
 
@@ -99,8 +100,7 @@ def input_id() -> str | None:
 def open_uploads(files: list[tuple[str, bytes]]) -> PatientSource:
     """Bytes in, an opened patient out (VolumeError for anything unusable): the testable core of the uploader."""
 
-    name = stem(files[0][0]) if len(files) == 1 else "patient"
-    return open_files(files, name)
+    return open_files(files)  # named after the study (readers.study_name), files not used listed in .unused()
 
 
 def render_inputs() -> None:
@@ -224,7 +224,7 @@ def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, tr
         pictures.append(overlay_mask(base, truth[index].astype(np.uint8), alpha=alpha, colour=(64, 200, 64)))
         captions.append("Ground-truth mask")
     for col, picture, caption in zip(st.columns(2), pictures, captions, strict=False):
-        col.image(picture, caption=caption, width="stretch")
+        col.image(with_letters(picture, letters_for(volume)), caption=caption, width="stretch")
     area = int(mask[index].sum())
     line = f"Tumour on this slice: {area} px · max tumour probability {float(probs[index].max()):.2f}"
     if cut:
@@ -282,12 +282,14 @@ def render_patient_mode(predictor: Predictor) -> None:
     except VolumeError as exc:
         st.error(str(exc))
         return
+    volume = render_input_checks(loaded.source, assignment, volume, st.session_state.get("patient_token"))
     for note in volume.provenance.notes:
         st.info(note)
     clinical, messages = current_clinical()
     for m in messages:
         (st.error if clinical is None else st.info)(m)
-    key = (st.session_state.get("patient_token"), tuple(sorted((assignment or {}).items())), predictor.version, clinical)
+    key = (st.session_state.get("patient_token"), tuple(sorted((assignment or {}).items())), predictor.version,
+           volume_state(volume), clinical)
     try:
         result = _run(predictor, volume, key)
     except (VolumeError, ClinicalInputError, ValueError, RuntimeError) as exc:
@@ -300,7 +302,7 @@ def render_patient_mode(predictor: Predictor) -> None:
     tumour = result.tumour_slices
     start = max(range(volume.n_slices), key=lambda i: int(result.mask[i].sum())) + 1 if tumour else volume.n_slices // 2 + 1
     token = st.session_state.get("patient_token")
-    idx = st.slider("Slice (head to foot)", 1, volume.n_slices, start, key=f"patient_slice_{token}")
+    idx = st.slider(slice_label(volume.grid), 1, volume.n_slices, start, key=f"patient_slice_{token}")
     _render_slice_detail(volume, result.probability, result.mask, volume.truth, idx - 1, result.removed)
     render_patient_correction(volume, result, idx - 1, st.session_state.get("patient_channel", CHANNELS[1]),
                               (token, predictor.version), str(predictor.card.get("version", "?")), clinical)
@@ -312,7 +314,8 @@ def render_patient_mode(predictor: Predictor) -> None:
     st.subheader("3D view")
     fig_held = st.session_state.get("patient_figure")
     if fig_held is None or fig_held[0] != key:
-        fig_held = (key, figure_3d(volume.slices, result.mask, volume.spacing, title=volume.name))
+        fig_held = (key, figure_3d(volume.slices, result.mask, volume.spacing, title=volume.name,
+                                   axcodes=axcodes_for(volume)))
         st.session_state["patient_figure"] = fig_held
     st.plotly_chart(fig_held[1], key="patient_3d")
     st.caption("Drag to rotate, scroll to zoom. Red: the predicted tumour; blue: the head (from intensities).")

@@ -38,6 +38,7 @@ from lggdemo.ui.predict.shared import (
     render_mask_quality,
 )
 from lggdemo.ui.teach import render_slice_lesson
+from lggdemo.viz.orientation import with_letters  # uploaded slices are in the kaggle_3m layout: its letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 
 UPLOAD_TYPES = ["tif", "tiff", "png", "jpg", "jpeg"]
@@ -191,7 +192,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
         for start in range(0, len(thumbs), per_row):
             cols = st.columns(per_row)
             for col, i in zip(cols, range(start, min(start + per_row, len(thumbs))), strict=False):
-                col.image(thumbs[i], caption=f"{names[i]} · {result.slices[i].area_px} px", width="stretch")
+                col.image(with_letters(thumbs[i]), caption=f"{names[i]} · {result.slices[i].area_px} px", width="stretch")
         idx = names.index(st.select_slider("Slice to inspect", options=names, key="predict_slice"))
     else:
         idx = 0
@@ -212,7 +213,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
             pictures.append(overlay_mask(base, src.truth, alpha=alpha, mode=mode, colour=(64, 200, 64)))
             captions.append("Ground-truth mask")
         for col, picture, caption in zip(st.columns(2), pictures, captions, strict=False):  # 1 or 2 pictures
-            col.image(picture, caption=caption, width="stretch")
+            col.image(with_letters(picture), caption=caption, width="stretch")
     with col_stats:
         pct = f"{sl.area_pct_brain:.2f}% of brain" if sl.area_pct_brain is not None else "no brain pixels found"
         st.metric("Tumour area", f"{sl.area_px} px", pct, delta_color="off", delta_arrow="off")
@@ -231,7 +232,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
                            key="predict_dl_mask", on_click="ignore")
     render_slice_correction(sl, src, predictor, idx, channel, result.clinical)
     for col, c in zip(st.columns(3), range(3), strict=True):
-        col.image(channel_rgb(src.image, c), caption=CHANNELS[c], width="stretch")
+        col.image(with_letters(channel_rgb(src.image, c)), caption=CHANNELS[c], width="stretch")
 
     st.subheader("Grad-CAM")
     st.caption("Where the gradient of each model's output is large at one layer: a rough picture of what the network "
@@ -245,7 +246,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
                 st.warning(cam)
                 continue
             a = st.slider(f"{title} heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=f"predict_cam_alpha_{kind}")
-            st.image(overlay_heatmap(base, cam.heatmap, alpha=a), caption=f"Grad-CAM · {title}: {cam.target}",
+            st.image(with_letters(overlay_heatmap(base, cam.heatmap, alpha=a)), caption=f"Grad-CAM · {title}: {cam.target}",
                      width=360)
             st.caption(f"Layer: {cam.layer}" + (f" · crop box (y0, x0, y1, x1) = {cam.box}" if kind == "grade" else ""))
             if cam.note:

@@ -21,6 +21,7 @@ from lggdemo.corrections import (
 )
 from lggdemo.ui.access import can_manage, locked_hint
 from lggdemo.ui.train.page import flash
+from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import channel_rgb, overlay_mask
 
 NONE_YET = ("No corrections yet. On **Predict**, open **Correct this mask** under a slice, fix the mask and press "
@@ -61,7 +62,8 @@ def _show(c: Correction) -> None:
         return
     base = channel_rgb(image, 1)
     left, right = st.columns([1, 1])
-    left.image(overlay_mask(base, mask, alpha=0.45), caption=f"{c.id}: the corrected mask on FLAIR", width="stretch")
+    left.image(with_letters(overlay_mask(base, mask, alpha=0.45)), caption=f"{c.id}: the corrected mask on FLAIR",
+               width="stretch")
     with right:
         p = c.provenance
         if p is None:

@@ -23,6 +23,7 @@ from lggdemo.corrections import CorrectionError, find_correction, load_correctio
 from lggdemo.device import DeviceError, choose_device
 from lggdemo.models.forward import segment_slices
 from lggdemo.models.weights import WeightsError, load_segmentation, weights_version
+from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import channel_rgb, overlay_mask
 
 #: The corrected slices drawn with both models' masks, at most.
@@ -80,10 +81,10 @@ def _pictures(ft: dict[str, Any], run: jobs.RunInfo) -> None:
     for (row, fixed), image, b, a in zip(found, images, before, after):
         base = channel_rgb(image, 1)
         cols = st.columns(3)
-        cols[0].image(overlay_mask(base, b, alpha=0.5), caption=f"Before: {int(b.sum())} px", width="stretch")
-        cols[1].image(overlay_mask(base, fixed, alpha=0.5, colour=(64, 200, 64)),
+        cols[0].image(with_letters(overlay_mask(base, b, alpha=0.5)), caption=f"Before: {int(b.sum())} px", width="stretch")
+        cols[1].image(with_letters(overlay_mask(base, fixed, alpha=0.5, colour=(64, 200, 64))),
                       caption=f"{row['id']}: the correction, {int(fixed.sum())} px", width="stretch")
-        cols[2].image(overlay_mask(base, a, alpha=0.5), caption=f"After: {int(a.sum())} px", width="stretch")
+        cols[2].image(with_letters(overlay_mask(base, a, alpha=0.5)), caption=f"After: {int(a.sum())} px", width="stretch")
 
 
 def _change_figure(rows: list[dict[str, Any]], worse_by: float) -> go.Figure:
