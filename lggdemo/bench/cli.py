@@ -5,7 +5,9 @@ Grad-CAM, and a 40-slice patient in batches -- as medians over repeats after war
 on CUDA where present, on each engine asked for (``--engine torch,onnx`` times both in one run, side by side,
 with the ONNX/PyTorch ratios). It uses the active weights when they are installed, else untrained models
 built from the configs given on the command line (speed does not depend on the weights' values),
-so the encoder and input sizes can be compared before anything is trained.
+so the encoder and input sizes can be compared before anything is trained. ``--weights DIR`` that cannot be used
+(missing, incomplete, corrupt) exits 2 and says why. Beside the milliseconds it prints the U-Net's FLOPs per pass,
+the GFLOP/s it achieved and their share of this machine's fp32 matmul peak, measured in the same run.
 
 ``--train`` prints ``lggdemo.train.benchmark_training`` (training throughput) the same way; with
 ``--world-size N`` it also times N DistributedDataParallel processes on this machine and reports
@@ -42,6 +44,7 @@ from lggdemo.bench.teach import bench_teach
 from lggdemo.device import DeviceError, available_devices
 from lggdemo.models.engine import CHOICES as ENGINES
 from lggdemo.models.engine import EngineError
+from lggdemo.models.weights import WeightsError
 
 
 def format_table(rows: dict[str, Any], title: str) -> str:
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 load = run_load(args.load, clicks=max(1, args.clicks), data=args.data, weights_dir=args.weights,
                                 device=device, engine=engine)
-            except (DeviceError, EngineError) as exc:
+            except (DeviceError, EngineError, WeightsError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             report[name] = load.as_dict()
@@ -159,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report[f"{device}/onnx_vs_torch"] = compare_engines(runs["torch"], runs["onnx"])
                 print(format_table(report[f"{device}/onnx_vs_torch"], f"ONNX Runtime / PyTorch on {device}"))
                 print()
-    except (DeviceError, EngineError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU, ...)
+    except (DeviceError, EngineError, WeightsError, ValueError) as exc:  # ValueError: TrainError (a rank without its GPU)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _write_json(args.json, report)

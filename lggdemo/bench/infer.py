@@ -18,7 +18,8 @@ from lggdemo.inference.predictor import Predictor
 from lggdemo.inference.wholepatient import predict_volume
 from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
 from lggdemo.models.postprocess import keep_main_components_3d
-from lggdemo.models.weights import active_dir, is_complete
+from lggdemo.models.preprocess import prepare_images, slices_with_head
+from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, active_dir, is_complete, load_card, sha256_file
 from lggdemo.patient.readers.kaggle import build_volume, index_volume
 from lggdemo.viz.view3d import figure_3d
 
@@ -59,6 +60,30 @@ def sample_slices(n: int, root: Path | None = None) -> list[Any]:
     return [load_image(r) for r in picks]
 
 
+def check_usable(directory: Path) -> None:
+    """Raise :class:`WeightsError` saying why a weights folder given with ``--weights`` cannot be timed.
+
+    Without this the benchmark timed untrained stand-in models whenever the folder was incomplete, and printed
+    their times as if they were the folder's (issue 27).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise WeightsError(f"--weights {directory}: no such folder")
+    try:
+        card = load_card(directory)
+    except (WeightsError, ValueError) as exc:
+        raise WeightsError(f"--weights {directory}: its model card cannot be read ({exc})") from None
+    for name in (SEG_FILE, GRADE_FILE):
+        expected, path = card.file_sha256(name), directory / name
+        if not path.is_file():
+            raise WeightsError(f"--weights {directory}: {name} is missing")
+        if not expected:
+            raise WeightsError(f"--weights {directory}: its card lists no {name}")
+        if sha256_file(path) != expected:
+            raise WeightsError(f"--weights {directory}: {name} does not match the SHA-256 its card records "
+                               "(corrupt or replaced)")
+
+
 def build_predictor(device: str, weights_dir: Path | None, seg_encoder: str | None, seg_size: int | None,
                     grade_size: int | None, engine: str | None = None) -> tuple[Any, str]:
     """The active (or given) weights, or untrained models at the requested configs, on ``engine`` (None:
@@ -68,7 +93,10 @@ def build_predictor(device: str, weights_dir: Path | None, seg_encoder: str | No
 
     dev = choose_device(device)
     overrides = any(v is not None for v in (seg_encoder, seg_size, grade_size))
-    directory = weights_dir or active_dir()
+    if weights_dir is not None and not overrides:  # asked for by name: time them or say why not, never stand-ins
+        check_usable(weights_dir)
+        return Predictor.from_directory(weights_dir, dev, engine=engine), f"weights {weights_dir}"
+    directory = active_dir()
     if not overrides and is_complete(directory):
         return Predictor.from_directory(directory, dev, engine=engine), f"weights {directory}"
     seg_cfg = SegConfig(**{k: v for k, v in (("encoder", seg_encoder), ("image_size", seg_size)) if v is not None})
@@ -137,6 +165,7 @@ def bench_infer(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, pati
         median_ms(lambda: predictor.predict(images, clinical), patient_repeats, 1, sync), 1)
     results["batch_size"] = predictor.batch_size
     results.update(bench_whole_patient(predictor, data, sync, repeats=max(1, repeats // 3)))
+    results.update(roofline(predictor, images, results, sync, repeats=max(1, repeats // 3)))
     if dev.type == "cpu":
         for key, target in (("mask_and_grade_1_slice_ms", TARGET_MASK_GRADE_MS),
                             ("mask_grade_and_both_gradcams_1_slice_ms", TARGET_WITH_CAMS_MS)):
@@ -176,6 +205,8 @@ def bench_whole_patient(predictor: Any, data: Path | None, sync: Callable[[], No
         "whole_patient_source": f"{pid} ({len(index.patients[pid])} slices{', tiled' if reps > 1 else ''})",
     }
     # where the time goes: the same three steps, one at a time
+    out[f"whole_patient_{n_slices}_unet_passes"] = int(slices_with_head(slices).sum()) * \
+        (2 if predictor.seg_config.flip_tta else 1)
 
     raw, _ = predictor.segment(slices)
     tumour = np.flatnonzero(mask.reshape(n_slices, -1).any(1)) if mask.any() else np.arange(n_slices)
@@ -208,4 +239,61 @@ def compare_engines(torch_run: dict[str, Any], onnx_run: dict[str, Any]) -> dict
         ratio = out[key]
         out[f"{key}_vs_target"] = (f"meets {TARGET_ONNX_VS_TORCH}×" if ratio <= TARGET_ONNX_VS_TORCH
                                    else f"misses {TARGET_ONNX_VS_TORCH}× ({ratio}×)")
+    return out
+
+
+def unet_gflop_per_pass(config: SegConfig) -> float:
+    """GFLOP of one U-Net pass over one image at its input side (``torch.utils.flop_counter``: a multiply-add is
+    two FLOPs). Depends on the architecture only, so an untrained copy is counted."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_segmentation(config).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, config.image_size, config.image_size))
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's measured fp32 peak: the best of ``repeats`` timed ``n``x``n`` sgemms (PyTorch's BLAS, its
+    threads), in GFLOP/s. A roofline the U-Net's rate is read against, the same on any CPU."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: threads, caches
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def roofline(predictor: Any, images: list[Any], results: dict[str, Any], sync: Callable[[], None], *,
+             repeats: int = 3) -> dict[str, Any]:
+    """The U-Net's FLOPs per pass, the GFLOP/s it achieved (the network alone on one batch, and a whole patient's
+    segmentation step end to end) and each as a share of the fp32 matmul peak measured in the same run.
+
+    Milliseconds alone do not travel between machines; a share of this machine's own peak does: near 100% only
+    fewer FLOPs (no flip, fewer slices, int8) can make it faster.
+    """
+    import numpy as np
+
+    cfg = predictor.seg_config
+    gflop = unet_gflop_per_pass(cfg)
+    peak = matmul_peak_gflops()
+    batch = prepare_images(np.stack(images[: predictor.batch_size]), cfg.image_size).numpy()
+    network_ms = median_ms(lambda: predictor.engine.segment(batch), repeats, 1, sync)
+    out: dict[str, Any] = {"unet_gflop_per_pass": round(gflop, 3), "fp32_matmul_peak_gflops": round(peak, 1),
+                           "unet_network_batch": len(batch), "unet_network_batch_ms": round(network_ms, 1)}
+    network = gflop * len(batch) / (network_ms / 1000)
+    out["unet_network_gflops"] = round(network, 1)
+    out["unet_network_share_of_peak"] = round(network / peak, 3)
+    seg_key = next((k for k in results if k.startswith("whole_patient_") and k.endswith("_part_segment_ms")), None)
+    pass_key = next((k for k in results if k.endswith("_unet_passes")), None)
+    if seg_key and pass_key and results[seg_key] > 0:
+        whole = gflop * results[pass_key] / (results[seg_key] / 1000)
+        out["whole_patient_segment_gflops"] = round(whole, 1)
+        out["whole_patient_segment_share_of_peak"] = round(whole / peak, 3)
     return out
