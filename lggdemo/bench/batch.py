@@ -5,9 +5,10 @@ Each process count runs the real CLI end to end in a subprocess (one process: pl
 fresh output folder, so what is timed is what a user's batch pays: start-up, model loading, reading, inference,
 measurements (surface metrics where a study carries a reference), outputs, markers and the merged summary.
 
-Two rates are reported: end to end (studies / wall time, start-up included), and steady state (studies finished
-after each rank's first one, over the time from the last rank's first study to the last study: start-up and the
-first, slowest study left out). The runs' summaries are compared: sharding must not change a row.
+Two rates are reported: end to end (studies / wall time, start-up included), and steady state (per rank, the
+studies after its first over the time from its first to its last, summed over ranks: start-up and the first,
+slowest study left out). The runs' summaries are compared: sharding must not change a row (``device`` names
+the engine's thread count, which differs by design).
 """
 
 from __future__ import annotations
@@ -57,13 +58,17 @@ def _command(processes: int) -> list[str]:
     return [torchrun, "--standalone", f"--nproc-per-node={processes}", "-m", "lggdemo.inference.cli"]
 
 
-def _steady_rate(out: Path, processes: int, n: int) -> float | None:
-    """Studies per minute after each rank's first study (marker times; rank r's studies are r, r+P, ...)."""
-    stamps = sorted((p.stat().st_mtime for p in out.glob(f"studies/*/{MARKER}")))
-    if len(stamps) <= processes:
-        return None
-    start, end = stamps[processes - 1], stamps[-1]  # the P-th marker: every rank has finished its first study
-    return (len(stamps) - processes) / (end - start) * 60.0 if end > start else None
+def _steady_rate(out: Path, processes: int) -> float | None:
+    """Studies per minute once running: each rank's studies after its first, over the time from its first to its
+    last marker, summed over ranks (rank r ran the r-th, (r+P)-th ... study in key order, as ``batch.my_share``)."""
+    folders = sorted(p.parent.name for p in out.glob(f"studies/*/{MARKER}"))
+    total = 0.0
+    for r in range(processes):
+        stamps = sorted((out / "studies" / k / MARKER).stat().st_mtime for k in folders[r::processes])
+        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+            return None
+        total += (len(stamps) - 1) / (stamps[-1] - stamps[0]) * 60.0
+    return total
 
 
 def bench_batch(data: Path | None = None, studies: int = 12, processes: Sequence[int] = (1, 2), *,
@@ -102,7 +107,7 @@ def bench_batch(data: Path | None = None, studies: int = 12, processes: Sequence
                 entry["error"] = done.stderr[-2000:]
             else:
                 summaries[p] = (out / SUMMARY).read_text()
-                steady = _steady_rate(out, p, n)
+                steady = _steady_rate(out, p)
                 entry.update(studies_per_min=round(n / wall * 60.0, 2),
                              steady_studies_per_min=None if steady is None else round(steady, 2),
                              failed_studies=sum(r["status"] != "ok" for r in csv.DictReader(io.StringIO(summaries[p]))))
@@ -111,5 +116,20 @@ def bench_batch(data: Path | None = None, studies: int = 12, processes: Sequence
     if len(processes) > 1 and rates.get(processes[0]) and all(rates.values()):
         report["speedup_vs_1"] = {str(p): round(rates[p] / rates[processes[0]], 2) for p in processes[1:]}
     if len(summaries) > 1:
-        report["summaries_identical"] = len(set(summaries.values())) == 1
+        differ = _differing_columns(list(summaries.values()))
+        report["summaries_identical"] = not differ
+        report["differing_columns"] = differ
     return report
+
+
+#: Columns that name the run, not the study: the engine's thread count is part of ``device``.
+RUN_COLUMNS = ("device",)
+
+
+def _differing_columns(summaries: list[str]) -> list[str]:
+    """Summary columns whose values differ between runs (the run-describing :data:`RUN_COLUMNS` left out)."""
+    tables = [list(csv.DictReader(io.StringIO(s))) for s in summaries]
+    if len({len(t) for t in tables}) != 1:
+        return ["(row count)"]
+    columns = [c for c in (tables[0][0] if tables[0] else {}) if c not in RUN_COLUMNS]
+    return [c for c in columns if any(t[i][c] != tables[0][i][c] for t in tables[1:] for i in range(len(t)))]
