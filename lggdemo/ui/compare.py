@@ -31,6 +31,7 @@ from lggdemo.longitudinal.synthetic import SyntheticError, make_follow_up
 from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.predict.patient import UPLOAD_TYPES, open_uploads
 from lggdemo.ui.predict.shared import load_models
+from lggdemo.viz.orientation import with_letters  # both scans in the display layout: the kaggle_3m letters
 
 VISITS = (("baseline", "Baseline"), ("followup", "Follow-up"))
 SYNTHETIC_GROWTH = 1.25
@@ -150,13 +151,14 @@ def render_views(c: Comparison) -> None:
     idx = st.slider("Slice (inferior to superior), both scans", 1, n, start, key=f"compare_slice_{token}") - 1
     doc = c.table.to_dict()
     cols = st.columns(3)
-    cols[0].image(visit_picture(c.baseline.slices[idx], c.baseline_mask[idx], idx, doc["baseline"]["measurements"]),
+    cols[0].image(with_letters(visit_picture(c.baseline.slices[idx], c.baseline_mask[idx], idx,
+                                             doc["baseline"]["measurements"])),
                   caption=f"Baseline · slice {idx + 1} of {n}", width="stretch")
-    cols[1].image(visit_picture(c.followup_on_baseline[idx], c.followup_mask[idx], idx,
-                                doc["followup"]["measurements"]),
+    cols[1].image(with_letters(visit_picture(c.followup_on_baseline[idx], c.followup_mask[idx], idx,
+                                             doc["followup"]["measurements"])),
                   caption=f"Follow-up, registered onto the baseline · slice {idx + 1}", width="stretch")
     both = c.baseline_mask[idx] & c.followup_mask[idx]
-    cols[2].image(change_overlay(c.followup_on_baseline[idx, ..., 1], c.change_map[idx], both),
+    cols[2].image(with_letters(change_overlay(c.followup_on_baseline[idx, ..., 1], c.change_map[idx], both)),
                   caption=f"Change: orange new ({int((c.change_map[idx] == NEW).sum())} px), blue gone "
                           f"({int((c.change_map[idx] == GONE).sum())} px), red both", width="stretch")
     st.caption("Red: the mask; yellow and cyan: the longest diameter and the one perpendicular to it, drawn on each "
