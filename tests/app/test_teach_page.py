@@ -3,6 +3,7 @@ Compare with a second completed weights folder, the message without truth, and t
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from pathlib import Path
@@ -44,7 +45,11 @@ def texts(at: AppTest) -> str:
 
 
 def captions(at: AppTest) -> list[str]:
-    return [c for im in at.get("image") for c in im.captions]  # type: ignore[attr-defined]
+    """Every picture's caption: ``st.image`` ones and the inline figures (``ui.style.inline_image``)."""
+    served = [c for im in at.get("image") for c in im.captions]  # type: ignore[attr-defined]
+    inline = [html.unescape(c) for h in at.get("html")
+              for c in re.findall(r"<figcaption[^>]*>(.*?)</figcaption>", h.value)]  # type: ignore[attr-defined]
+    return served + inline
 
 
 def dice_text(at: AppTest) -> str:
@@ -93,7 +98,7 @@ def test_threshold_changes_the_dice_without_running_the_network(app: AppTest,
     monkeypatch.setattr(teach_steps, "segment_logits", counting)
     app.button(key="predict_example").click().run()
     assert not app.exception, app.exception
-    assert len(calls) == 1
+    assert len(calls) == 0, "the lesson ran the U-Net again instead of reusing the prediction's probability"
     before = dice_text(app)
     assert before.startswith("Dice at threshold 0.50:")
     # The tiny untrained U-Net's probabilities sit close to 0.5: a small move changes the mask a lot.
@@ -104,14 +109,13 @@ def test_threshold_changes_the_dice_without_running_the_network(app: AppTest,
     assert "Errors in colour (threshold 0.45" in texts(app)
     app.slider(key=THRESHOLD).set_value(0.62).run()
     assert dice_text(app) not in (before, after)
-    assert len(calls) == 1, "moving the threshold ran the network again"
-    # Another slice is a new input: one more forward pass, and back to the first costs none.
+    assert len(calls) == 0, "moving the threshold ran the network"
+    # Another slice reuses its own prediction too.
     slider = app.select_slider(key="predict_slice")
     first = slider.value
     slider.set_value(slider.options[-1]).run()
-    assert len(calls) == 2
     app.select_slider(key="predict_slice").set_value(first).run()
-    assert len(calls) == 2
+    assert len(calls) == 0
 
 
 def test_without_truth_the_lesson_asks_for_a_mask(app: AppTest, synthetic_root: Path) -> None:
@@ -189,3 +193,34 @@ def test_entry_point_takes_arrays_and_refuses_a_bad_slice(runs: Path, tiny_weigh
     assert "truth 2000 px" in dice_text(at)  # 80×100 px at 512² is 40×50 px at 256²
     at.slider(key="first_threshold").set_value(0.3).run()
     assert not at.exception and dice_text(at).startswith("Dice at threshold 0.30")
+
+
+def test_threshold_step_has_its_curve_beside_the_slider_and_offers_the_telling_slice(app: AppTest) -> None:
+    import json
+
+    from lggdemo.viz.threshold import TITLE
+
+    app.button(key="predict_example").click().run()
+    assert not app.exception, app.exception
+
+    def curve() -> dict:
+        found = [json.loads(c.proto.spec) for c in app.get("plotly_chart") if TITLE in c.proto.spec]  # type: ignore[attr-defined]
+        assert len(found) == 1, "no Dice/area curve in the Threshold step"
+        return found[0]
+
+    spec = curve()
+    names = [t.get("name") for t in spec["data"]]
+    assert names == ["mask area (px)", "Dice"]
+    marked = [s["x0"] for s in spec["layout"]["shapes"]]
+    assert marked == [0.5]  # the chosen threshold is the model's own: one line
+    app.slider(key=THRESHOLD).set_value(0.3).run()
+    assert [s["x0"] for s in curve()["layout"]["shapes"]] == [0.3, 0.5]  # chosen, then the model's own (dotted)
+    # the picture under the slider follows it
+    assert any(c.startswith("Final mask at 0.30 against the ground truth") for c in captions(app))
+    # A slice where the threshold matters more than here is offered, when there is one; the button goes there.
+    jump = [b for b in app.button if b.key == "predict_teach_sensitive"]
+    if jump:
+        target = jump[0].label.removeprefix("Go to ")
+        jump[0].click().run()
+        assert not app.exception, app.exception
+        assert app.select_slider(key="predict_slice").value == target

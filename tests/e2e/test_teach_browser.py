@@ -13,6 +13,7 @@ import pytest
 from lggdemo.data.kaggle import scan_dataset
 from lggdemo.inference.examples import example_case
 from lggdemo.models import weights
+from lggdemo.viz.threshold import TITLE as CURVE_TITLE
 
 DICE = re.compile(r"Dice at threshold (\d\.\d\d): (\d\.\d{3})")
 
@@ -88,6 +89,11 @@ def test_tour_example_threshold_and_dice(request: pytest.FixtureRequest, start_a
     threshold, after = _dice(page)
     assert threshold == "0.25" and after != before, (before, after)
     assert page.get_by_text(re.compile(r"Errors in colour \(threshold 0\.25")).count() == 1
+    # Beside the slider: Dice and area against the threshold, with the chosen threshold marked.
+    curve = page.locator(".st-key-predict_teach_lesson [data-testid='stPlotlyChart']").filter(has_text=CURVE_TITLE).first
+    curve.wait_for()
+    page.wait_for_function("(el) => el.textContent.includes('chosen 0.25')", arg=curve.element_handle())
+    assert "Dice" in (curve.text_content() or "") and "area (px)" in (curve.text_content() or "")
     assert page.locator("[data-testid='stException']").count() == 0
 
     page.mouse.move(0, 0)

@@ -20,20 +20,20 @@ import streamlit as st
 
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data.kaggle import DatasetError
-from lggdemo.inference.examples import example_patients, seen_label, seen_label_for_name
+from lggdemo.inference.examples import dice_scope, example_patients, seen_label, seen_label_for_name
 from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import Predictor
-from lggdemo.inference.reports import patient_report_csv, patient_report_json, patient_row
 from lggdemo.inference.wholepatient import VolumePrediction, predict_volume
 from lggdemo.metrics.segmentation import dice
 from lggdemo.models.preprocess import ClinicalInputError
-from lggdemo.patient.exporters import ExportError, mask_bytes
 from lggdemo.patient.readers import PatientSource, open_files
 from lggdemo.patient.readers.kaggle import index_volume
 from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.ui.dataset import active_dataset
+from lggdemo.ui.details import for_the_curious
 from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_patient_correction
+from lggdemo.ui.predict.downloads import render_patient_downloads
 from lggdemo.ui.predict.measurements import cached_measures, render_measurements, volume_range_delta
 from lggdemo.ui.predict.orientation import axcodes_for, letters_for, render_input_checks, slice_label, volume_state
 from lggdemo.ui.predict.shared import (
@@ -42,7 +42,7 @@ from lggdemo.ui.predict.shared import (
     render_grade_value,
     render_mask_quality,
 )
-from lggdemo.ui.teach import REMOVED_COLOUR, render_slice_lesson
+from lggdemo.ui.teach import REMOVED_COLOUR, render_slice_lesson, slice_choice
 from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_mask
 from lggdemo.viz.view3d import figure_3d
@@ -175,7 +175,7 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
         c3.metric("Per-volume Dice vs uploaded masks", f"{result.dice:.3f}", f"truth: {result.truth_voxels} voxels",
                   delta_color="off", delta_arrow="off")
         if seen:
-            c3.caption(f"Dice on a {seen}.")
+            c3.caption(f"Dice on {dice_scope(seen)}.")
     if result.grade.shown_p_g3 is not None:
         c4.metric("Patient P(G3)", f"{result.grade.shown_p_g3:.0%}")
     if result.tumour_ml is None:
@@ -183,7 +183,9 @@ def render_summary(result: VolumePrediction, predictor: Predictor, seen: str | N
                    "of the 256×256 slices, not in mL.")
     if result.removed_voxels:
         st.caption(f"3D post-processing kept the largest tumour component and removed {result.removed_voxels} voxels "
-                   "in separate components (a genuine second focus would be removed too; see `lggdemo.models.postprocess`).")
+                   "in separate components (a genuine second focus would be removed too).")
+        for_the_curious(["The rule: `lggdemo.models.postprocess.keep_main_components_by_patient` (3D connected "
+                         "components over the whole patient; only the largest is kept)."])
     render_mask_quality(predictor)
     st.subheader("Grade (one per patient)")
     if result.grade.raw_score is None:
@@ -234,36 +236,6 @@ def _render_slice_detail(volume: Volume, probs: np.ndarray, mask: np.ndarray, tr
     st.caption(line)
 
 
-def render_downloads(volume: Volume, result: VolumePrediction) -> None:
-    key = st.session_state["patient_result"][0]
-    held = st.session_state.get("patient_downloads")
-    if held is None or held[0] != key:
-        files: list[tuple[str, str, bytes, str]] = []
-        failed: list[str] = []  # kept with the files: a rerun shows the error again, not a missing button
-        formats = [("nifti", "Download mask (NIfTI)", "application/gzip"), ("png", "Download masks (PNG zip)", "application/zip")]
-        if volume.provenance.kind == "dicom":
-            formats.insert(1, ("dicom-seg", "Download mask (DICOM SEG)", "application/dicom"))
-        for fmt, label, mime in formats:
-            try:
-                name, data = mask_bytes(fmt, volume, result)
-            except (ExportError, VolumeError, ValueError) as exc:
-                failed.append(f"{label}: could not be made ({exc})")
-                continue
-            files.append((label, name, data, mime))
-        rows = [patient_row(volume, result, measures=cached_measures(volume, result, key))]
-        notes = {volume.name: list(volume.provenance.notes)}
-        files.append(("Download report (JSON)", f"{volume.name}_report.json", patient_report_json(rows, notes),
-                      "application/json"))
-        files.append(("Download report (CSV)", f"{volume.name}_report.csv", patient_report_csv(rows), "text/csv"))
-        held = (key, files, failed)
-        st.session_state["patient_downloads"] = held
-    st.subheader("Downloads")
-    for message in held[2]:
-        st.error(message)
-    for col, (label, name, data, mime) in zip(itertools.cycle(st.columns(3)), held[1]):
-        col.download_button(label, data, file_name=name, mime=mime, key=f"patient_dl_{label}", on_click="ignore")
-
-
 def render_patient_mode(predictor: Predictor) -> None:
     """The whole-patient mode of the Predict page."""
     render_inputs()
@@ -309,7 +281,9 @@ def render_patient_mode(predictor: Predictor) -> None:
     st.caption("The lesson below takes this slice on its own (2D clean-up only); the whole-patient mask above also "
                "keeps only the largest 3D tumour component.")
     render_slice_lesson(volume.slices[idx - 1], None if volume.truth is None else volume.truth[idx - 1], predictor,
-                        key="patient_teach")
+                        key="patient_teach", probability=result.probability[idx - 1],
+                        choice=slice_choice(result.probability, [f"slice {i}" for i in range(1, volume.n_slices + 1)],
+                                            idx - 1, f"patient_slice_{token}", range(1, volume.n_slices + 1)))
 
     st.subheader("3D view")
     fig_held = st.session_state.get("patient_figure")
@@ -318,8 +292,10 @@ def render_patient_mode(predictor: Predictor) -> None:
                                    axcodes=axcodes_for(volume)))
         st.session_state["patient_figure"] = fig_held
     st.plotly_chart(fig_held[1], key="patient_3d")
-    st.caption("Drag to rotate, scroll to zoom. Red: the predicted tumour; blue: the head (from intensities).")
-    render_downloads(volume, result)
+    st.caption("Drag to rotate, scroll to zoom. Red: the predicted tumour; translucent grey: the head (from "
+               "intensities).")
+    render_patient_downloads(volume, result, key, (token, predictor.version), predictor.card,
+                             measures=cached_measures(volume, result, key))
 
 
 def _volume_cached(source: PatientSource, assignment: dict[str, int | None] | None) -> Volume:

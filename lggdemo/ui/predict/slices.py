@@ -20,15 +20,16 @@ import streamlit as st
 from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.data.imageio import UploadBatch, read_uploads
 from lggdemo.data.kaggle import Clinical, DatasetError
-from lggdemo.inference.examples import example_case, seen_label_for_name
+from lggdemo.inference.examples import dice_scope, example_case, seen_label_for_name
 from lggdemo.inference.gradcam import CamResult, slice_cams
 from lggdemo.inference.grade import grade_evidence
 from lggdemo.inference.predictor import InputError, PredictionResult, Predictor
-from lggdemo.inference.reports import slice_report_csv, slice_report_json
 from lggdemo.models.card import card_metric
 from lggdemo.models.weights import WeightsError
+from lggdemo.ui.details import for_the_curious
 from lggdemo.ui.predict import clinical as clinical_fields
 from lggdemo.ui.predict.correct import render_slice_correction
+from lggdemo.ui.predict.downloads import render_slice_downloads
 from lggdemo.ui.predict.measurements import render_slice_diameters
 from lggdemo.ui.predict.shared import (
     active_card,
@@ -37,7 +38,7 @@ from lggdemo.ui.predict.shared import (
     render_grade_value,
     render_mask_quality,
 )
-from lggdemo.ui.teach import render_slice_lesson
+from lggdemo.ui.teach import render_slice_lesson, slice_choice
 from lggdemo.viz.orientation import with_letters  # uploaded slices are in the kaggle_3m layout: its letters
 from lggdemo.viz.overlay import CHANNELS, channel_rgb, overlay_heatmap, overlay_mask
 
@@ -222,7 +223,7 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
                       delta_arrow="off")
             seen = _seen_text(predictor, sl.name)
             if seen:
-                st.caption(f"Dice on a {seen}.")
+                st.caption(f"Dice on {dice_scope(seen)}.")
         if sl.grade_prob is not None and result.grade.shows_slice_p_g3:
             st.metric("This slice's P(G3)", f"{sl.grade_prob:.0%}")
         render_mask_quality(predictor)
@@ -248,21 +249,14 @@ def render_slice(result: PredictionResult, batch: UploadBatch, predictor: Predic
             a = st.slider(f"{title} heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=f"predict_cam_alpha_{kind}")
             st.image(with_letters(overlay_heatmap(base, cam.heatmap, alpha=a)), caption=f"Grad-CAM · {title}: {cam.target}",
                      width=360)
-            st.caption(f"Layer: {cam.layer}" + (f" · crop box (y0, x0, y1, x1) = {cam.box}" if kind == "grade" else ""))
+            for_the_curious([f"Layer explained: `{cam.layer}`",
+                             f"Tumour crop the grade model saw, (y0, x0, y1, x1) px: {cam.box}" if kind == "grade" else ""])
             if cam.note:
                 st.info(cam.note)
 
     st.divider()
-    render_slice_lesson(src.image, src.truth, predictor, key="predict_teach")
-
-
-def render_downloads(result: PredictionResult) -> None:
-    st.subheader("Reports")
-    c1, c2 = st.columns(2)
-    c1.download_button("Download report (CSV)", slice_report_csv(result), file_name="lgg_prediction.csv", mime="text/csv",
-                       key="predict_dl_csv", on_click="ignore")
-    c2.download_button("Download report (JSON)", slice_report_json(result), file_name="lgg_prediction.json",
-                       mime="application/json", key="predict_dl_json", on_click="ignore")
+    render_slice_lesson(src.image, src.truth, predictor, key="predict_teach", probability=sl.probability,
+                        choice=slice_choice([p.probability for p in result.slices], names, idx, "predict_slice", names))
 
 
 def predict_cached(predictor: Predictor, batch: UploadBatch, clinical: Clinical | None) -> PredictionResult:
@@ -302,4 +296,4 @@ def render_slices_mode(predictor: Predictor) -> None:
         return
     render_grade(result, predictor)
     render_slice(result, batch, predictor)
-    render_downloads(result)
+    render_slice_downloads(result, batch, str(predictor.card.get("version", "?")))

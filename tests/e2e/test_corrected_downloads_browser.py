@@ -1,0 +1,78 @@
+"""Downloads say what they hold, in a real Chromium: after a brush stroke on a whole patient, the corrected report's
+volume is the corrected volume the page shows, and the model's report keeps the model's."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lggdemo.models import weights
+
+EDITOR = ".st-key-patient_correct_editor"
+CORRECTED = ".st-key-patient_downloads_corrected"
+MODEL = ".st-key-patient_downloads_model"
+
+
+def _metric(page, label: str) -> str:  # noqa: ANN001
+    box = page.locator("[data-testid='stMetric']", has_text=label).first
+    return box.locator("[data-testid='stMetricValue']").inner_text()
+
+
+def _download_json(page, section: str, label: str, tmp_path: Path) -> dict:  # noqa: ANN001
+    button = page.locator(section).get_by_role("button", name=label)
+    button.wait_for(timeout=90_000)
+    with page.expect_download() as info:
+        button.click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    return json.loads(path.read_text())
+
+
+def _same_volume(shown: str, row: dict) -> bool:
+    """The page's "N voxels" or "X.XX mL" against the report row's tumour_voxels / tumour_ml."""
+    value = float(re.sub(r"[^\d.]", "", shown.split()[0]))
+    if shown.endswith("voxels"):
+        return row["tumour_voxels"] == int(value)
+    return row["tumour_ml"] is not None and abs(row["tumour_ml"] - value) < 0.006  # the page shows 2 decimals
+
+
+def test_after_a_stroke_the_json_download_states_the_corrected_volume(start_app, page, tiny_weights, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGG_RUNS_DIR", str(tmp_path / "runs"))
+    if not weights.is_complete(weights.BUNDLED_DIR):
+        weights.set_active(tiny_weights)
+    page.goto(start_app() + "/predict")
+    page.get_by_text("Whole patient", exact=True).click()
+    page.get_by_role("button", name="Try an example patient").click()
+    toggle = page.get_by_text("Correct this mask", exact=True)
+    toggle.wait_for()
+    toggle.click()
+    editor = page.locator(EDITOR)
+    editor.wait_for()
+    canvas = editor.locator("canvas").last
+    canvas.wait_for()
+    page.wait_for_timeout(1500)  # the component loads its background picture
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    for i in range(1, 31):  # a drag across the middle of the head: it must add tumour pixels
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.4 * i / 30), y)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"1 edit\(s\) since the model's mask")).wait_for()
+    shown = _metric(page, "Tumour volume (corrected)")
+
+    corrected = _download_json(page, CORRECTED, "Download corrected report (JSON)", tmp_path)
+    row = corrected["patients"][0]
+    assert row["mask"] == "corrected" and row["edited_slices"], row.get("edited_slices")
+    assert _same_volume(shown, row), (shown, row["tumour_voxels"], row["tumour_ml"])
+
+    model = _download_json(page, MODEL, "Download report (JSON)", tmp_path)["patients"][0]
+    assert model["mask"] == "model" and model["edited_slices"] == []
+    assert model["tumour_voxels"] != row["tumour_voxels"]
+    assert page.locator("[data-testid='stException']").count() == 0
