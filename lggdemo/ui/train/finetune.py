@@ -3,8 +3,9 @@
 The numbers are the trainer's (the card's ``segmentation.fine_tune``, see :mod:`lggdemo.train.finetune_report`):
 both U-Nets scored on the same slices once, at the end of the run. A correction that fixes one slice but
 hurts other patients must be visible, so every validation patient that got worse is named above the
-tables, not left inside an average. The masks of the corrected slices are drawn on demand (two U-Nets
-run on a handful of slices).
+tables, not left inside an average. The masks of the corrected slices are drawn on demand: two U-Nets run
+on a handful of slices, each on the engine the app runs it on (``models.engine.load_engine``), through the same
+forward pass as Predict (``models.forward.segment_slices``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from lggdemo import jobs
 from lggdemo.corrections import CorrectionError, find_correction, load_correction
 from lggdemo.device import DeviceError, choose_device
+from lggdemo.models.engine import Engine, load_engine
 from lggdemo.models.forward import segment_slices
-from lggdemo.models.weights import WeightsError, load_segmentation, weights_version
+from lggdemo.models.networks import SegConfig, seg_config_from_dict
+from lggdemo.models.weights import SEG_FILE, WeightsError, read_config, weights_version
 from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import channel_rgb, overlay_mask
 
@@ -44,17 +46,20 @@ def _delta(before: float | None, after: float | None) -> tuple[str, str | None]:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the U-Nets…")
-def _unet(directory: str, version: str, device: str) -> tuple[torch.nn.Module, Any]:
-    return load_segmentation(Path(directory), device)
+def _unet(directory: str, version: str, device: str) -> tuple[Engine, SegConfig]:
+    """The U-Net of a weights folder on the app's engine (ONNX Runtime on a CPU), keyed by the folder's version."""
+    folder = Path(directory)
+    return (load_engine(folder, choose_device(device), models=("segmentation",)),
+            seg_config_from_dict(read_config(folder / SEG_FILE)))
 
 
 def _masks(directory: str, images: np.ndarray) -> np.ndarray | str:
     try:
         device = choose_device("auto")
-        model, cfg = _unet(directory, weights_version(Path(directory)), str(device))
+        engine, cfg = _unet(directory, weights_version(Path(directory)), str(device))
     except (WeightsError, DeviceError) as exc:
         return f"The U-Net in `{directory}` cannot be loaded: {exc}"
-    return segment_slices(model, cfg, images, device)[0]
+    return segment_slices(engine, cfg, images)[0]
 
 
 def _pictures(ft: dict[str, Any], run: jobs.RunInfo) -> None:
