@@ -91,6 +91,22 @@ def laterality_table(rows: dict[str, dict[str, Any]], data_csv: Path | None) -> 
     return table
 
 
+def discordant(rows: dict[str, dict[str, Any]], data_csv: Path | None) -> list[str]:
+    """Patients whose true mask lies on one side while data.csv's code (1 left, 3 right, if read so) says the other."""
+    if data_csv is None or not data_csv.is_file():
+        return []
+    import pandas as pd
+
+    codes = pd.read_csv(data_csv).set_index("Patient")["laterality"]
+    out = []
+    for pid, row in rows.items():
+        code = codes.get("_".join(pid.split("_")[:3]))
+        side = row["truth"]["laterality"]
+        if (code == 1 and side == "right") or (code == 3 and side == "left"):
+            out.append(f"{pid} (code {int(code)}, mask {side})")
+    return out
+
+
 def _fmt(v: float | None, nd: int = 1, unit: str = "") -> str:
     return "n/a" if v is None else f"{v:.{nd}f}{unit}"
 
@@ -128,7 +144,12 @@ def markdown(doc: dict[str, Any]) -> str:
               f"{100 * meas['agreement_rate']:.0f}% of {meas['n']} (both {meas['both']}, neither {meas['neither']}, "
               f"model only {meas['model_only']}, truth only {meas['truth_only']}). With other pixel sizes: "
               + "; ".join(f"{k}: {100 * v['agreement_rate']:.0f}% (truth measurable {v['truth_measurable']})"
-                          for k, v in doc["measurable_by_pixel_size"].items()) + ".", "",
+                          for k, v in doc["measurable_by_pixel_size"].items()) + "."
+              + (" Every true lesion here is measurable at all three sizes, so this rate could hardly fail: it says the "
+                 "model never shrinks a measurable lesion below 10 mm, not how it does near the edge (the rule itself "
+                 "is tested at the edge in tests/measure/test_measure_diameters.py)."
+                 if all(v["truth_measurable"] == meas["n"] for v in doc["measurable_by_pixel_size"].values()) else ""),
+              "",
               "## Surface metrics (mean and median over patients, bootstrap 95% CIs, 2000 resamples)", "",
               "| metric | mean (95% CI) | median (95% CI) | n |", "|---|---|---|---|"]
     for key, label in (("dice", "Dice"), ("hd95_mm", "HD95 (mm)"), ("assd_mm", "ASSD (mm)"),
@@ -140,8 +161,13 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", f"HD95 and ASSD are undefined (and left out) for {c['surface']['undefined_distance']} patient(s) "
               "with an empty predicted mask. Distances and surface Dice depend on the assumed voxel size.", ""]
     if doc.get("laterality_vs_data_csv"):
-        lines += ["True masks' laterality (display columns run the patient's right -> left) against data.csv's "
-                  "undocumented `laterality` code: " + json.dumps(doc["laterality_vs_data_csv"]), ""]
+        odd = doc["laterality_discordant"]
+        lines += ["## Laterality: a check of the display layout's right and left", "",
+                  "The true masks' laterality (columns run the patient's right -> left) against data.csv's "
+                  "`laterality` code, which the dataset does not document (TCGA's values sorted alphabetically would be "
+                  "1 = left, 2 = midline, 3 = right): " + json.dumps(doc["laterality_vs_data_csv"]) + ". "
+                  "Code 1 goes with left and 3 with right almost always, so the layout's sides agree with the clinical "
+                  "record; one-sided masks on the other side: " + (", ".join(odd) if odd else "none") + ".", ""]
     return "\n".join(lines)
 
 
@@ -160,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: repeated folds, or folds scored at different spacings", file=sys.stderr)
         return 2
     pooled_rows = {p: r for f in folds for p, r in f["rows"].items()}
+    missing = sorted(set(range(folds[0]["folds"])) - {f["fold"] for f in folds})
     spacing = folds[0]["spacing_mm"]
     doc: dict[str, Any] = {
         "method": (f"{folds[0]['folds']}-fold cross-validation of the bundled recipe (C1): fold model I scored with "
                    "`python -m lggdemo.evaluation.evaluate --weights /work/folds/C1-fI-refine --split val "
                    f"--spacing {','.join(map(str, spacing))}` on its own held-out patients only, masks as the app "
                    "shows them; rows pooled; folds present: " + ", ".join(str(f["fold"]) for f in folds)
-                   + (" (incomplete: the other folds were not ready)" if len(folds) < folds[0]["folds"] else "")),
+                   + (f" (fold(s) {', '.join(map(str, missing))} missing: no model of them to score, so their "
+                      "held-out patients are not in these figures)" if missing else "")),
         "assumption": {"spacing_mm": spacing, "why": args.why},
         "folds": [{"fold": f["fold"], "weights": f["weights"], "card_version": f["card_version"], "engine": f["engine"],
                    "n": len(f["rows"]), "dice_mean": float(np.mean(list(f["dice"].values()))),
@@ -175,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale_free": scale_free(pooled_rows),
         "measurable_by_pixel_size": sensitivity(pooled_rows, float(spacing[1])),
         "laterality_vs_data_csv": laterality_table(pooled_rows, args.data / "data.csv" if args.data else None),
+        "laterality_discordant": discordant(pooled_rows, args.data / "data.csv" if args.data else None),
         "per_patient": {p: {"fold": f["fold"], **r} for f in folds for p, r in f["rows"].items()},
     }
     atomic_write_bytes(args.out.with_suffix(".json"), (json.dumps(doc, indent=1) + "\n").encode())
