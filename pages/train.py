@@ -6,7 +6,7 @@ Runs are started from the sidebar's **Retrain models** (on every page); this pag
 import streamlit as st
 
 from lggdemo.ui.shell import require_shell
-from lggdemo.ui.train.corrections import render_corrections
+from lggdemo.ui.train.corrections_list import render_corrections
 from lggdemo.ui.train.page import render_train_page
 
 require_shell()

@@ -7,7 +7,7 @@ One job per module, no Streamlit:
 - :mod:`lggdemo.corrections.store`: saved corrections, a kaggle_3m folder under ``LGG_RUNS_DIR/corrections``.
 
 The trainer reads them with ``--corrections`` (:mod:`lggdemo.train.finetune_data`); the editor is
-:mod:`lggdemo.ui.predict.correct`, the Train page's list :mod:`lggdemo.ui.train.corrections`.
+:mod:`lggdemo.ui.predict.correct`, the Train page's list :mod:`lggdemo.ui.train.corrections_list`.
 """
 
 from lggdemo.corrections.drawing import TOOLS, drawing_mode, edits_from_drawing, path_points
