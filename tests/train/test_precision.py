@@ -14,8 +14,7 @@ import torch
 from tiny_runs import tiny_config
 
 from lggdemo import device as devices
-from lggdemo.evaluation.crossval import (CrossValError, precision_caveat, precision_used, record, same_recipe,
-                                         seg_recipe)
+from lggdemo.evaluation.crossval import CrossValError, precision_caveat, precision_used, record, same_recipe, seg_recipe
 from lggdemo.evaluation.grade_oof import grade_recipe, record_grade
 from lggdemo.models.weights import read_card, write_card
 from lggdemo.train import run
@@ -71,6 +70,7 @@ def _bundled_run(root: Path, out: Path, monkeypatch: pytest.MonkeyPatch, **kw: A
     return read_card(out), events, seen
 
 
+@pytest.mark.slow  # trains (a tiny run): make test, not make test-fast
 def test_bundled_preset_trains_in_what_the_cpu_does_fastest(native: bool, synthetic_root: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     card, events, seen = _bundled_run(synthetic_root, tmp_path / "bundled", monkeypatch)
@@ -85,6 +85,7 @@ def test_bundled_preset_trains_in_what_the_cpu_does_fastest(native: bool, synthe
     assert not [e for e in events if e["event"] == "info" and "slower" in e["message"]]
 
 
+@pytest.mark.slow  # trains (a tiny run): make test, not make test-fast
 def test_explicit_bf16_without_native_bf16_trains_anyway_and_warns(synthetic_root: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "_native_bf16", lambda: False)
