@@ -21,7 +21,7 @@ from lggdemo.inference.grade import grade_verdict
 from lggdemo.models import weights
 from lggdemo.models.card import ModelCard, card_metric
 from lggdemo.ui.access import can_manage, locked_hint
-from lggdemo.ui.train.finetune import render_fine_tune_compare
+from lggdemo.ui.train.finetune_compare import render_fine_tune_compare
 from lggdemo.viz.reliability import reliability_figure
 
 #: Seconds between refreshes of the Train page's curves and log.
