@@ -113,8 +113,6 @@ def patient_files(volume: Volume, prediction: VolumePrediction, kind: str, edite
     reports = [("Download report (JSON)", "report.json", json_bytes, "application/json"),
                ("Download report (CSV)", "report.csv", csv_bytes, "text/csv"),
                ("Download report (PDF)", "report.pdf", pdf_bytes, "application/pdf")]
-    if kind == "model":  # the model's PDF is offered with the measurements it prints (ui/predict/measurements)
-        reports = reports[:2]
     prefix = "" if kind == "model" else f"{kind}_"
     for text, suffix, make, mime in reports:
         eager = kind == "model" and measures is not None and not suffix.endswith(".pdf")
