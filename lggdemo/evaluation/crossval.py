@@ -21,7 +21,7 @@ import numpy as np
 from lggdemo.metrics.segmentation import segmentation_metrics
 from lggdemo.models.card import ModelCard
 from lggdemo.models.postprocess import LEGACY_RULE_TEXT
-from lggdemo.models.weights import read_card, write_card
+from lggdemo.models.weights import load_card, write_card
 
 # What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not. "preset" is
 # kept as the stage's label but not compared: a recipe is its values, whichever preset or command set them.
@@ -260,7 +260,7 @@ def record(weights: Path, pooled: dict[str, Any]) -> None:
     One difference is allowed, under a written caveat (``cross_validation.precision_note``): the precision, fp32
     against the folds' bf16 or the reverse (:func:`precision_caveat`; issue 27's decision, weights/README.md).
     """
-    card = read_card(weights)
+    card = load_card(weights)
     try:
         recipe = seg_recipe(card)
     except CrossValError as exc:
@@ -270,5 +270,5 @@ def record(weights: Path, pooled: dict[str, Any]) -> None:
     except CrossValError:
         raise CrossValError(f"the U-Net in {weights} was trained by another recipe ({recipe}) than the folds "
                             f"({pooled['recipe']}); their estimate says nothing about it") from None
-    card["segmentation"]["cross_validation"] = {**pooled, **({"precision_note": caveat} if caveat else {})}
-    write_card(weights, card)
+    estimate = {**pooled, **({"precision_note": caveat} if caveat else {})}
+    write_card(weights, card.with_model("segmentation", card.segmentation.updated(cross_validation=estimate)))

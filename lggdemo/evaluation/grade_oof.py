@@ -26,7 +26,7 @@ from lggdemo.evaluation.crossval import (PRECISION_CAVEAT, ROUNDING_ONLY, CrossV
                                         same_recipe, seg_recipe)
 from lggdemo.metrics.grade import PLATT_METHOD, brier, cross_fitted_platt, fit_platt, log_loss_g3, probability_report
 from lggdemo.models.card import ModelCard
-from lggdemo.models.weights import read_card, write_card
+from lggdemo.models.weights import load_card, write_card
 
 #: What makes two grade-model trainings the same recipe (paths, seeds, the split and the inner CV do not).
 GRADE_RECIPE_KEYS = ("grade_image_size", "grade_epochs", "grade_samples", "batch_size", "lr", "precision", "grade_init")
@@ -145,7 +145,7 @@ def pool_grade_folds(cards: Sequence[ModelCard | dict[str, Any]], names: Sequenc
 def record_grade(weights: Path, pooled: dict[str, Any]) -> None:
     """Write ``grade.out_of_fold`` and ``grade.calibration`` into a weights folder's card, only if its grade model
     was trained by the folds' recipe (the estimate and the calibration say nothing about another one)."""
-    card = read_card(weights)
+    card = load_card(weights)
     try:
         recipe = grade_recipe(card)
     except CrossValError as exc:
@@ -158,6 +158,6 @@ def record_grade(weights: Path, pooled: dict[str, Any]) -> None:
             raise CrossValError(f"the grade model in {weights} was trained by another recipe ({recipe}) than the folds' "
                                 f"({folds}); their estimate says nothing about it")
         caveat = PRECISION_CAVEAT.format(folds=folds["precision"], weights=recipe["precision"])
-    card["grade"]["out_of_fold"] = {**pooled["out_of_fold"], **({"precision_note": caveat} if caveat else {})}
-    card["grade"]["calibration"] = pooled["calibration"]
-    write_card(weights, card)
+    estimate = {**pooled["out_of_fold"], **({"precision_note": caveat} if caveat else {})}
+    write_card(weights, card.with_model("grade", card.grade.updated(out_of_fold=estimate,
+                                                                    calibration=pooled["calibration"])))

@@ -1,10 +1,10 @@
 """Inference on a whole patient: a :class:`~lggdemo.patient.volume.Volume` -> masks, tumour volume, one P(G3).
 
-The steps are the Predictor's own (``Predictor.segment``, ``Predictor.grade``: the trainer's
-preprocessing and threshold), in slice batches so that a progress bar can follow, then the whole-patient
-rule of :mod:`lggdemo.models.postprocess` (the largest 3D connected component), then the grade from the cleaned masks with
-the evaluator's patient-level aggregation (``models.patient_logit``: the tumour-area-weighted mean of the
-slice logits, the number the model card's AUC was measured on). The Predict page and
+The mask is :func:`lggdemo.models.forward.patient_masks` on the Predictor's engine: the same function, and so the
+same 2D and whole-patient rules (the largest 3D connected component), as the evaluator and the trainer's
+validation score, so the mask a page shows is the mask a card's Dice describes. The grade follows from the cleaned
+masks with the evaluator's patient-level aggregation (``models.networks.patient_logit``: the tumour-area-weighted
+mean of the slice logits, the number the model card's AUC was measured on). The Predict page and
 ``lggdemo-predict`` both call :func:`predict_volume`.
 """
 
@@ -20,7 +20,7 @@ from lggdemo.data.kaggle import Clinical
 from lggdemo.inference.grade import PatientGrade
 from lggdemo.inference.predictor import Predictor, head_mask
 from lggdemo.metrics.segmentation import dice
-from lggdemo.models.postprocess import DEFAULT_MIN_FRACTION, keep_main_components_by_patient
+from lggdemo.models.forward import patient_masks
 from lggdemo.models.preprocess import validate_clinical
 from lggdemo.patient.volume import Volume
 
@@ -50,27 +50,35 @@ class VolumePrediction:
 
 
 def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | None, *,
-                   min_fraction: float = DEFAULT_MIN_FRACTION, progress: ProgressFn | None = None) -> VolumePrediction:
+                   progress: ProgressFn | None = None) -> VolumePrediction:
     """Masks, 3D post-processing, tumour volume and one patient-level P(G3) (skipped when ``clinical`` is None).
 
-    Invalid clinical values raise ``ClinicalInputError`` before any model runs.
+    Args:
+        predictor: the loaded models and their engine.
+        volume: the patient, (S, 256, 256, 3) uint8 slices in the display layout.
+        clinical: age and sex for the grade; ``None`` skips the grade.
+        progress: told (fraction 0-1, message) as the slices are segmented and graded.
+
+    Returns:
+        A :class:`VolumePrediction` in the volume's layout: masks (S, 256, 256) uint8, probabilities float16,
+        voxels, mL (with the volume's spacing), the patient's grade. Invalid clinical values raise
+        ``ClinicalInputError`` before any model runs.
     """
     if clinical is not None:
         validate_clinical(clinical)
     report = progress or (lambda _f, _m: None)
     images = volume.slices
     n = len(images)
-    step = max(1, predictor.batch_size)
-    masks, probs = [], []
-    for start in range(0, n, step):
-        m, p = predictor.segment(images[start : start + step])
-        masks.append(m)
-        # torch converts with the CPU's F16C instructions; numpy's float16 cast takes a slow path for the tiny
-        # probabilities of background pixels (0.4 s of a 3.5 s patient, measured).
-        probs.append(torch.from_numpy(np.ascontiguousarray(p, np.float32)).to(torch.float16).numpy())
-        report(0.8 * min(n, start + step) / n, f"Segmenting slices {start + 1}–{min(n, start + step)} of {n}")
-    raw = np.concatenate(masks)
-    mask = keep_main_components_by_patient(raw, [volume.name] * n, min_fraction)  # the evaluator's rule, one patient
+
+    def segmented(done: int, total: int) -> None:
+        report(0.8 * done / max(total, 1), f"Segmenting: {done} of {total} slices with head")
+
+    shown = patient_masks(predictor.engine, predictor.seg_config, images, [volume.name] * n,
+                          batch_size=predictor.batch_size, probabilities=True, progress=segmented)
+    raw, mask = shown.slice_masks, shown.masks
+    # torch converts with the CPU's F16C instructions; numpy's float16 cast takes a slow path for the tiny
+    # probabilities of background pixels (0.4 s of a 3.5 s patient, measured).
+    probability = torch.from_numpy(np.ascontiguousarray(shown.probabilities, np.float32)).to(torch.float16).numpy()
     areas = mask.reshape(n, -1).sum(axis=1)
     logits = None
     if clinical is not None:
@@ -86,7 +94,7 @@ def predict_volume(predictor: Predictor, volume: Volume, clinical: Clinical | No
     voxels = int(areas.sum())
     report(1.0, "Done")
     return VolumePrediction(
-        name=volume.name, mask=mask, probability=np.concatenate(probs), tumour_voxels=voxels,
+        name=volume.name, mask=mask, probability=probability, tumour_voxels=voxels,
         tumour_ml=None if volume.voxel_ml is None else voxels * volume.voxel_ml,
         tumour_slices=tuple(int(i) + 1 for i in np.flatnonzero(areas)),
         removed_voxels=int(raw.sum()) - voxels,

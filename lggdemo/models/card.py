@@ -1,9 +1,12 @@
 """The model card (``model_card.json``) as one typed object: what every reader of a card goes through.
 
-A card is written by the trainer (``lggdemo.train.card``) and read by the job manager, the Train page,
-cross-validation, evaluation and the trainer itself (copying a model, continuing a U-Net). Reading it
+A card is written by the trainer (``lggdemo.train.publish``) and read by the job manager, the Train page,
+cross-validation, evaluation and the trainer itself (copying a model, continuing a U-Net). Writing and reading it
 through one type means one place knows where each number lives -- per-model metrics are under
-``card["segmentation"]["metrics"]``, never at the top level -- and one place tolerates older cards.
+``card["segmentation"]["metrics"]``, never at the top level -- which numbers are held-out claims a copied model
+loses (:meth:`ModelSection.copied`), and one place tolerates older cards. The sections are built with
+:meth:`ModelSection.trained`, :meth:`ModelSection.updated` and :meth:`ModelSection.withheld`, the card with
+:meth:`ModelCard.with_model`; nothing else edits a card's dicts.
 
 ``schema_version`` counts incompatible changes of the layout; cards written before it existed (the
 bundled ``weights/model_card.json`` among them) are version 1. Unknown keys are kept: :meth:`ModelCard.to_dict`
@@ -21,6 +24,14 @@ from lggdemo.models import MODELS
 
 #: The layout this code writes and reads. Cards without the key predate it and have the same layout.
 SCHEMA_VERSION = 1
+#: A section's numbers measured on its own run's validation patients: not a claim about another split's patients.
+HELD_OUT_KEYS: tuple[str, ...] = ("metrics", "per_patient_dice", "per_patient_p_g3", "per_patient_logit",
+                                  "per_patient_age_p_g3", "labels", "validation_masks", "tumour_slice_dice_by_area")
+#: Estimates recorded for one folder's pair of models (``lggdemo-crossval --grade --record-in``): a model copied
+#: beside another U-Net is not that pair, so a copy drops them.
+PAIR_KEYS: tuple[str, ...] = ("out_of_fold", "calibration")
+#: What ``held_out_metrics`` says of a model copied from a run on another patient split.
+WITHHELD_OTHER_SPLIT = "withheld: copied from a model trained on another patient split"
 
 
 class CardError(ValueError):
@@ -42,6 +53,32 @@ class ModelSection:
     """One model's part of a card (``segmentation`` or ``grade``)."""
 
     data: dict[str, Any] = field(default_factory=dict)
+
+    # --- writing: each returns a new section ---------------------------------------------------------------------
+
+    @classmethod
+    def trained(cls, config: Mapping[str, Any], **fields: Any) -> ModelSection:
+        """A model trained in this run: its network ``config`` and what the trainer measured (``fields``)."""
+        return cls({"config": dict(config), "trained_in_this_run": True, **fields})
+
+    def updated(self, fields: Mapping[str, Any] | None = None, **more: Any) -> ModelSection:
+        """This section with ``fields`` (and ``more``) added or replaced."""
+        return ModelSection({**self.data, **dict(fields or {}), **more})
+
+    def withheld(self, reason: str) -> ModelSection:
+        """No held-out numbers, and why (``held_out_metrics``; :attr:`held_out` reads it)."""
+        return ModelSection({k: v for k, v in self.data.items() if k not in HELD_OUT_KEYS}
+                            | {"held_out_metrics": reason})
+
+    def copied(self, folder: str, *, same_split: bool, fields: Mapping[str, Any] | None = None) -> ModelSection:
+        """This model as a copy into another run's folder (``folder``: where it came from), with that run's
+        ``fields`` over it. It keeps its held-out numbers only when the new run has its patient split and it had
+        some (``same_split``); it never keeps the estimates recorded for its old pair of models."""
+        data = {**self.data, **dict(fields or {}), "trained_in_this_run": False, "copied_from": folder}
+        section = ModelSection({k: v for k, v in data.items() if k not in PAIR_KEYS})
+        return section if same_split and self.held_out else section.withheld(WITHHELD_OTHER_SPLIT)
+
+    # --- reading ---------------------------------------------------------------------------------------------------
 
     @property
     def metrics(self) -> dict[str, dict[str, Any]]:
@@ -144,6 +181,12 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """The card as JSON data, with ``schema_version`` (what :func:`lggdemo.models.weights.write_card` writes)."""
         return {"schema_version": self.schema_version, **{k: v for k, v in self.data.items() if k != "schema_version"}}
+
+    def with_model(self, key: str, section: ModelSection) -> ModelCard:
+        """This card with ``section`` as model ``key`` (one of ``lggdemo.models.MODELS``)."""
+        if key not in MODELS:
+            raise CardError(f"a card has sections {', '.join(MODELS)}, not {key!r}")
+        return ModelCard({**self.data, key: dict(section.data)})
 
     @property
     def schema_version(self) -> int:

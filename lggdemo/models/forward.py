@@ -8,7 +8,8 @@ the same for both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,10 +36,15 @@ def segment_logits(model: torch.nn.Module | Engine, config: SegConfig, images_25
     return seg_logits(lambda t: torch.from_numpy(engine.segment(t.numpy())), config, x).float()
 
 
+#: Told after each network pass: (slices done, slices to run). Slices without any head are not counted.
+PassProgress = Callable[[int, int], None]
+
+
 @torch.no_grad()
 def segment_slices(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
                    device: torch.device | None = None, batch_size: int = 32, *,
-                   probabilities: bool = False, skip_air: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                   probabilities: bool = False, skip_air: bool = True,
+                   progress: PassProgress | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, 256, 256, 3) uint8 -> masks (N, 256, 256) uint8, and tumour probabilities when asked.
 
     The one segmentation path: the trainer's validation, this evaluator and the app's Predictor all
@@ -62,22 +68,45 @@ def segment_slices(model: torch.nn.Module | Engine, config: SegConfig, images_25
             if logits.shape[-1] != size:
                 logits = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
             probs[chosen] = torch.sigmoid(logits[:, 0]).cpu().numpy().astype(np.float32)
+        if progress is not None:
+            progress(min(len(run), i + step), len(run))
     return masks, probs
+
+
+@dataclass(frozen=True)
+class PatientMasks:
+    """What :func:`patient_masks` returns, every array in the slices' order, (N, 256, 256)."""
+
+    masks: np.ndarray  # uint8 0/1 after both rules: the masks the app shows and every score counts
+    slice_masks: np.ndarray  # uint8 0/1 after the 2D rule only (``masks`` minus what the 3D rule removed)
+    probabilities: np.ndarray | None  # float32 tumour probabilities, when asked for
+
+
+def patient_masks(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
+                  patient_ids: Sequence[str], device: torch.device | None = None, batch_size: int = 32, *,
+                  skip_air: bool = True, probabilities: bool = False,
+                  progress: PassProgress | None = None) -> PatientMasks:
+    """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows, with the 2D
+    masks they came from and, when asked, the tumour probabilities.
+
+    The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
+    (:func:`lggdemo.models.postprocess.keep_main_components_by_patient`). The app's whole patient
+    (``inference.wholepatient.predict_volume``) and every patient-level score go through here -- the evaluator,
+    the trainer's validation (and so every card and cross-validation fold), the bundled weights' regression test --
+    so no caller can score masks the app would not show. ``patient_ids`` names each slice's patient, slices of a
+    patient in slice order; ``progress`` is told after each network pass.
+    """
+    slice_masks, probs = segment_slices(model, config, images_256, device, batch_size, skip_air=skip_air,
+                                        probabilities=probabilities, progress=progress)
+    return PatientMasks(keep_main_components_by_patient(slice_masks, patient_ids), slice_masks, probs)
 
 
 def predict_patient_masks(model: torch.nn.Module | Engine, config: SegConfig, images_256: np.ndarray,
                           patient_ids: Sequence[str], device: torch.device | None = None, batch_size: int = 32, *,
                           skip_air: bool = True) -> np.ndarray:
-    """(N, 256, 256, 3) uint8 slices of one or more patients -> the masks the whole-patient app shows.
-
-    The 2D rule of :func:`segment_slices`, then the whole-patient rule per patient
-    (:func:`lggdemo.models.postprocess.keep_main_components_by_patient`). Every patient-level score goes through
-    here -- this CLI, the trainer's validation (and so every card and cross-validation fold), the bundled
-    weights' regression test -- so no caller can score masks the app would not show. ``patient_ids``
-    names each slice's patient, slices of a patient in slice order.
-    """
-    masks = segment_slices(model, config, images_256, device, batch_size, skip_air=skip_air)[0]
-    return keep_main_components_by_patient(masks, patient_ids)
+    """(N, 256, 256, 3) uint8 slices of one or more patients -> (N, 256, 256) uint8 masks the whole-patient app
+    shows: :func:`patient_masks`'s ``masks``, for the scorers that need nothing else."""
+    return patient_masks(model, config, images_256, patient_ids, device, batch_size, skip_air=skip_air).masks
 
 
 @torch.no_grad()
@@ -85,7 +114,13 @@ def grade_slice_logits(model: GradeNet | Engine, config: GradeConfig, images_256
                        clinical: Clinical, device: torch.device | None = None, batch_size: int = 64) -> np.ndarray:
     """Per-slice G3 logits for one patient: tumour crops from normalised slices + the clinical vector.
 
-    ``model``: an engine or a bare grade network (run on the ``torch`` engine).
+    Args:
+        model: an engine or a bare grade network (run on the ``torch`` engine).
+        images_256: (N, 256, 256, 3) uint8 slices; masks_256: (N, 256, 256) 0/1 masks the crops are taken around.
+        clinical: the patient's age (years) and sex; unknown values are encoded as missing.
+
+    Returns:
+        (N,) float32 logits of G3 (sigmoid: the slice's raw P(G3)).
     """
     engine = as_engine(model, device)
     clin = encode_clinical(clinical, config.age_scale)

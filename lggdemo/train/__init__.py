@@ -21,7 +21,7 @@ Why it is shaped this way:
 #   progress      event fan-out: JSON lines, terminal bar        split       patients into train/val, k folds
 #   prepare       device, dataset, split, decoded slices         augmentation  batch augmentation
 #   loop          the optimisation loop and its seams            segmentation  the U-Net's training
-#   grade         the grade model's data, fit and CV             card        the model card and publishing
+#   grade         the grade model's data, fit and CV             publish     the weights folder and its card
 #   pipeline      one run end to end (``run``)                   benchmark   training throughput
 #   cli           ``python -m lggdemo.train``                    distributed torchrun + DDP (process group, shards)
 #   finetune_data the corrections a fine-tune trains on          finetune_report  its before/after comparison
@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Prepared",), "prepare"),
     **dict.fromkeys(("continue_from", "slice_dice_loss", "train_segmentation"), "segmentation"),
     **dict.fromkeys(("GradeData", "fit_grade", "grade_data", "train_grade"), "grade"),
-    **dict.fromkeys(("data_fingerprint", "library_versions"), "card"),
+    **dict.fromkeys(("data_fingerprint", "library_versions"), "publish"),
     **dict.fromkeys(("run",), "pipeline"),
     **dict.fromkeys(("benchmark_distributed", "benchmark_training"), "benchmark"),
     **dict.fromkeys(("build_parser", "config_from_args", "main"), "cli"),
@@ -59,13 +59,13 @@ __all__ = [
 if TYPE_CHECKING:
     from lggdemo.train.augmentation import augment
     from lggdemo.train.benchmark import benchmark_distributed, benchmark_training
-    from lggdemo.train.card import data_fingerprint, library_versions
     from lggdemo.train.cli import build_parser, config_from_args, main
     from lggdemo.train.config import PRESETS, TASKS, TrainConfig, TrainError
     from lggdemo.train.grade import GradeData, fit_grade, grade_data, train_grade
     from lggdemo.train.pipeline import run
     from lggdemo.train.prepare import Prepared
     from lggdemo.train.progress import Cancelled, Event, JsonlWriter, Progress, ProgressCallback, TqdmReporter
+    from lggdemo.train.publish import data_fingerprint, library_versions
     from lggdemo.train.segmentation import continue_from, slice_dice_loss, train_segmentation
     from lggdemo.train.split import Split, fold_split, kfold, patient_split, same_split
 

@@ -27,7 +27,6 @@ from lggdemo.metrics.grade import age_baseline_probs, grade_metrics, roc_auc
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, build_grade, init_grade_from_segmentation, patient_logit
 from lggdemo.models.preprocess import AgeScale, crop_tumour, encode_clinical, normalize_images
 from lggdemo.train.augmentation import augment
-from lggdemo.train.card import metrics_dict
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.distributed import distribute, is_main, rank_seed
 from lggdemo.train.events import CV_VARIANTS, INFO, Fit, cv_fit, final_fit
@@ -174,7 +173,7 @@ def grade_validation(model: GradeNet, config: GradeConfig, val_arrays: SliceArra
     these are the out-of-fold predictions ``lggdemo-crossval --grade`` pools and calibrates.
     """
     g = evaluate_grade(model, config, val_arrays, masks, index, split.val, device, seed)
-    metrics = metrics_dict(g.metrics)
+    metrics = {k: m.to_dict() for k, m in g.metrics.items()}
     labelled_train = [p for p in split.train if index.clinical_for(p).grade is not None]
     age: dict[str, float] = {}
     if g.labels and labelled_train:

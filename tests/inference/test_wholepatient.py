@@ -12,6 +12,7 @@ from lggdemo.data.kaggle import Clinical
 from lggdemo.inference.grade import sigmoid
 from lggdemo.inference.predictor import Predictor
 from lggdemo.inference.wholepatient import predict_volume
+from lggdemo.models import forward
 from lggdemo.models.networks import patient_logit
 from lggdemo.models.postprocess import keep_main_components_3d
 from lggdemo.patient.readers import open_path
@@ -29,14 +30,13 @@ def test_volume_prediction_matches_the_predictor_steps(predictor: Predictor, syn
     raw[3:9, 100:140, 90:130] = 1  # the tumour
     raw[12, 10:13, 10:13] = 1  # a speck the 3D rule removes
     raw[3:9, 10:30, 10:30] = 1  # a separate focus of 25% of the tumour's voxels: removed too (largest only)
-    real_segment = predictor.segment
+    real_segment = forward.segment_slices
 
-    def fake_segment(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, probs = real_segment(images)
-        start = next(i for i in range(len(vol.slices) - len(images) + 1) if np.array_equal(vol.slices[i], images[0]))
-        return raw[start : start + len(images)].copy(), probs
+    def fake_segment(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray | None]:
+        _, probs = real_segment(*args, **kwargs)  # type: ignore[arg-type]
+        return raw.copy(), probs  # the 2D step's masks: the rest of the path runs as it is
 
-    monkeypatch.setattr(predictor, "segment", fake_segment)
+    monkeypatch.setattr(forward, "segment_slices", fake_segment)
     seen: list[float] = []
     clinical = Clinical(50.0, "male")
     res = predict_volume(predictor, vol, clinical, progress=lambda f, _m: seen.append(f))
@@ -60,3 +60,21 @@ def test_truth_gives_a_dice_and_no_clinical_gives_no_grade(predictor: Predictor,
     assert res.dice is not None and 0.0 <= res.dice <= 1.0 and res.truth_voxels == int(vol.truth.sum())
     assert res.tumour_ml is None  # the Kaggle layout has no spacing
     assert res.mask.shape == vol.slices.shape[:3] and res.probability.shape == vol.slices.shape[:3]
+
+
+def test_the_shown_mask_is_the_one_the_evaluator_scores(predictor: Predictor, synthetic_root: Path) -> None:
+    """One path: the mask a whole patient shows, its probability and what the 3D rule removed are those of
+    models/forward -- predict_patient_masks, the function the evaluator and the trainer's validation score."""
+    from lggdemo.models.forward import predict_patient_masks, segment_slices
+
+    vol = dataset_patient(synthetic_root, 3)
+    res = predict_volume(predictor, vol, None)
+    ids = [vol.name] * vol.n_slices
+    shown = predict_patient_masks(predictor.engine, predictor.seg_config, vol.slices, ids,
+                                  batch_size=predictor.batch_size)
+    assert np.array_equal(res.mask, shown)
+    slice_masks, probs = segment_slices(predictor.engine, predictor.seg_config, vol.slices,
+                                        batch_size=predictor.batch_size, probabilities=True)
+    assert res.removed is not None and np.array_equal(res.removed, slice_masks & (1 - shown))
+    assert res.removed_voxels == int(slice_masks.sum() - shown.sum())
+    assert probs is not None and np.allclose(res.probability.astype(np.float32), probs, atol=1e-3)  # stored as float16

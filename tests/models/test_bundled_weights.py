@@ -25,7 +25,7 @@ from lggdemo.models.card import ModelCard
 from lggdemo.models.forward import predict_patient_masks
 from lggdemo.models.postprocess import patient_rule_text
 from lggdemo.models.weights import BUNDLED_DIR, GRADE_FILE, SEG_FILE, is_complete, load_grade, load_segmentation, read_card
-from lggdemo.train.card import data_fingerprint
+from lggdemo.train.publish import data_fingerprint
 
 TOLERANCE = 0.02
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from lggdemo.models import weights
-from lggdemo.models.card import SCHEMA_VERSION, CardError, ModelCard, card_metric
+from lggdemo.models.card import (
+    HELD_OUT_KEYS,
+    SCHEMA_VERSION,
+    WITHHELD_OTHER_SPLIT,
+    CardError,
+    ModelCard,
+    ModelSection,
+    card_metric,
+)
 
 ARCHIVED_CARD = Path(__file__).resolve().parents[2] / "docs" / "experiments" / "bundled-2026-11-25-refine-s0-card.json"
 
@@ -49,3 +57,33 @@ def test_a_newer_or_broken_card_is_refused(tmp_path: Path) -> None:
     with pytest.raises(weights.WeightsError, match="newer"):
         weights.load_card(tmp_path)
     assert not weights.is_complete(tmp_path)
+
+
+def test_sections_are_written_through_the_type_that_reads_them() -> None:
+    """What the trainer writes: a trained section, its scores added, and a copy into another run that keeps its
+    held-out numbers only on the same split and never its old pair's out-of-fold estimate."""
+    measured = {"metrics": {"auc": {"value": 0.7, "ci95": [0.6, 0.8], "n": 20}}, "per_patient_p_g3": {"p1": 0.4},
+                "labels": {"p1": 1}, "validation_masks": "predicted by the segmentation model"}
+    trained = ModelSection.trained({"image_size": 64}, **measured, history=[{"epoch": 1}])
+    assert trained.trained_in_this_run and trained.config == {"image_size": 64} and trained.metric("auc") == 0.7
+    recorded = trained.updated(out_of_fold={"n": 20}, calibration={"a": 1.0, "b": 0.0})
+    assert trained.data.get("out_of_fold") is None  # sections are values: updating makes a new one
+
+    same = recorded.copied("/runs/a", same_split=True, fields={"validation_masks": "predicted by this run's U-Net"})
+    assert same.held_out and same.metric("auc") == 0.7 and not same.trained_in_this_run
+    assert same.data["copied_from"] == "/runs/a" and same.data["validation_masks"] == "predicted by this run's U-Net"
+    assert "out_of_fold" not in same.data and "calibration" not in same.data
+
+    other = recorded.copied("/runs/a", same_split=False, fields=measured)
+    assert not other.held_out and other.data["held_out_metrics"] == WITHHELD_OTHER_SPLIT
+    assert not set(HELD_OUT_KEYS) & set(other.data) and other.config == {"image_size": 64}
+    assert trained.withheld("none: no validation patient").copied("/x", same_split=True).held_out is False
+
+    card = ModelCard({"version": "v1", "segmentation": {"config": {}}, "split": {"train": ["p2"]}})
+    written = card.with_model("segmentation", trained).with_model("grade", same)
+    assert list(written.data) == ["version", "segmentation", "split", "grade"]  # a section keeps its place
+    assert written.segmentation.metric("auc") == 0.7 and written.grade.data["copied_from"] == "/runs/a"
+    assert card.segmentation.config == {}  # the card it came from is unchanged
+    with pytest.raises(CardError, match="sections"):
+        card.with_model("gradcam", trained)
+

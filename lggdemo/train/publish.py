@@ -1,8 +1,10 @@
-"""The weights folder a run publishes: its model card (what was trained, on what, measured how) and the files.
+"""Publishing a run: the weights folder, its files and its model card (what was trained, on what, measured how).
 
 Nothing is written to ``--out`` until training has finished; then each file is written to a
 temporary name and renamed, the card last, with SIGTERM/SIGINT held meanwhile. A run stopped
-between steps or killed outright leaves the previous weights byte-identical.
+between steps or killed outright leaves the previous weights byte-identical. The card is assembled as a
+:class:`lggdemo.models.card.ModelCard` from the run's :class:`~lggdemo.models.card.ModelSection` s: the type every
+reader of a card goes through.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import platform
 import shutil
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +26,9 @@ import torch
 import lggdemo
 from lggdemo.data.kaggle import DatasetIndex
 from lggdemo.device import cpu_info, describe
-from lggdemo.metrics.definitions import DEFINITIONS, Metric
+from lggdemo.metrics.definitions import DEFINITIONS
 from lggdemo.models import MODELS
-from lggdemo.models.card import ModelCard
+from lggdemo.models.card import ModelCard, ModelSection
 from lggdemo.models.engine.export import DERIVED_FILES_NOTE
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig
 from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, load_card, save_model, write_card
@@ -62,7 +65,7 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-#: Issue 27's decision, written in every card beside the precision a run used (and in weights/README.md).
+#: The precision rule, written in every card beside the precision a run used (and in weights/README.md).
 PRECISION_NOTE = ("auto trains in bf16 (channels-last) on CUDA and on a CPU with native bf16, in fp32 elsewhere. An fp32 "
                   "run of a recipe cross-validated in bf16 may carry that estimate, labelled as estimated with bf16 "
                   "fold models (same data, epochs, schedule and loss; autocast changes only the rounding of the "
@@ -77,21 +80,20 @@ def precision_entry(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
             "cpu": cpu_info().to_dict()}
 
 
-def metrics_dict(metrics: dict[str, Metric]) -> dict[str, Any]:
-    return {k: m.to_dict() for k, m in metrics.items()}
-
-
-def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], index: DatasetIndex, split: Split,
-            device: torch.device, seg_model: torch.nn.Module | None, seg_cfg: SegConfig | None,
-            grade_model: GradeNet | None, grade_cfg: GradeConfig | None, seconds: float) -> None:
+def publish(cfg: TrainConfig, out: Path, source: Path, sections: Mapping[str, ModelSection], index: DatasetIndex,
+            split: Split, device: torch.device, seg_model: torch.nn.Module | None, seg_cfg: SegConfig | None,
+            grade_model: GradeNet | None, grade_cfg: GradeConfig | None, seconds: float) -> ModelCard:
+    """Write the weights folder ``out``: the models trained here (those with a section and a model), a copy of each
+    other model ``source`` holds (its section through :meth:`ModelSection.copied`), then the card. Returns the card."""
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
+    sections = dict(sections)
     try:
         old_card = load_card(source)
     except WeightsError:
         old_card = ModelCard()
     for name, model, mcfg, key in ((SEG_FILE, seg_model, seg_cfg, "segmentation"), (GRADE_FILE, grade_model, grade_cfg, "grade")):
-        if key in card and model is not None and mcfg is not None:
+        if key in sections and model is not None and mcfg is not None:
             files[name] = {"sha256": save_model(out / name, model, mcfg), "dtype": "float16"}
         elif (source / name).is_file() and old_card.has_model(key):
             if source.resolve() != out.resolve():
@@ -99,21 +101,11 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
                 shutil.copyfile(source / name, tmp)
                 os.replace(tmp, out / name)
             files[name] = old_card.file_entry(name)
-            card[key] = {**old_card.model(key).data, **card.get(key, {}), "trained_in_this_run": False,
-                         "copied_from": str(source)}
-            # The out-of-fold estimate and its calibration were recorded for that folder's pair of models
-            # (`lggdemo-crossval --grade --record-in`): a copy beside another U-Net is not that pair.
-            card[key].pop("out_of_fold", None)
-            card[key].pop("calibration", None)
-            if not same_split(old_card, split) or not old_card.model(key).held_out:
-                # Its numbers were measured on another split's validation patients, some of which are this
-                # split's training patients: no held-out claim about this card's split can be made for it.
-                for k in ("metrics", "per_patient_dice", "per_patient_p_g3", "per_patient_logit", "per_patient_age_p_g3",
-                          "labels", "validation_masks", "tumour_slice_dice_by_area"):
-                    card[key].pop(k, None)
-                card[key]["held_out_metrics"] = "withheld: copied from a model trained on another patient split"
+            new = sections.get(key)
+            sections[key] = old_card.model(key).copied(str(source), same_split=same_split(old_card, split),
+                                                       fields=new.data if new is not None else None)
     created = dt.datetime.now(dt.timezone.utc)
-    card = {
+    card = ModelCard({
         "version": created.strftime("%Y%m%dT%H%M%SZ") + f"-{cfg.preset}-s{cfg.seed}",
         "created": created.isoformat(timespec="seconds"),
         "intended_use": lggdemo.NOT_FOR_DIAGNOSIS,
@@ -133,15 +125,16 @@ def publish(cfg: TrainConfig, out: Path, source: Path, card: dict[str, Any], ind
                      else {"method": "patient-level k-fold, stratified by grade; one fold held out",
                            "fold": cfg.fold[0], "folds": cfg.fold[1]}),
                   "seed": split.seed, "train": list(split.train), "val": list(split.val)},
-        **{k: card[k] for k in MODELS if k in card},
+        **{k: dict(sections[k].data) for k in MODELS if k in sections},
         "metric_definitions": DEFINITIONS,
         "device": describe(device),
         **precision_entry(cfg, device),
         "distributed": card_entry(cfg),
         "library_versions": library_versions(),
         "training_seconds": seconds,
-    }
+    })
     write_card(out, card)
+    return card
 
 
 class signals_deferred:
