@@ -177,7 +177,9 @@ def segmentation_cam(model: nn.Module, config: SegConfig, image: np.ndarray, mas
 def slice_cams(grade_model: GradeNet | None, grade_config: GradeConfig, seg_model: nn.Module, seg_config: SegConfig,
                image: np.ndarray, mask: np.ndarray,
                clinical: Clinical | None) -> tuple[CamResult | Exception | None, CamResult | Exception]:
-    """Both heatmaps of one slice in one acquisition of ``MODEL_LOCK``: (grade map, segmentation map).
+    """Both heatmaps of one slice in one acquisition of ``MODEL_LOCK``: (grade map, segmentation map), each a
+    :class:`CamResult` whose heat is (256, 256) float32 in [0, 1] over the (256, 256, 3) uint8 ``image``; ``mask``
+    is its (256, 256) 0/1 predicted tumour.
 
     The grade map is None without accepted clinical fields (or without a grade model); a map that cannot be
     computed comes back as its exception (ValueError, RuntimeError) so the other one is still shown.

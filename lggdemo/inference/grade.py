@@ -81,6 +81,7 @@ def _grade_section(card: ModelCard | dict[str, Any] | None) -> dict[str, Any]:
 
 
 def card_base_rate(card: ModelCard | dict[str, Any] | None) -> BaseRate | None:
+    """The G3 fraction of the card's training patients (``grade.base_rate_g3``), or None when not recorded."""
     try:
         entry = _grade_section(card).get("base_rate_g3")
         return BaseRate(float(entry["value"]), int(entry["n"]), int(entry["n_g3"])) if isinstance(entry, Mapping) else None
@@ -151,6 +152,7 @@ NOT_COMPUTED_NOTE = "Grade not computed: the clinical fields were not accepted."
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    """Logit(s) -> probability in (0, 1), float64, elementwise."""
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
@@ -217,7 +219,13 @@ def patient_grade(card: ModelCard | dict[str, Any] | None, slice_logits: np.ndar
                   tumour_areas: np.ndarray) -> PatientGrade:
     """The grade of one patient from its graded slices (``None``: the clinical fields were refused).
 
-    ``tumour_areas`` are the predicted tumour pixels of the graded slices, which weight their logits.
+    Args:
+        card: the weights' model card: whether a number may be shown, its calibration, the base rate.
+        slice_logits: (S,) G3 logits of the graded slices, or None.
+        tumour_areas: (S,) predicted tumour pixels of the same slices, which weight their logits.
+
+    Returns:
+        The one :class:`PatientGrade` every page, CLI and report reads ``shown_p_g3`` from.
     """
     if slice_logits is None:
         return PatientGrade(None, None, NOT_COMPUTED_NOTE)

@@ -64,7 +64,8 @@ class InputError(ValueError):
 
 
 def head_mask(image: np.ndarray) -> np.ndarray:
-    """Head pixels of a slice: the same background rule as the normalisation in ``preprocess``."""
+    """(H, W, 3) uint8 slice -> (H, W) bool head pixels: the same background rule as the normalisation in
+    ``models.preprocess``."""
     return head_pixels(np.asarray(image))
 
 
@@ -103,6 +104,7 @@ class PredictionResult:
 
 
 def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each upload as an (H, W, 3) uint8 array, any size; InputError naming the first slice that is not one."""
     if len(images) == 0:
         raise InputError("No slices were given.")
     out = []

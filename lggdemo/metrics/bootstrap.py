@@ -18,7 +18,8 @@ def bootstrap_ci(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float] | None:
-    """Percentile 95% interval, resampling patients; resamples with one class only are redrawn."""
+    """Percentile 95% interval of ``fn(labels, scores)``, resampling patients (one label and score each); resamples
+    with one class only are redrawn. ``None`` for fewer than two patients or one class."""
     y, s = np.asarray(labels), np.asarray(scores, float)
     if len(y) < 2 or len(np.unique(y)) < 2:
         return None
@@ -36,6 +37,7 @@ def bootstrap_ci(
 
 
 def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile 95% interval of the mean of per-patient ``values``, resampling patients; ``None`` below two."""
     v = np.asarray(values, float)
     if len(v) < 2:
         return None

@@ -63,6 +63,8 @@ def reliability_bins(labels: Sequence[int], probs: Sequence[float], n_bins: int 
 
 
 def grade_metrics(labels: Sequence[int], probs: Sequence[float], seed: int = 0) -> dict[str, Metric]:
+    """Per-patient labels (1 = G3) and P(G3) in [0, 1] -> AUC, accuracy and balanced accuracy at 0.5, each with its
+    bootstrap 95% interval over patients (``seed`` fixes the resamples)."""
     n = len(labels)
     return {
         "auc": Metric(roc_auc(labels, probs), bootstrap_ci(roc_auc, labels, probs, seed=seed), n, DEFINITIONS["auc"]),

@@ -20,11 +20,14 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def per_volume_dice(pred: np.ndarray, truth: np.ndarray, patient_ids: Sequence[str]) -> dict[str, float]:
+    """(N, H, W) 0/1 predicted and true masks, slice i of patient ``patient_ids[i]`` -> each patient's 3D Dice of
+    its stacked slices, in order of first appearance (1.0 for a patient with neither mask)."""
     ids = np.asarray(patient_ids)
     return {pid: dice(pred[ids == pid], truth[ids == pid]) for pid in dict.fromkeys(ids.tolist())}
 
 
 def tumour_slice_dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """(N, H, W) 0/1 predicted and true masks -> mean 2D Dice over the slices whose truth shows tumour (NaN if none)."""
     scores = [dice(p, t) for p, t in zip(pred, truth) if t.any()]
     return float(np.mean(scores)) if scores else float("nan")
 
@@ -36,7 +39,12 @@ def tumour_slice_dice_by_area(pred: np.ndarray, truth: np.ndarray,
                               edges: Sequence[int] = AREA_BINS) -> dict[str, dict[str, float]]:
     """Tumour-slice Dice split by the true tumour's area: where a U-Net fails is mostly a matter of size.
 
-    Keys are ``"lo-hi px"`` (the last bin open-ended); values give the slice count and mean Dice.
+    Args:
+        pred, truth: (N, 256, 256) 0/1 masks (areas are in pixels of 256² slices, as the bin edges).
+        edges: lower bin edges in pixels.
+
+    Returns:
+        ``{"lo-hi px": {"n": slices, "dice": mean 2D Dice}}`` over the bins with slices (the last open-ended).
     """
     areas = truth.reshape(len(truth), -1).sum(1)
     scores = np.array([dice(p, t) for p, t in zip(pred, truth)])

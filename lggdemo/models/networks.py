@@ -62,7 +62,8 @@ def grade_config_from_dict(d: dict[str, Any]) -> GradeConfig:
 
 
 def build_segmentation(config: SegConfig) -> nn.Module:
-    """A U-Net emitting one tumour logit per pixel."""
+    """A U-Net emitting one tumour logit per pixel: (N, 3, s, s) normalised slices -> (N, 1, s, s) logits, ``s`` a
+    multiple of 32 (``config.image_size``). No pretrained weights: nothing is downloaded."""
     return smp.Unet(config.encoder, encoder_weights=None, in_channels=config.in_channels, classes=1)
 
 
@@ -87,6 +88,8 @@ class GradeNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, 1))
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
+        """(N, 3, s, s) normalised tumour crops and (N, F) encoded clinical rows (every CLINICAL_FEATURES column;
+        the config picks its subset) -> (N, 1) G3 logits."""
         parts = []
         if self.config.use_image:
             parts.append(self.backbone(image))
@@ -112,6 +115,7 @@ def check_clinical_inputs(features: tuple[str, ...]) -> None:
 
 
 def build_grade(config: GradeConfig) -> GradeNet:
+    """A :class:`GradeNet` with fresh weights, after refusing clinical inputs that leak the label."""
     check_clinical_inputs(tuple(config.clinical_features))
     return GradeNet(config)
 
@@ -132,7 +136,8 @@ def init_grade_from_segmentation(grade: GradeNet, seg: nn.Module) -> int:
 
 
 def seg_logits(model: nn.Module, config: SegConfig, x: torch.Tensor) -> torch.Tensor:
-    """The U-Net's logits for prepared slices, with the test-time flip the config asks for.
+    """(N, 3, s, s) prepared slices -> (N, 1, s, s) tumour logits, averaged with the horizontally flipped pass when
+    ``config.flip_tta``.
 
     Every caller (validation in the trainer, the evaluator, the app, the lesson) goes through here, so
     a model is always scored the way it is used. The slices and their mirror images go through the network
@@ -160,6 +165,9 @@ def masks_from_logits(logits: torch.Tensor, config: SegConfig, out_size: int) ->
 
 def patient_logit(slice_logits: np.ndarray, tumour_areas: np.ndarray) -> float:
     """One grade logit for a patient: the tumour-area-weighted mean over slices that show tumour.
+
+    ``slice_logits``: (S,) G3 logits of a patient's slices; ``tumour_areas``: (S,) predicted tumour pixels of
+    the same slices (any unit: only their ratios count).
 
     Large tumour cross-sections carry the most texture; slices without tumour carry none and are
     ignored unless no slice shows tumour at all (then the plain mean is the best we have).

@@ -77,7 +77,8 @@ def prepare_images(images: list[np.ndarray] | np.ndarray, size: int) -> torch.Te
 
 
 def tumour_box(mask: np.ndarray, margin: float = 0.25, min_side: int = 24) -> tuple[int, int, int, int]:
-    """A square box (y0, x0, y1, x1) around the mask's pixels with a margin; the whole image if empty.
+    """A square box (y0, x0, y1, x1) in pixels, end-exclusive, around a (H, W) mask's pixels with a ``margin``
+    (a fraction of the tumour's side, each way) and at least ``min_side`` pixels; the whole image if empty.
 
     The grade model looks at the tumour and its surroundings, not at the whole head, so that the
     few hundred tumour pixels are not drowned by the rest of the slice.

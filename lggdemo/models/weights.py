@@ -107,6 +107,9 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def load_segmentation(directory: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, SegConfig]:
+    """The U-Net of a weights folder in eval mode on ``device`` (float16 on disk, float32 here), with its config;
+    WeightsError when the file is missing, corrupt or does not match its config. The card's hash is not checked
+    here: :func:`is_complete` does that for a folder."""
     state, cfg = _read_state(Path(directory) / SEG_FILE)
     config = seg_config_from_dict(cfg)
     model = build_segmentation(config)
@@ -118,6 +121,7 @@ def load_segmentation(directory: Path, device: str | torch.device = "cpu") -> tu
 
 
 def load_grade(directory: Path, device: str | torch.device = "cpu") -> tuple[GradeNet, GradeConfig]:
+    """The grade network of a weights folder in eval mode on ``device``, with its config (as :func:`load_segmentation`)."""
     state, cfg = _read_state(Path(directory) / GRADE_FILE)
     config = grade_config_from_dict(cfg)
     model = build_grade(config)
@@ -228,5 +232,6 @@ def weights_version(directory: Path) -> str:
 
 
 def active_weights() -> ActiveWeights:
+    """The folder the app uses now (:func:`active_dir`) and its version key."""
     directory = active_dir()
     return ActiveWeights(directory, weights_version(directory))
