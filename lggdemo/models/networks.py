@@ -43,15 +43,18 @@ class GradeConfig:
 
 
 def config_to_json(config: SegConfig | GradeConfig) -> str:
+    """A network config as the JSON stored in its safetensors header (keys sorted)."""
     return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
 def seg_config_from_dict(d: dict[str, Any]) -> SegConfig:
+    """A :class:`SegConfig` from stored JSON data; keys this code does not know (newer cards) are ignored."""
     known = {f.name for f in dataclasses.fields(SegConfig)}
     return SegConfig(**{k: v for k, v in d.items() if k in known})
 
 
 def grade_config_from_dict(d: dict[str, Any]) -> GradeConfig:
+    """A :class:`GradeConfig` from stored JSON data (as :func:`seg_config_from_dict`)."""
     known = {f.name for f in dataclasses.fields(GradeConfig)}
     d = {k: v for k, v in d.items() if k in known}
     if isinstance(d.get("age_scale"), dict):

@@ -76,10 +76,12 @@ class ExportKey:
 
 
 def export_key(kind: str, weights_file: Path) -> ExportKey:
+    """What names a graph in the cache: the network kind, its safetensors file's SHA-256 and the library versions."""
     return ExportKey(kind, sha256_file(weights_file), **library_versions())
 
 
 def onnx_dir() -> Path:
+    """The cache folder of exported graphs (``$LGG_CACHE_DIR/onnx``)."""
     return cache_dir() / "onnx"
 
 

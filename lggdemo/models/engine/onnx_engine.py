@@ -25,6 +25,7 @@ from lggdemo.models.engine.base import EngineError, cpu_threads
 
 
 def session_options(threads: int) -> Any:
+    """ONNX Runtime options for one session: ``threads`` intra-op threads, one inter-op thread."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -19,6 +19,7 @@ from lggdemo.models.engine.locks import MODEL_LOCK
 
 
 def module_device(module: nn.Module) -> torch.device:
+    """The device a module's parameters live on (the CPU for a module without any)."""
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
