@@ -23,7 +23,7 @@ from lggdemo.models.weights import GRADE_FILE, SEG_FILE, WeightsError, active_di
 from lggdemo.patient.readers.kaggle import build_volume, index_volume
 from lggdemo.viz.view3d import figure_3d
 
-#: Targets for one slice on a laptop-class CPU (reported, never asserted); mask + grade from issue 20.
+#: Targets for one slice on a laptop-class CPU (reported, never asserted): mask + grade (docs/performance.md).
 TARGET_MASK_GRADE_MS = 40.0
 
 
@@ -64,7 +64,7 @@ def check_usable(directory: Path) -> None:
     """Raise :class:`WeightsError` saying why a weights folder given with ``--weights`` cannot be timed.
 
     Without this the benchmark timed untrained stand-in models whenever the folder was incomplete, and printed
-    their times as if they were the folder's (issue 27).
+    their times as if they were the folder's.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -177,7 +177,7 @@ def bench_infer(device: str = "cpu", *, repeats: int = 10, warmup: int = 2, pati
 
 
 #: Whole-patient targets on this CPU (reported, never asserted): an 88-slice patient, and its 3D view.
-TARGET_PATIENT_88_MS = 1500.0  # issue 20: 1.5 s, and at most half the PyTorch engine's time in the same run
+TARGET_PATIENT_88_MS = 1500.0  # 1.5 s, and at most half the PyTorch engine's time in the same run
 TARGET_VIEW3D_MS = 1000.0
 
 
@@ -224,7 +224,7 @@ def bench_whole_patient(predictor: Any, data: Path | None, sync: Callable[[], No
     return out
 
 
-#: The ONNX engine's whole-patient time may be at most this share of PyTorch's in the same run (issue 20).
+#: The ONNX engine's whole-patient time may be at most this share of PyTorch's in the same run.
 TARGET_ONNX_VS_TORCH = 0.5
 
 
