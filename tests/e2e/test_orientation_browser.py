@@ -85,7 +85,7 @@ def test_patient_slices_and_3d_view_carry_orientation_letters(request: pytest.Fi
     page.get_by_role("link", name="Predict", exact=True).click()
     page.get_by_text("Whole patient", exact=True).click()
     page.locator("input[type=file]").first.set_input_files(str(nifti))
-    page.get_by_text("Tumour volume").wait_for()
+    page.get_by_text("Tumour volume", exact=True).first.wait_for()
     page.get_by_role("slider", name=SLICE_LABEL).wait_for()
     shown = page.locator("[data-testid='stImage']").filter(has_text="Predicted tumour on FLAIR").locator("img")
     shown.wait_for()

@@ -37,8 +37,8 @@ def test_nifti_patient_3d_view_volume_and_mask_download(
         page.get_by_label("Age at diagnosis (years; leave empty if unknown)").fill(str(int(clinical.age)))
         page.get_by_role("button", name="Apply to the grade").click()
 
-    page.get_by_text("Tumour volume").wait_for()
-    volume = page.locator("[data-testid='stMetric']").filter(has_text="Tumour volume")
+    page.get_by_text("Tumour volume", exact=True).first.wait_for()
+    volume = page.locator("[data-testid='stMetric']").filter(has_text="Tumour volume").first
     assert re.search(r"\d+\.\d mL", volume.inner_text()), volume.inner_text()
     chart3d = page.locator("[data-testid='stPlotlyChart']").filter(has_text=patient.name)  # its title
     chart3d.wait_for(state="attached")
