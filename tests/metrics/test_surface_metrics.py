@@ -77,3 +77,20 @@ def test_shapes_must_agree() -> None:
         surface_metrics(np.ones((4, 4, 4)), np.ones((4, 4, 5)), None)
     with pytest.raises(ValueError, match="spacing"):
         surface_metrics(np.ones((4, 4, 4)), np.ones((4, 4, 4)), (1.0, 1.0))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (4.0, 0.7, 0.9)])
+def test_the_shared_distances_reduce_as_monai_does(spacing: tuple[float, float, float]) -> None:
+    """surface_metrics computes MONAI's surface distances once and reduces them itself: the same numbers as MONAI's
+    own compute_hausdorff_distance / compute_average_surface_distance / compute_surface_dice (hd95, assd and
+    surface_dice here call those)."""
+    from lggdemo.metrics.surface import assd, surface_dice
+
+    rng = np.random.default_rng(3)
+    a = _ball((24, 48, 48), spacing, np.array([12 * spacing[0], 22.0 * spacing[1], 24.0 * spacing[2]]), 12.0)
+    b = _ball((24, 48, 48), spacing, np.array([11 * spacing[0], 26.0 * spacing[1], 21.0 * spacing[2]]), 10.0)
+    b |= rng.random(b.shape) > 0.999  # stray voxels: a long tail of distances
+    m = surface_metrics(a, b, spacing)
+    assert m.hd95_mm == pytest.approx(hd95(a, b, spacing), rel=1e-5)
+    assert m.assd_mm == pytest.approx(assd(a, b, spacing), rel=1e-5)
+    assert [m.surface_dice_1mm, m.surface_dice_2mm] == pytest.approx(surface_dice(a, b, spacing), rel=1e-6)
