@@ -22,8 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from lggdemo.evaluation.crossval import (PRECISION_CAVEAT, ROUNDING_ONLY, CrossValError, as_card, precision_used, run_precision,
-                                        same_recipe, seg_recipe)
+from lggdemo.evaluation.crossval import (
+    PRECISION_CAVEAT,
+    ROUNDING_ONLY,
+    CrossValError,
+    as_card,
+    precision_used,
+    run_precision,
+    same_recipe,
+    seg_recipe,
+)
 from lggdemo.metrics.grade import PLATT_METHOD, brier, cross_fitted_platt, fit_platt, log_loss_g3, probability_report
 from lggdemo.models.card import ModelCard
 from lggdemo.models.weights import load_card, write_card

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,8 +57,6 @@ class Throughput:
     @property
     def busy(self) -> bool:
         """Whether other work was using the cores the probe needed (its rates are then pessimistic)."""
-        import os
-
         return self.load is not None and self.load > max(0.5, (os.cpu_count() or 1) - self.threads + 0.5)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,8 +115,6 @@ def run_images(cfg: TrainConfig) -> tuple[int, int]:
 
 
 def _threads(cfg: TrainConfig) -> int:
-    import os
-
     return cfg.threads or max(1, os.cpu_count() or 1)
 
 
@@ -134,8 +131,6 @@ def measure(cfg: TrainConfig, device: torch.device, steps: int = PROBE_STEPS) ->
     """Time ``steps`` training steps of each network at the config's sizes, batch, threads and precision."""
     from lggdemo.models.networks import GradeConfig, SegConfig, build_grade, build_segmentation
     from lggdemo.train.benchmark import _step_seconds
-
-    import os
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     before = torch.get_num_threads()

@@ -20,7 +20,6 @@ from lggdemo.train.distributed import check_together, world_size
 from lggdemo.train.events import EPOCH, STEP, Fit
 from lggdemo.train.progress import Progress
 
-
 #: What ``precision`` a run used, by the autocast dtype it resolved to (the card's ``precision.used``).
 USED: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
