@@ -16,8 +16,8 @@ from lggdemo import NOT_FOR_DIAGNOSIS
 from lggdemo.models import weights
 
 
-def test_pdf_report_and_probability_map_download(start_app, page, synthetic_root: Path, tiny_weights: Path,
-                                                 tmp_path: Path) -> None:
+def test_pdf_report_and_probability_map_download(start_app, page, save_screenshot, synthetic_root: Path,
+                                                 tiny_weights: Path, tmp_path: Path) -> None:
     if not weights.is_complete(weights.BUNDLED_DIR):
         weights.set_active(tiny_weights)
     patient = dataset_patient(synthetic_root, 3)
@@ -29,9 +29,10 @@ def test_pdf_report_and_probability_map_download(start_app, page, synthetic_root
     page.get_by_role("button", name="Try an example patient").wait_for()
     page.locator("input[type=file]").first.set_input_files(str(nifti))
     page.get_by_text(f"{patient.name}: nifti upload").wait_for()
+    volume = page.locator("[data-testid='stMetric']").filter(has_text="Tumour volume (with its range)")
+    volume.wait_for()
     pdf_button = page.get_by_role("button", name="Download report (PDF)")
     pdf_button.wait_for()
-    volume = page.locator("[data-testid='stMetric']").filter(has_text="Tumour volume (with its range)")
     shown = volume.locator("[data-testid='stMetricValue']").inner_text().strip()  # e.g. "12.3 mL"
     assert shown.endswith("mL") and "range" in volume.inner_text()
 
@@ -57,6 +58,9 @@ def test_pdf_report_and_probability_map_download(start_app, page, synthetic_root
     data = np.asarray(img.dataobj)
     assert data.dtype == np.float32 and 0.0 <= data.min() and data.max() <= 1.0
     assert page.locator("[data-testid='stException']").count() == 0
+    volume.scroll_into_view_if_needed()
+    shot = save_screenshot(page, "patient-measurements")
+    assert shot.is_file()
 
 
 def _is_number(token: str) -> bool:
