@@ -48,9 +48,11 @@ class RegistrationConfig:
 
 
 #: Verdict thresholds on the normalised mutual information (NMI, 1 = independent, 2 = identical) after registration,
-#: from the same- vs different-patient measurements (docs/experiments/longitudinal-rule.md, section 1).
-NMI_REFUSE_BELOW = 1.0  # placeholder until the measurement: set from the experiment, see that note
-NMI_FLAG_BELOW = 1.0
+#: set by the rule written before measuring them (docs/experiments/longitudinal-rule.md, section 1) on 12 same- and
+#: 12 different-patient pairs (docs/experiments/longitudinal-threshold.md): the two overlapped, so a pair is refused
+#: below the lowest same-patient value and flagged below the highest different-patient value.
+NMI_REFUSE_BELOW = 1.035
+NMI_FLAG_BELOW = 1.065
 NMI_BINS = 64
 
 
@@ -319,5 +321,5 @@ def judge(after: Similarity) -> tuple[str, str]:
     if after.nmi < NMI_FLAG_BELOW:
         return "doubtful", (f"the registration is doubtful (normalised mutual information {after.nmi:.3f}, within "
                             "the range measured for pairs of two different patients): check that both scans are of "
-                            "the same patient before reading the change.")
+                            "the same patient, and on the checkerboard that they were aligned, before reading the change.")
     return "good", f"registered (normalised mutual information {after.nmi:.3f}, as for scans of one patient)."
