@@ -92,23 +92,27 @@ def every_real_patient(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_skipping_air_is_exact_on_every_real_patient(every_real_patient: Path) -> None:
-    """The bundled weights on every patient of ../shared, as the app and the evaluator make whole-patient masks:
-    with the skip and without it the masks are equal (Dice 1.0, voxel for voxel) on every patient."""
+    """The bundled weights on every patient of ../shared, as the app and the evaluator make whole-patient masks.
+
+    Slices go through the network one by one (eval mode: no slice sees another), so the skip changes a whole-patient
+    mask only if the network would draw tumour on a slice it skips. Every skipped slice of every patient is therefore
+    run through the network and must come out empty; the patient with the most skipped slices is also checked end to
+    end, with the skip and without it, voxel for voxel. (Running all 3,152 slices twice took six minutes of CI.)
+    """
     if not (BUNDLED_DIR / "model_card.json").is_file():
         pytest.skip("no bundled weights in this checkout")
     index = scan_dataset(every_real_patient)
     arrays = slice_arrays(index, 256)
     engine = load_engine(BUNDLED_DIR, torch.device("cpu"), models=("segmentation",))
     _, cfg = load_segmentation(BUNDLED_DIR)
-    skipped_total = 0
-    for pid in index.patient_ids:
-        sel = arrays.patient_ids == pid
-        images, ids = arrays.images[sel], arrays.patient_ids[sel]
-        air = ~slices_with_head(images)
-        skipped_total += int(air.sum())
-        full_2d = segment_slices(engine, cfg, images, skip_air=False)[0]  # every slice through the network
-        assert not full_2d[air].any(), f"{pid}: the full run draws tumour on a slice without head"
-        without = keep_main_components_by_patient(full_2d, ids)  # predict_patient_masks(..., skip_air=False)
-        with_skip = predict_patient_masks(engine, cfg, images, ids)
-        assert np.array_equal(with_skip, without), f"{pid}: Dice {dice(with_skip, without):.6f}"
-    assert len(index.patient_ids) >= 80 and skipped_total > 0
+    air = ~slices_with_head(arrays.images)
+    assert len(index.patient_ids) >= 80 and air.any()
+    drawn = segment_slices(engine, cfg, arrays.images[air], skip_air=False)[0].reshape(int(air.sum()), -1).any(axis=1)
+    assert not drawn.any(), f"the full run draws tumour on slices without head of {set(arrays.patient_ids[air][drawn])}"
+
+    ids_with_air, counts = np.unique(arrays.patient_ids[air], return_counts=True)
+    sel = arrays.patient_ids == ids_with_air[np.argmax(counts)]
+    images, ids = arrays.images[sel], arrays.patient_ids[sel]
+    with_skip = predict_patient_masks(engine, cfg, images, ids)
+    without = keep_main_components_by_patient(segment_slices(engine, cfg, images, skip_air=False)[0], ids)
+    assert np.array_equal(with_skip, without), f"Dice {dice(with_skip, without):.6f}"
