@@ -10,12 +10,15 @@ A whole patient's row also carries its clinical measurements (:func:`measure_stu
 volume's range, the RANO-LGG diameters and product, the 3D and mean diameters, lesions, laterality, extent; the
 agreement with the input's reference mask when it came with one; which mask it describes (``mask``: "model" or
 "corrected"); the clinical values the grade used; and, in the JSON only, where the two diameters lie
-(``diameter_lines``) and the input's identifiers as uploaded (``identifiers``).
+(``diameter_lines``), which patient direction each edge of a displayed slice faces (``display_edges``, what the
+page's and the PDF's orientation letters say; the diameters' (row, column) ends are read in that display) and the
+input's identifiers as uploaded (``identifiers``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -33,6 +36,7 @@ from lggdemo.inference.predictor import PredictionResult, head_mask
 from lggdemo.inference.wholepatient import VolumePrediction
 from lggdemo.measure import Agreement, Measurements, agreement, measure
 from lggdemo.models.card import card_metric
+from lggdemo.patient.orientation import edge_letters
 from lggdemo.patient.volume import Volume
 
 #: Patient-level grade fields, the same in every report.
@@ -253,6 +257,7 @@ def patient_row(volume: Volume | None, prediction: VolumePrediction | None, *, n
     if v is not None:
         row["identifiers"] = identifiers(v)
         row["diameter_lines"] = diameter_lines(measures)
+        row["display_edges"] = dataclasses.asdict(edge_letters(v.grid))
         row["measurement_notes"] = [] if measures is None else list(measures.measurements.notes)
     return row
 

@@ -4,7 +4,10 @@ slices, the grade sentence.
 Everything printed comes from one row of the JSON report's document (``inference.reports.patient_report_document``)
 and is formatted with the digits the document states (``document["digits"]``): a test extracts the PDF's text and
 finds the JSON's numbers in it. The only inputs besides the document are the pixels to draw (the Volume's display
-slices and the mask the row describes).
+slices and the mask the row describes). The page states which mask that is (the row's ``mask``: the model's, or one
+corrected by hand, in the document's ``mask_notes`` words), since a corrected report and the model's look alike
+otherwise; and every slice carries the orientation letters the page draws (``viz.orientation.with_letters``, with
+the row's ``display_edges``).
 
 Identifiers are printed as the input carried them (its name, its files, DICOM attributes present in it); nothing
 is filled in. Text is set in DejaVu Sans (shipped with matplotlib, which grad-cam installs) so the page can say
@@ -23,7 +26,9 @@ import numpy as np
 from PIL import Image
 
 from lggdemo import NOT_FOR_DIAGNOSIS, __version__
+from lggdemo.data.directions import KAGGLE_EDGES, WORDS, EdgeLetters
 from lggdemo.viz.measurements import LONGEST_COLOUR, PERPENDICULAR_COLOUR, Line, draw_diameters
+from lggdemo.viz.orientation import with_letters
 from lggdemo.viz.overlay import channel_rgb, overlay_mask
 
 NO_TUMOUR = "No tumour found: the model marked no voxel of this study, so no diameter is drawn or measured."
@@ -131,8 +136,29 @@ def key_slices(row: Mapping[str, Any], n_slices: int) -> list[int]:
     return sorted(out[:3])
 
 
+#: What each kind of mask is called where a report names it (its ``mask`` field); the details are ``mask_notes``.
+MASK_TITLES = {"model": "the model's prediction", "corrected": "corrected by hand in the editor"}
+
+
+def mask_statement(document: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    """Which mask the report describes, in the JSON's words: "Mask: corrected by hand in the editor. <its note>
+    Corrected slices: 12, 13." (a row without ``mask`` is the model's: no measurements were taken of another)."""
+    kind = str(row.get("mask") or "model")
+    note = str((document.get("mask_notes") or {}).get(kind, "")).strip()
+    edited = [str(s) for s in row.get("edited_slices") or []]
+    slices = f" Corrected slices: {', '.join(edited[:20])}{' …' if len(edited) > 20 else ''}." if edited else ""
+    return f"Mask: {MASK_TITLES.get(kind, kind)}." + (f" {note}" if note else "") + slices
+
+
+def display_letters(row: Mapping[str, Any]) -> EdgeLetters:
+    """The orientation letters of the row's display slices (``display_edges``); the kaggle_3m layout's without."""
+    edges = row.get("display_edges")
+    return EdgeLetters(**edges) if edges else KAGGLE_EDGES
+
+
 def slice_picture(slices: np.ndarray, mask: np.ndarray, index: int, row: Mapping[str, Any]) -> np.ndarray:
-    """FLAIR with the mask, and on the key slice the two diameters; a mm scale bar whenever the spacing is known."""
+    """FLAIR with the mask, and on the key slice the two diameters; a mm scale bar whenever the spacing is known;
+    the orientation letters at the edges, as on every slice the page shows."""
     base = overlay_mask(channel_rgb(slices[index], 1), mask[index], alpha=0.35)
     lines: list[Line] = []
     drawn = row.get("diameter_lines")
@@ -143,7 +169,8 @@ def slice_picture(slices: np.ndarray, mask: np.ndarray, index: int, row: Mapping
             label = "" if length is None else f"{float(length):.1f} {'mm' if mm else 'px'}"
             lines.append(Line(tuple(drawn[name]["p0"]), tuple(drawn[name]["p1"]), label, colour))  # type: ignore[arg-type]
     spacing = row.get("spacing_mm")
-    return draw_diameters(base, lines, float(spacing[2]) if spacing else None, scale=3)
+    return with_letters(draw_diameters(base, lines, float(spacing[2]) if spacing else None, scale=3),
+                        display_letters(row))
 
 
 class _Page:
@@ -201,7 +228,7 @@ def _model_line(document: Mapping[str, Any], row: Mapping[str, Any]) -> str:
         dice = f"{cv['value']:.3f}" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "") + \
                (f" over {cv['n']} patients" if cv.get("n") else "")
     return (f"Model: weights {row.get('model_version') or model.get('version')}; cross-validated per-volume Dice "
-            f"{dice}. Mask described: {row.get('mask') or 'model'}. lggdemo {document.get('lggdemo_version', __version__)}.")
+            f"{dice}. lggdemo {document.get('lggdemo_version', __version__)}.")
 
 
 def study_pdf(document: Mapping[str, Any], slices: np.ndarray, mask: np.ndarray, *, index: int = 0,
@@ -232,6 +259,7 @@ def study_pdf(document: Mapping[str, Any], slices: np.ndarray, mask: np.ndarray,
     page.para(f"Report date {when:%Y-%m-%d %H:%M} UTC", 8.5, colour=(80, 80, 80))
     page.para(document.get("disclaimer") or NOT_FOR_DIAGNOSIS, 9, bold=True, colour=(180, 20, 20), h=4.6)
     pdf.ln(1.5)
+    page.para(mask_statement(document, row), 9, bold=True, h=4.6)
     for line in (*_identifier_lines(row), _model_line(document, row)):
         page.para(line, 8.5)
     if row.get("age") is not None or row.get("sex") is not None:
@@ -239,7 +267,8 @@ def study_pdf(document: Mapping[str, Any], slices: np.ndarray, mask: np.ndarray,
                   f"sex {row.get('sex') or 'not given'}.", 8.5)
     pdf.ln(2)
 
-    page.para("Measurements", 11, bold=True, h=6)
+    whose = "the corrected mask" if row.get("mask") == "corrected" else "the model's mask"
+    page.para(f"Measurements of {whose}", 11, bold=True, h=6)
     found = bool(row.get("tumour_voxels"))
     if not found:
         page.para(NO_TUMOUR, 9, bold=True)
@@ -270,9 +299,10 @@ def study_pdf(document: Mapping[str, Any], slices: np.ndarray, mask: np.ndarray,
         pdf.multi_cell(width, 3.4, page.text(f"Slice {s + 1} of {len(slices)} ({what})"), align="L", new_x="LEFT",
                        new_y="NEXT")
     pdf.set_xy(MARGIN, y + width + 8.5)
+    letters = display_letters(row)
     page.para("FLAIR, red: the mask; yellow: the longest diameter, cyan: the perpendicular one; bar: millimetres "
-              "along the image's columns. Anterior at the top, the patient's right on the image's left.", 7.5,
-              colour=(80, 80, 80))
+              f"along the image's columns. Edge letters name the patient's directions: {WORDS[letters.top]} at the "
+              f"top, the patient's {WORDS[letters.left]} on the image's left.", 7.5, colour=(80, 80, 80))
     pdf.ln(2)
     page.para("Grade", 11, bold=True, h=6)
     page.para(grade_statement(row), 9)

@@ -3,6 +3,7 @@ three key slices with the diameters; a study without tumour says so and draws no
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -19,12 +20,18 @@ from pypdf import PdfReader
 from scipy import ndimage
 
 from lggdemo import NOT_FOR_DIAGNOSIS
+from lggdemo.data.directions import KAGGLE_EDGES, EdgeLetters
+from lggdemo.inference.corrected import MASK_NOTES, correct_volume
 from lggdemo.inference.grade import PatientGrade
 from lggdemo.inference.reports import DIGITS, grade_fields, patient_report_document, patient_row
+from lggdemo.patient.orientation import edge_letters
 from lggdemo.patient.readers import open_path
 from lggdemo.report import PdfReportError, key_slices, study_pdf
-from lggdemo.report.pdf import NO_TUMOUR, grade_statement
-from lggdemo.viz.measurements import LONGEST_COLOUR, PERPENDICULAR_COLOUR
+from lggdemo.report import pdf as pdf_module
+from lggdemo.report.pdf import NO_TUMOUR, grade_statement, slice_picture
+from lggdemo.viz.measurements import LONGEST_COLOUR, PERPENDICULAR_COLOUR, draw_diameters
+from lggdemo.viz.orientation import letter_pixels
+from lggdemo.viz.overlay import channel_rgb, overlay_mask
 
 CARD = {"version": "card-v7", "segmentation": {"cross_validation": {"metrics": {"per_volume_dice_mean": {
     "value": 0.8172, "ci95": [0.7826, 0.8489], "n": 88, "definition": "test"}}}}}
@@ -109,12 +116,21 @@ def _render(pdf: bytes, tmp_path: Path) -> Image.Image:
     return Image.open(tmp_path / "page.png")
 
 
+def _exact_colour_px(pdf: bytes, colour: tuple[int, int, int]) -> int:
+    """Pixels of exactly ``colour`` in the PDF's embedded pictures (lossless, so exact). The diameter lines are
+    drawn unblended in their colours; the orientation letters' yellow (close to the longest diameter's) is another
+    value, so an exact count tells them apart where a rendered page's tolerance could not."""
+    page = PdfReader(io.BytesIO(pdf)).pages[0]
+    return sum(int((np.asarray(im.image.convert("RGB")) == np.array(colour)).all(axis=2).sum()) for im in page.images)
+
+
 def test_pdf_renders_with_the_diameters_drawn(study, row, tmp_path: Path) -> None:  # noqa: ANN001
     vol, prediction = study
     pdf = study_pdf(patient_report_document([row], None, CARD), vol.slices, prediction.mask)
     page = _render(pdf, tmp_path)
     assert page.size == (1654, 2339)  # A4 at 200 dpi
-    assert _has_colour(page, LONGEST_COLOUR) and _has_colour(page, PERPENDICULAR_COLOUR)
+    assert _has_colour(page, PERPENDICULAR_COLOUR)
+    assert _exact_colour_px(pdf, LONGEST_COLOUR) >= 20 and _exact_colour_px(pdf, PERPENDICULAR_COLOUR) >= 20
 
 
 def test_no_tumour_says_so_and_draws_no_diameter(study, tmp_path: Path) -> None:  # noqa: ANN001
@@ -126,7 +142,8 @@ def test_no_tumour_says_so_and_draws_no_diameter(study, tmp_path: Path) -> None:
     text = _text(pdf)
     assert " ".join(NO_TUMOUR.split()) in text and "Longest axial diameter" not in text
     page = _render(pdf, tmp_path)
-    assert not _has_colour(page, LONGEST_COLOUR, min_px=1) and not _has_colour(page, PERPENDICULAR_COLOUR, min_px=1)
+    assert not _has_colour(page, PERPENDICULAR_COLOUR, min_px=1)
+    assert _exact_colour_px(pdf, LONGEST_COLOUR) == 0 and _exact_colour_px(pdf, PERPENDICULAR_COLOUR) == 0
 
 
 def test_kaggle_study_without_spacing_prints_pixels_and_no_scale(synthetic_root: Path) -> None:
@@ -152,3 +169,62 @@ def test_key_slices_and_refusals(study, row) -> None:  # noqa: ANN001
     with pytest.raises(PdfReportError, match="failed"):
         study_pdf(patient_report_document([patient_row(None, None, name="x.zip", error="broken")]), vol.slices,
                   prediction.mask)
+
+
+def test_pdf_states_which_mask_it_describes(study, row) -> None:  # noqa: ANN001
+    """The model's and a corrected report say plainly which mask they measure; the corrected one with its own
+    volume, the JSON's (the corrected voxels times the voxel volume), never the model's."""
+    vol, prediction = study
+    model_doc = json.loads(json.dumps(patient_report_document([row], None, CARD)))
+    model_text = _text(study_pdf(model_doc, vol.slices, prediction.mask, generated=WHEN))
+    assert "Mask: the model's prediction." in model_text and " ".join(MASK_NOTES["model"].split()) in model_text
+    assert "corrected" not in model_text.lower()
+
+    edits = prediction.mask.copy()
+    key = row["key_slice"] - 1
+    edits[key, 100:140, 100:140] = 1  # a painted square and an erased neighbour slice: the volume changes
+    edits[key + 1] = 0
+    fixed = correct_volume(prediction, edits, vol.voxel_ml, vol.truth)
+    assert fixed.edited_slices == (key + 1, key + 2)
+    corrected = patient_row(vol, fixed.prediction, mask_kind="corrected", edited_slices=fixed.edited_slices)
+    doc = json.loads(json.dumps(patient_report_document([corrected], None, CARD)))
+    got = doc["patients"][0]
+    assert got["mask"] == "corrected" and got["tumour_voxels"] == int(edits.sum())
+    assert got["tumour_ml"] == pytest.approx(int(edits.sum()) * vol.voxel_ml, abs=1e-3)
+    assert got["tumour_ml"] != model_doc["patients"][0]["tumour_ml"]
+    text = _text(study_pdf(doc, vol.slices, fixed.prediction.mask, generated=WHEN))
+    assert f"Mask: corrected by hand in the editor. {' '.join(MASK_NOTES['corrected'].split())}" in text
+    assert f"Corrected slices: {key + 1}, {key + 2}." in text and "Measurements of the corrected mask" in text
+    assert f"{got['tumour_ml']:.{DIGITS['tumour_ml']}f} mL" in text
+    assert f"{model_doc['patients'][0]['tumour_ml']:.{DIGITS['tumour_ml']}f}" not in text
+    assert "Mask: the model's prediction" not in text
+
+
+def test_key_slices_carry_the_pages_orientation_letters(study, row, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Each printed slice goes through the page's letter drawing (``viz.orientation.with_letters``) with the
+    letters of the row's display (``display_edges``, from the volume's grid), and the letters are in its pixels."""
+    vol, prediction = study
+    assert row["display_edges"] == dataclasses.asdict(edge_letters(vol.grid))
+    key = row["key_slice"] - 1
+    lettered = slice_picture(vol.slices, prediction.mask, key, row)
+    base = overlay_mask(channel_rgb(vol.slices[key], 1), prediction.mask[key], alpha=0.35)
+    bare = draw_diameters(base, [], float(row["spacing_mm"][2]), scale=3)
+    h, w = lettered.shape[:2]
+    top_band = (slice(0, h // 12), slice(w // 2 - w // 16, w // 2 + w // 16))
+    assert letter_pixels(lettered[top_band]).sum() > 10 and letter_pixels(bare[top_band]).sum() == 0
+    assert not np.array_equal(lettered[top_band], bare[top_band])
+
+    calls: list[EdgeLetters] = []
+    real = pdf_module.with_letters
+
+    def spy(picture: np.ndarray, letters: EdgeLetters = KAGGLE_EDGES) -> np.ndarray:
+        calls.append(letters)
+        return real(picture, letters)
+
+    monkeypatch.setattr(pdf_module, "with_letters", spy)
+    sideways = {**row, "display_edges": {"top": "R", "bottom": "L", "left": "P", "right": "A"}}
+    study_pdf(patient_report_document([sideways]), vol.slices, prediction.mask)
+    assert calls == [EdgeLetters("R", "L", "P", "A")] * 3  # the three key slices, with the row's letters
+    calls.clear()
+    study_pdf(patient_report_document([row]), vol.slices, prediction.mask)
+    assert calls == [edge_letters(vol.grid)] * 3
