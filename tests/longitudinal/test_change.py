@@ -144,3 +144,17 @@ def test_error_model_file_round_trip(tmp_path: Path) -> None:
     path.write_text("{}")
     with pytest.raises(ChangeError):
         ErrorModel.load(path)
+
+
+def test_the_shipped_error_model_is_the_experiments() -> None:
+    """The model the app uses is the out-of-fold experiment's (docs/experiments/longitudinal-change.json), and it
+    cannot call a scan compared with itself a change."""
+    shipped = ErrorModel.load()
+    assert shipped is not None
+    root = Path(__file__).resolve().parents[2]
+    experiment = json.loads((root / "docs/experiments/longitudinal-change.json").read_text())["error_model"]
+    assert shipped.volume_log_limits == pytest.approx(tuple(experiment["volume_log_limits"]))
+    assert shipped.product_log_limits == pytest.approx(tuple(experiment["product_log_limits"]))
+    assert shipped.n == experiment["n"] >= 80 and (root / shipped.source).is_file()
+    for lo, hi in (shipped.volume_log_limits, shipped.product_log_limits):
+        assert lo < 0 < hi
