@@ -1,6 +1,6 @@
 """What the page looks like beyond Streamlit's defaults: print, a canvas that fits its column, inline pictures.
 
-Three small fixes, each for something the page got wrong in use:
+Four small fixes, each for something the page got wrong in use:
 
 - **Print** (:data:`PRINT_CSS`, injected on every page by :func:`page_styles`): printing gave five pages of
   sidebar, sliders and the mask editor. Printed, the page keeps its results (pictures, numbers, tables, text)
@@ -14,6 +14,9 @@ Three small fixes, each for something the page got wrong in use:
   the next rerun replaces; after fast edits a browser could ask for a file already dropped (a broken-image
   icon until the next edit). A picture drawn inline (a data URI, encoded once per content and kept in the
   session) has no file to lose.
+- **Button labels that wrap** (:data:`BUTTON_CSS`, with the print stylesheet): Streamlit cuts a label that does
+  not fit its button with an ellipsis; in the editor's narrow column on a 1024 px projector "Download corrected
+  mask (PNG)" read "Download corrected m…", hiding what the button gives. A label now wraps onto a second line.
 """
 
 from __future__ import annotations
@@ -51,13 +54,22 @@ PRINT_CSS = """
   }
 }
 """
+#: Button labels wrap instead of being cut with an ellipsis (Streamlit's ``stMarkdownEllipsis`` inside a button).
+BUTTON_CSS = """
+[data-testid="stButton"] button [data-testid="stMarkdownContainer"],
+[data-testid="stDownloadButton"] button [data-testid="stMarkdownContainer"],
+[data-testid="stButton"] button [data-testid="stMarkdownContainer"] p,
+[data-testid="stDownloadButton"] button [data-testid="stMarkdownContainer"] p {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+}
+"""
 #: Zoom steps of a fitted canvas: from 30% of its drawn size to 100%.
 MIN_ZOOM, ZOOM_STEP = 0.30, 0.02
 
 
 def page_styles() -> None:
-    """The app-wide stylesheet (print); called once per run by the entry script."""
-    st.html(f"<style>{PRINT_CSS}</style>")
+    """The app-wide stylesheet (print, button labels); called once per run by the entry script."""
+    st.html(f"<style>{PRINT_CSS}{BUTTON_CSS}</style>")
 
 
 def fit_canvas_css(key: str, side: int) -> str:

@@ -1,6 +1,7 @@
 """The Predict page on a projector's width, in a real Chromium: the mask editor's canvas fits its column, so the
 whole slice can be reached, and nothing overlaps at 1024, 1280 and 1920 px; at 1100 px a brush stroke at the
-slice's right edge lands. Saves predict-1024.png and predict-1920.png (the screenshots_dir fixture's folder)."""
+slice's right edge lands; the editor's download button shows its whole label at every width. Saves
+predict-1024.png and predict-1920.png (the screenshots_dir fixture's folder)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,32 @@ def _area(page) -> int:  # noqa: ANN001
     return int(box.locator("[data-testid='stMetricValue']").inner_text().split()[0])
 
 
+#: Whether any part of an element's text is cut: an element narrower than its content (ellipsis, hidden overflow)
+#: or a text line whose box leaves the element's box.
+CLIPPED_JS = """el => {
+  const box = el.getBoundingClientRect();
+  const cut = [];
+  for (const e of [el, ...el.querySelectorAll('*')]) {
+    if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible') cut.push(e.tagName);
+  }
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  for (const r of range.getClientRects()) {
+    if (r.width && (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 ||
+                    r.bottom > box.bottom + 1)) cut.push('text outside');
+  }
+  return {cut, text: el.innerText, width: box.width};
+}"""
+
+
+def _unclipped(page, selector: str, width: int) -> None:  # noqa: ANN001
+    """The whole label of the first button under ``selector`` is shown (no ellipsis, nothing outside its box)."""
+    button = page.locator(f"{selector} button").first
+    got = button.evaluate(CLIPPED_JS)
+    assert not got["cut"], (width, got)
+    assert "Download corrected mask (PNG)" in " ".join(got["text"].split()), (width, got)
+
+
 def test_editor_fits_projector_widths_and_a_right_edge_stroke_lands(start_app, page, save_screenshot,
                                                                     tiny_weights, tmp_path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +104,7 @@ def test_editor_fits_projector_widths_and_a_right_edge_stroke_lands(start_app, p
         assert shown["x"] + shown["width"] <= width, (width, shown)
         metrics = _box(page, f"{EDITOR} [data-testid='stMetric']")
         assert not _overlap(shown, metrics), (width, shown, metrics)
+        _unclipped(page, ".st-key-predict_correct_dl", width)  # the editor's download keeps its whole label
         if width in (1024, 1920):
             page.mouse.move(0, 0)
             save_screenshot(page, f"predict-{width}")

@@ -289,7 +289,7 @@ def render_slice_correction(slice_pred: SlicePrediction, upload: UploadedSlice, 
     def download(current: np.ndarray) -> None:
         st.download_button("Download corrected mask (PNG)", encode_png(resize_mask(current, slice_pred.original_size)),
                            file_name=f"{Path(slice_pred.name).stem}_corrected_mask.png", mime="image/png",
-                           key="predict_correct_dl", on_click="ignore")
+                           key="predict_correct_dl", on_click="ignore", width="stretch")
 
     render_editor(target, key="predict_correct", history=f"predict_correct:{idx}", channel=channel, extras=download)
 
