@@ -58,6 +58,11 @@ def _start_from_sidebar(page, epochs: int) -> None:  # noqa: ANN001
         box.press("Tab")  # commit the value before the form is submitted
     sidebar.get_by_text("Dataset: Synthetic phantoms").wait_for()
     sidebar.get_by_role("button", name="Start training").click()
+    # The click is answered by a live status, or by a message saying why not: wait for either, and fail with it.
+    answer = sidebar.get_by_text(re.compile(r"Training run \d{8}-\d{6}|Not started|already in progress"))
+    answer.first.wait_for()
+    said = answer.first.inner_text()
+    assert said.startswith("Training run"), f"Start was refused: {said!r}\nsidebar: {sidebar.inner_text()[:2000]}"
 
 
 def _open(page, base: str, path: str) -> None:  # noqa: ANN001
@@ -85,7 +90,6 @@ def test_quick_run_from_the_sidebar_becomes_active(start_app, page, save_screens
     t0 = time.monotonic()
     _start_from_sidebar(page, epochs=1)
     sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.get_by_text(re.compile(r"Training run \d{8}-\d{6}")).first.wait_for()
     run = jobs.current()
     assert run is not None and run.settings == {**run.settings, "task": "seg", "epochs": 1, "image_size": 32}
 
