@@ -4,13 +4,18 @@
 report row with its measurements (``reports.patient_row``) -> each output asked for (a mask format of
 ``patient.exporters``, the probability map, the PDF of ``lggdemo.report``), each written atomically. The CLI's
 list of inputs and :func:`run_batch` (a tree or manifest, resumable and sharded; see :mod:`.batch`) both call it.
+
+A :class:`VoxelSize` the user gives (``--pixel-size`` / ``--slice-spacing``, the Predict page's two voxel-size
+fields) is applied right after reading, by the page's own call (``readers.kaggle.with_voxel_size``), to inputs that
+record none (the Kaggle layout); an input that records its own (NIfTI, DICOM) keeps the file's, and its notes and
+stderr say the given size was not applied: the file's header describes its voxels, a typed value does not.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +26,42 @@ from lggdemo.inference.reports import patient_report_document, patient_row
 from lggdemo.inference.wholepatient import predict_volume
 from lggdemo.patient.exporters import ExportError, mask_bytes, safe_name, write_inside
 from lggdemo.patient.readers import open_path
-from lggdemo.patient.volume import VolumeError
+from lggdemo.patient.readers.kaggle import VOXEL_MM_RANGE, with_voxel_size
+from lggdemo.patient.volume import Volume, VolumeError
 from lggdemo.report import PdfReportError, study_pdf
 
 #: ``--format`` values: the exporters' formats and the PDF report.
 PDF_FORMAT = "pdf"
+
+
+@dataclass(frozen=True)
+class VoxelSize:
+    """A voxel size typed by the user for inputs that record none: the Predict page's "Pixel size in-plane (mm)"
+    (square pixels of the slices as stored) and "Slice spacing (mm)". VolumeError outside ``VOXEL_MM_RANGE``."""
+
+    in_plane_mm: float
+    slice_mm: float
+
+    def __post_init__(self) -> None:
+        lo, hi = VOXEL_MM_RANGE
+        for what, value in (("pixel size", self.in_plane_mm), ("slice spacing", self.slice_mm)):
+            if not lo <= float(value) <= hi:
+                raise VolumeError(f"a {what} of {value} mm is not a brain MRI voxel ({lo}–{hi} mm)")
+
+
+def apply_voxel_size(volume: Volume, size: VoxelSize | None) -> tuple[Volume, str | None]:
+    """The volume with ``size`` applied as the page applies its fields (``with_voxel_size``), when it records no
+    voxel size of its own (the Kaggle layout); else the volume unchanged, with a note saying why it was not."""
+    if size is None:
+        return volume, None
+    if volume.provenance.kind != "kaggle":  # with_voxel_size's own rule: a file's geometry is never replaced
+        own = "unknown" if volume.spacing is None else " × ".join(f"{v:g}" for v in volume.spacing)
+        note = (f"The voxel size given ({size.in_plane_mm:g} mm in-plane, {size.slice_mm:g} mm between slices) was "
+                f"not applied: this {volume.provenance.kind} input records its own (slice × row × column {own} mm), "
+                "which is kept.")
+        notes = (*volume.provenance.notes, note)
+        return replace(volume, provenance=replace(volume.provenance, notes=notes)), note
+    return with_voxel_size(volume, size.in_plane_mm, size.slice_mm), None
 
 
 @dataclass
@@ -51,11 +87,13 @@ def study_outputs(fmt: str, volume: Any, prediction: Any, row: dict[str, Any], c
 
 
 def process_study(predictor: Predictor, path: Path, clinical: Clinical | None, formats: Sequence[str],
-                  dest: Path) -> StudyOutcome:
+                  dest: Path, voxel_size: VoxelSize | None = None) -> StudyOutcome:
     """Predict one input and write its outputs into ``dest``; a refused input or output becomes the row's error
-    (named, never a traceback), after whatever could be written."""
+    (named, never a traceback), after whatever could be written. ``voxel_size``: see :func:`apply_voxel_size`."""
     try:
-        volume = open_path(path).volume()
+        volume, ignored = apply_voxel_size(open_path(path).volume(), voxel_size)
+        if ignored:
+            print(f"note: {path}: {ignored}", file=sys.stderr)
         prediction = predict_volume(predictor, volume, clinical)
     except (VolumeError, ExportError) as exc:
         return StudyOutcome(patient_row(None, None, name=str(path), error=str(exc)))
@@ -90,7 +128,8 @@ class BatchResult:
 
 def run_batch(predictor: Predictor, studies: Sequence[Study], out: Path, *, clinical: Clinical | None,
               formats: Sequence[str], rank: int = 0, world: int = 1, retry_errors: bool = False,
-              barrier: Callable[[], None] | None = None, progress: Callable[[Study], None] | None = None) -> BatchResult:
+              barrier: Callable[[], None] | None = None, progress: Callable[[Study], None] | None = None,
+              voxel_size: VoxelSize | None = None) -> BatchResult:
     """This rank's share of ``studies``: complete ones skipped, the others (re)done into ``out/studies/<key>``.
 
     ``barrier`` (torchrun: a process-group barrier) is waited on before the summary; then rank 0 writes it. Without
@@ -109,7 +148,7 @@ def run_batch(predictor: Predictor, studies: Sequence[Study], out: Path, *, clin
             for old in (p for p in folder.iterdir() if p.is_file()):
                 old.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        outcome = process_study(predictor, study.path, study.clinical or clinical, formats, folder)
+        outcome = process_study(predictor, study.path, study.clinical or clinical, formats, folder, voxel_size)
         write_marker(folder, study, outcome.row, outcome.written, outcome.notes)
         done += 1
         if outcome.error:
