@@ -1,10 +1,14 @@
-"""The package's metadata: ``pip install .`` gives the six commands, with requirements.txt as the one list of pins."""
+"""The package's metadata: ``pip install .`` gives the six commands, with requirements.txt as the one list of pins;
+``python -m lggdemo.<name>`` runs the same function as ``lggdemo-<name>``."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +29,7 @@ def test_it_builds_with_setuptools_and_reads_its_pins_from_requirements_txt() ->
 
 
 def test_every_command_names_a_function_of_its_module() -> None:
-    """Read on the source (importing the six would load torch for seconds); ``--help`` runs in test_predict_cli."""
+    """Read on the source (importing the six would load torch for seconds); ``--help`` runs below."""
     scripts = PYPROJECT["project"]["scripts"]
     assert set(scripts) == COMMANDS
     for name, target in scripts.items():
@@ -35,7 +39,56 @@ def test_every_command_names_a_function_of_its_module() -> None:
         assert attr in functions, f"{name}: {target}"
 
 
-def test_the_old_top_level_shims_are_gone() -> None:
-    """``python -m`` runs the real modules (``lggdemo.inference.cli``, ...); the installed commands replace the shims."""
-    for shim in ("predict", "evaluate", "crossval"):
-        assert not (ROOT / "lggdemo" / f"{shim}.py").exists()
+def _python_m_runs(name: str) -> str:
+    """``module:function`` that ``python -m lggdemo.<name>`` calls, read on the source.
+
+    A command is a top-level module (``lggdemo/predict.py``) whose ``__main__`` guard calls its own function, or a
+    package (``lggdemo/train/``) whose ``__main__.py`` imports the function from the package's ``cli`` and calls it.
+    """
+    module_file = ROOT / "lggdemo" / f"{name}.py"
+    if module_file.is_file():
+        module, tree = f"lggdemo.{name}", ast.parse(module_file.read_text())
+        guards = [n for n in tree.body if isinstance(n, ast.If) and "__name__" in ast.unparse(n.test)]
+        assert len(guards) == 1, f"{module_file}: no `if __name__ == '__main__'` guard"
+        calls = [n.func.id for n in ast.walk(guards[0]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                 and n.func.id != "SystemExit"]
+        return f"{module}:{calls[0]}"
+    tree = ast.parse((ROOT / "lggdemo" / name / "__main__.py").read_text())
+    (imported,) = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert imported.names[0].name in called
+    return f"{imported.module}:{imported.names[0].name}"
+
+
+def test_python_m_and_the_installed_command_run_the_same_function() -> None:
+    """One path per command: no re-export shim between ``lggdemo-predict`` and ``python -m lggdemo.predict``."""
+    scripts = PYPROJECT["project"]["scripts"]
+    for command, target in scripts.items():
+        assert _python_m_runs(command.removeprefix("lggdemo-")) == target, command
+
+
+#: what each command's ``--help`` shows besides its usage line: options only that command has
+HELP = {
+    "predict": ("nifti, dicom-seg, png, prob-nifti, pdf", "--tree", "--manifest", "--shard"),
+    "evaluate": ("--data", "--split", "--spacing"),
+    "crossval": ("--grade", "--compare", "--record-in"),
+    "compare": ("BASELINE FOLLOWUP", "--followup-date", "--spacing"),
+    "train": ("--preset", "--fold", "--init-from"),
+    "bench": ("--infer", "--load", "--batch"),
+}
+
+
+def test_help_covers_every_command() -> None:
+    assert {f"lggdemo-{name}" for name in HELP} == COMMANDS
+
+
+@pytest.mark.parametrize("name", sorted(HELP))
+def test_runs_as_python_m(name: str) -> None:
+    """``python -m lggdemo.<name> --help`` exits 0 with the command's usage (each imports torch: seconds)."""
+    done = subprocess.run([sys.executable, "-m", f"lggdemo.{name}", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = " ".join(done.stdout.split())
+    assert text.startswith(f"usage: lggdemo-{name} "), text[:200]
+    missing = [s for s in HELP[name] if s not in text]
+    assert not missing, missing

@@ -3,7 +3,7 @@
     python docs/experiments/measurements_oof.py EVAL.json... [--cards CARD.json...] [--data DIR]
            [--out docs/experiments/measurements-oof]
 
-Each EVAL.json is ``python -m lggdemo.evaluation.evaluate --weights FOLD --split val --spacing ... --json EVAL.json``
+Each EVAL.json is ``python -m lggdemo.evaluate --weights FOLD --split val --spacing ... --json EVAL.json``
 of one fold model (``--split val``: the patients its card holds out). This script refuses a file that scored a
 patient outside that fold's held-out list or one its model trained on, pools the per-patient rows and computes
 the cohort's agreement with the evaluator's own function (``lggdemo.evaluation.scoring.measurement_cohort``), and
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     spacing = folds[0]["spacing_mm"]
     doc: dict[str, Any] = {
         "method": (f"{folds[0]['folds']}-fold cross-validation of the bundled recipe (C1): fold model I scored with "
-                   "`python -m lggdemo.evaluation.evaluate --weights /work/folds/C1-fI-refine --split val "
+                   "`python -m lggdemo.evaluate --weights /work/folds/C1-fI-refine --split val "
                    f"--spacing {','.join(map(str, spacing))}` on its own held-out patients only, masks as the app "
                    "shows them; rows pooled; folds present: " + ", ".join(str(f["fold"]) for f in folds)
                    + (f" (fold(s) {', '.join(map(str, missing))} missing: no model of them to score, so their "

@@ -53,9 +53,9 @@ def _cpu_name() -> str:
 
 def _command(processes: int) -> list[str]:
     if processes == 1:
-        return [sys.executable, "-m", "lggdemo.inference.cli"]
+        return [sys.executable, "-m", "lggdemo.predict"]
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    return [torchrun, "--standalone", f"--nproc-per-node={processes}", "-m", "lggdemo.inference.cli"]
+    return [torchrun, "--standalone", f"--nproc-per-node={processes}", "-m", "lggdemo.predict"]
 
 
 def _steady_rate(out: Path, processes: int) -> float | None:

@@ -72,7 +72,7 @@ def _devices(requested: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lggdemo.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lggdemo-bench", description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--infer", action="store_true", help="inference latency: mask, grade, Grad-CAMs, 40-slice batch")
     what.add_argument("--train", action="store_true", help="training throughput (lggdemo.train.benchmark_training)")

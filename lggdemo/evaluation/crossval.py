@@ -1,5 +1,5 @@
 """Cross-validated estimate of a segmentation recipe, pooled from k fold runs of the trainer (its command line:
-``lggdemo-crossval``, :mod:`lggdemo.evaluation.crossval_cli`).
+``lggdemo-crossval``, :mod:`lggdemo.crossval`).
 
 One 15-patient validation split is a small sample: the same recipe scored 0.861 per-volume Dice on
 one seed's split and 0.775 on another's. Training the recipe once per fold

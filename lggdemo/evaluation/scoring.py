@@ -1,6 +1,6 @@
 """The one place held-out scores are computed: the evaluate CLI, cross-validation and the trainer all call it.
 
-So a number in a model card, a pooled cross-validation and a user's own ``python -m lggdemo.evaluation.evaluate``
+So a number in a model card, a pooled cross-validation and a user's own ``lggdemo-evaluate``
 run mean the same thing, computed the same way:
 
 - :func:`score_segmentation`: the masks the app's whole-patient mode shows (``models.forward.predict_patient_masks``)

@@ -1,5 +1,5 @@
 """Two studies of one patient -> one :class:`Comparison`: the registration, both masks on the baseline grid, the
-change map and the change table. The page (``ui/compare.py``) and ``python -m lggdemo.longitudinal.cli`` both call
+change map and the change table. The page (``ui/compare.py``) and ``lggdemo-compare`` both call
 :func:`compare`; tests and the experiment call :func:`compare_masks` with masks they already have (truth masks, or
 a fold model's).
 

@@ -20,7 +20,7 @@ from lggdemo.train.progress import Cancelled, JsonlWriter, ProgressCallback, Tqd
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of :class:`TrainConfig` (its field metadata is the one schema), plus ``--no-bar``."""
-    ap = argparse.ArgumentParser(prog="python -m lggdemo.train", description=package.__doc__,
+    ap = argparse.ArgumentParser(prog="lggdemo-train", description=package.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, option in OPTIONS.items():
         s = option.setting

@@ -12,10 +12,10 @@ import pytest
 import torch
 from tiny_runs import tiny_config
 
+from lggdemo.crossval import main
 from lggdemo.data.arrays import slice_arrays
 from lggdemo.data.kaggle import scan_dataset
 from lggdemo.evaluation.crossval import CrossValError, pool_folds, record, same_recipe, seg_recipe
-from lggdemo.evaluation.crossval_cli import main
 from lggdemo.metrics.segmentation import evaluate_segmentation
 from lggdemo.models.forward import predict_patient_masks, segment_slices
 from lggdemo.models.postprocess import patient_rule_text

@@ -41,7 +41,7 @@ def split_weights(tiny_weights: Path, synthetic_root: Path, tmp_path_factory: py
 @pytest.mark.slow  # a subprocess scores every phantom patient, whole-patient masks and grades
 def test_evaluate_cli_scores_any_dataset(split_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
                           str(split_weights), "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -76,7 +76,7 @@ def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(split
     card["grade"]["calibration"] = {"a": 0.5, "b": -0.25, "n": 12}
     (weights / "model_card.json").write_text(json.dumps(card))
     out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
                           str(weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -92,7 +92,7 @@ def test_evaluate_cli_writes_the_calibrated_probability_the_app_would_show(split
 @pytest.mark.slow  # a subprocess scores every phantom patient, whole-patient masks and grades
 def test_evaluate_cli_scores_one_side_of_the_cards_split(split_weights: Path, synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "val.json"
-    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluation.evaluate", "--data", str(synthetic_root), "--weights",
+    res = subprocess.run([sys.executable, "-m", "lggdemo.evaluate", "--data", str(synthetic_root), "--weights",
                           str(split_weights), "--split", "val", "--json", str(out)], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from lggdemo.crossval import main
 from lggdemo.data.kaggle import scan_dataset
 from lggdemo.evaluation.crossval import CrossValError
-from lggdemo.evaluation.crossval_cli import main
 from lggdemo.evaluation.grade_oof import pool_grade_folds, record_grade
 from lggdemo.inference.grade import grade_verdict, patient_grade
 from lggdemo.metrics.grade import age_baseline_probs, fit_platt

@@ -91,7 +91,7 @@ def test_slices_are_sorted_by_number_when_given() -> None:
 
 def test_the_evaluate_cli_adds_measurements_of_the_same_masks(tiny_weights: Path, synthetic_root: Path,
                                                               tmp_path: Path) -> None:
-    from lggdemo.evaluation.evaluate import main
+    from lggdemo.evaluate import main
 
     out = tmp_path / "eval.json"
     assert main(["--data", str(synthetic_root), "--weights", str(tiny_weights), "--engine", "torch",

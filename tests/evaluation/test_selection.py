@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lggdemo.crossval import main
 from lggdemo.evaluation.crossval import CrossValError
-from lggdemo.evaluation.crossval_cli import main
 from lggdemo.evaluation.selection import select_candidate
 
 FOLDS = [{"fold": 0, "val": ["a", "b"]}, {"fold": 1, "val": ["c", "d"]}]

@@ -29,7 +29,7 @@ from lggdemo.inference.batch import (
     read_marker,
     write_marker,
 )
-from lggdemo.inference.cli import main
+from lggdemo.predict import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -175,10 +175,10 @@ def test_two_torchrun_ranks_give_the_rows_of_one_process(tmp_path: Path, small_t
         pytest.skip(f"torchrun is not installed next to {sys.executable}")
     common = ["--tree", str(small_tree), "--weights", str(tiny_weights), "--device", "cpu", "--age", "50",
               "--format", "nifti,prob-nifti"]
-    one = _run([sys.executable, "-m", "lggdemo.inference.cli", *common, "--out", str(tmp_path / "one")],
+    one = _run([sys.executable, "-m", "lggdemo.predict", *common, "--out", str(tmp_path / "one")],
                _env(OMP_NUM_THREADS="1"))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = _run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "lggdemo.inference.cli", *common,
+    two = _run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "lggdemo.predict", *common,
                 "--out", str(tmp_path / "two")], _env())
     assert two.returncode == 0, two.stderr[-3000:]
     assert "rank 0/2: 3 studies done" in two.stderr and "rank 1/2: 3 studies done" in two.stderr
@@ -191,7 +191,7 @@ def test_two_torchrun_ranks_give_the_rows_of_one_process(tmp_path: Path, small_t
 def test_a_killed_run_restarts_without_duplicates_or_half_files(tmp_path: Path, small_tree: Path,
                                                                  tiny_weights: Path) -> None:
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "lggdemo.inference.cli", "--tree", str(small_tree), "--out", str(out), "--weights",
+    cmd = [sys.executable, "-m", "lggdemo.predict", "--tree", str(small_tree), "--out", str(out), "--weights",
            str(tiny_weights), "--device", "cpu", "--no-grade", "--format", "nifti,pdf"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -7,8 +7,6 @@ import csv
 import gzip
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +15,7 @@ import pytest
 from longitudinal_heads import head_volume
 from patient_files import SPACING, dicom_study_zip, kaggle_zip
 
-from lggdemo.longitudinal.cli import main
+from lggdemo.compare import main
 from lggdemo.longitudinal.outputs import FILES
 from lggdemo.longitudinal.synthetic import make_follow_up
 
@@ -83,9 +81,3 @@ def test_two_different_studies_are_refused(tiny_weights: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2 and "not compared" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
-
-
-def test_runs_as_a_module() -> None:
-    done = subprocess.run([sys.executable, "-m", "lggdemo.longitudinal", "--help"], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], timeout=300)
-    assert done.returncode == 0 and "--followup-date" in done.stdout

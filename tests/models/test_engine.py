@@ -364,10 +364,9 @@ def test_command_lines_take_engine(tiny_weights: Path, synthetic_root: Path, tmp
     """``--engine`` on predict, evaluate and bench; bench times both engines side by side with their ratio."""
     import functools
 
+    from lggdemo import evaluate, predict
     from lggdemo.bench import cli as bench
     from lggdemo.bench import infer as bench_infer
-    from lggdemo.evaluation import evaluate
-    from lggdemo.inference import cli as predict
 
     monkeypatch.setattr(bench_infer, "bench_whole_patient", functools.partial(bench_infer.bench_whole_patient, n_slices=6))
 

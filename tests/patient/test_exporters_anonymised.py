@@ -79,7 +79,7 @@ def test_cli_writes_the_seg_of_a_study_without_birth_date(patient, tiny_weights:
                                                           capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
     import highdicom as hd
 
-    from lggdemo.inference.cli import main
+    from lggdemo.predict import main
 
     study = tmp_path / "anon.zip"
     study.write_bytes(anonymised_zip(dicom_study_zip(patient.slices)))

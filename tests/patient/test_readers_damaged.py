@@ -146,7 +146,7 @@ def test_zip_cut_in_half_is_named(patient) -> None:  # noqa: ANN001
 
 def test_cli_reports_a_cut_file_and_writes_the_next_input(patient, tiny_weights: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
-    from lggdemo.inference.cli import main
+    from lggdemo.predict import main
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -170,7 +170,7 @@ def test_cli_export_failure_is_a_message_and_exit_2(patient, tiny_weights: Path,
     """A series highdicom cannot build a SEG from (no StudyInstanceUID, a Type 1 attribute): named, no traceback."""
     import pydicom
 
-    from lggdemo.inference.cli import main
+    from lggdemo.predict import main
 
     files = []
     for name, data in _series(patient):

@@ -292,8 +292,8 @@ def test_bundled_preset_is_the_protocols_winner_on_every_patient() -> None:
 def test_bundled_preset_config_quick_phantom_run(synthetic_root: Path, tmp_path: Path) -> None:
     """The bundled preset's own config (auto precision, two U-Net stages, grade, every patient) on the phantoms, with tiny
     sizes and epochs: one command writes a complete folder that the app and the evaluator take as it is."""
+    from lggdemo.evaluate import main as evaluate
     from lggdemo.evaluation.crossval import seg_recipe
-    from lggdemo.evaluation.evaluate import main as evaluate
     from lggdemo.inference.examples import example_patients
     from lggdemo.inference.predictor import Predictor
 

@@ -29,7 +29,7 @@ commit() {  # commit result files alone (the checkout may have other work in pro
 crossval() {  # `lggdemo-crossval` of this checkout, run in RESULTS' repository: the fold runs are then
   # named in what it writes by their paths there (docs/experiments/cv21/C1-f0.json), not by this machine's
   (cd "$repo" && "$py" -c 'import sys; sys.path.insert(0, sys.argv.pop(1))
-from lggdemo.evaluation.crossval_cli import main
+from lggdemo.crossval import main
 raise SystemExit(main(sys.argv[1:]))' "$code" "$@")
 }
 publish() {  # publish SRC as DEST in RESULTS, temp then rename

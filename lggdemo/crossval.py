@@ -6,10 +6,11 @@
                      [--json FILE]
 
 FOLD is a weights folder written by ``python -m lggdemo.train ... --fold I/K`` or its card file alone (the fold
-cards kept in ``docs/experiments/``). The first form pools the U-Net's held-out scores (:mod:`.crossval`), the
-second the grade model's out-of-fold P(G3) and the Platt scaling fitted on it (:mod:`.grade_oof`), the third
-applies the selection rule to candidates' pooled estimates (:mod:`.selection`). ``--record-in`` writes the
-estimate into a weights folder's card, refused unless its model was trained by the folds' recipe.
+cards kept in ``docs/experiments/``). The first form pools the U-Net's held-out scores
+(:mod:`lggdemo.evaluation.crossval`), the second the grade model's out-of-fold P(G3) and the Platt scaling fitted on it
+(:mod:`lggdemo.evaluation.grade_oof`), the third applies the selection rule to candidates' pooled estimates
+(:mod:`lggdemo.evaluation.selection`). ``--record-in`` writes the estimate into a weights folder's card, refused unless
+its model was trained by the folds' recipe. This module is the command line only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Compare two studies of one patient: ``lggdemo-compare BASELINE FOLLOWUP --out DIR``
-(also ``python -m lggdemo.longitudinal``).
+(also ``python -m lggdemo.compare``).
 
 BASELINE and FOLLOWUP are each one study in any form the whole-patient mode reads (a Kaggle-layout folder or
 ``.zip``, NIfTI files, a DICOM folder or ``.zip``). The follow-up is registered onto the baseline (rigid, FLAIR),

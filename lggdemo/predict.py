@@ -12,7 +12,7 @@ page's code path (``readers`` -> ``wholepatient.predict_volume`` -> ``reports`` 
 With ``--tree`` or ``--manifest`` (a CSV with a ``path`` column; optional ``id``, ``age``, ``sex``), each study's
 outputs go to ``DIR/studies/<key>/`` with a completion marker written last, and ``DIR/summary.csv`` holds one row per
 study. A rerun skips complete studies; ``--shard r/n`` or torchrun (``torchrun --nproc-per-node N -m
-lggdemo.inference.cli ...``) shares the studies between ranks (see ``lggdemo.inference.batch``).
+lggdemo.predict ...``) shares the studies between ranks (see ``lggdemo.inference.batch``).
 
 Exit status: 0 when every input was predicted; 2 when any input was refused or its mask could not be made
 (each one named on stderr, never a traceback), after the good inputs have been written; 1 when the models
