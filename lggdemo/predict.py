@@ -9,6 +9,12 @@ dicom-seg for DICOM input, png), the tumour probability (prob-nifti: float32 0-1
 PDF report (pdf); a report row per input (``--json``, ``--csv``) with the clinical measurements. It runs the Predict
 page's code path (``readers`` -> ``wholepatient.predict_volume`` -> ``reports`` -> ``exporters`` / ``report``).
 
+The Kaggle layout records no voxel size: give ``--pixel-size MM --slice-spacing MM`` (the page's two voxel-size
+fields: the slices' in-plane pixel size and the distance between slices) to have volumes in mL, diameters in mm and
+a NIfTI mask whose affine carries that spacing; without them its volumes are in voxels. An input that records its
+own voxel size (NIfTI, DICOM) keeps it: the given size is not applied to it, and a note on stderr and in the
+report says so (a typed value never overrides the file's header).
+
 With ``--tree`` or ``--manifest`` (a CSV with a ``path`` column; optional ``id``, ``age``, ``sex``), each study's
 outputs go to ``DIR/studies/<key>/`` with a completion marker written last, and ``DIR/summary.csv`` holds one row per
 study. A rerun skips complete studies; ``--shard r/n`` or torchrun (``torchrun --nproc-per-node N -m
@@ -31,12 +37,13 @@ from lggdemo.device import DeviceError
 from lggdemo.inference.batch import BatchError, discover, parse_shard, read_manifest, write_summary
 from lggdemo.inference.predictor import Predictor
 from lggdemo.inference.reports import patient_report_csv, patient_report_json
-from lggdemo.inference.runner import PDF_FORMAT, process_study, report_batch, run_batch, torch_barrier
+from lggdemo.inference.runner import PDF_FORMAT, VoxelSize, process_study, report_batch, run_batch, torch_barrier
 from lggdemo.models.engine import CHOICES as ENGINES
 from lggdemo.models.engine import EngineError
 from lggdemo.models.preprocess import ClinicalInputError, validate_clinical
 from lggdemo.models.weights import WeightsError, active_dir
 from lggdemo.patient.exporters import FORMATS, write_inside
+from lggdemo.patient.volume import VolumeError
 
 OUTPUT_FORMATS = (*FORMATS, PDF_FORMAT)
 
@@ -70,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--age", type=float, default=None, help="age at diagnosis for the grade (same for every input)")
     ap.add_argument("--sex", choices=["female", "male"], default=None, help="sex for the grade (same for every input)")
     ap.add_argument("--no-grade", action="store_true", help="masks and volumes only")
+    ap.add_argument("--pixel-size", type=float, metavar="MM",
+                    help="in-plane pixel size in mm of inputs that record no voxel size (the Kaggle layout); with "
+                         "--slice-spacing. Inputs that record their own (NIfTI, DICOM) keep it, with a note")
+    ap.add_argument("--slice-spacing", type=float, metavar="MM",
+                    help="distance between slices in mm, for the same inputs; with --pixel-size")
     ap.add_argument("--weights", type=Path, help="weights folder (default: the active weights)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--engine", choices=ENGINES, default=None,
@@ -80,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("give INPUT paths, or one of --tree / --manifest")
     if batch and args.merge:
         return _merge(args)
+    if (args.pixel_size is None) != (args.slice_spacing is None):
+        ap.error("give both --pixel-size and --slice-spacing (mm), or neither")
 
     from tqdm import tqdm
 
@@ -87,10 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if clinical is not None:
             validate_clinical(clinical)
+        voxel_size = None if args.pixel_size is None else VoxelSize(args.pixel_size, args.slice_spacing)
         studies = (discover(args.tree) if args.tree is not None else read_manifest(args.manifest)) if batch else []
         rank, world = parse_shard(args.shard) if batch else (0, 1)
         predictor = Predictor.from_directory(args.weights or active_dir(), args.device, engine=args.engine)
-    except (WeightsError, DeviceError, ClinicalInputError, EngineError, BatchError) as exc:
+    except (WeightsError, DeviceError, ClinicalInputError, EngineError, BatchError, VolumeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if predictor.engine_note:
@@ -106,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = run_batch(predictor, studies, args.out, clinical=clinical, formats=args.format, rank=rank,
                                world=world, retry_errors=args.retry_errors, barrier=sync[0] if sync else None,
-                               progress=lambda _s: bar.update())
+                               progress=lambda _s: bar.update(), voxel_size=voxel_size)
         finally:
             bar.close()
             if sync:
@@ -118,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows, notes, bad = [], {}, []
     for path in tqdm(args.inputs, desc="patients", unit="patient", file=sys.stderr):
-        outcome = process_study(predictor, path, clinical, args.format, args.out)
+        outcome = process_study(predictor, path, clinical, args.format, args.out, voxel_size)
         rows.append(outcome.row)
         if outcome.error:
             bad.append(f"{path}: {outcome.error}")
