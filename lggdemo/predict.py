@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rank, world = parse_shard(args.shard) if batch else (0, 1)
         predictor = Predictor.from_directory(args.weights or active_dir(), args.device, engine=args.engine)
     except (WeightsError, DeviceError, ClinicalInputError, EngineError, BatchError, VolumeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = (" (an installed copy ships no weights: pass --weights DIR, e.g. a checkout's weights/ folder)"
+                if isinstance(exc, WeightsError) and args.weights is None else "")
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 1
     if predictor.engine_note:
         print(f"note: {predictor.engine_note}", file=sys.stderr)

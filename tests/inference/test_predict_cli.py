@@ -90,3 +90,18 @@ def test_probability_map_and_pdf_formats(synthetic_root: Path, tiny_weights: Pat
     with pytest.raises(SystemExit):
         main([str(nifti), "--out", str(out), "--format", "nifti,jpeg"])
     assert "formats are nifti" in capsys.readouterr().err
+
+
+def test_no_weights_where_the_default_points_says_to_pass_them(synthetic_root: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An installed copy ships no weights: without --weights the error names the option; with it, it does not."""
+    import lggdemo.predict as cli
+
+    monkeypatch.setattr(cli, "active_dir", lambda: tmp_path / "site-packages" / "weights")
+    kaggle = synthetic_root / scan_ids(synthetic_root)[0]
+    assert main([str(kaggle), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "Missing weights file" in err and "pass --weights DIR" in err
+    assert main([str(kaggle), "--out", str(tmp_path / "out"), "--weights", str(tmp_path / "none")]) == 1
+    assert "pass --weights DIR" not in capsys.readouterr().err
