@@ -24,9 +24,11 @@ from lggdemo.models.postprocess import LEGACY_RULE_TEXT
 from lggdemo.models.weights import load_card, write_card
 
 # What makes two U-Net trainings the same recipe; paths, seeds, split and thread counts do not. "preset" is
-# kept as the stage's label but not compared: a recipe is its values, whichever preset or command set them.
+# kept as the stage's label but not compared: a recipe is its values, whichever preset or command set them. The
+# test-time flip is not among them: it changes no weight, only how masks are drawn, and its effect on the estimate
+# was measured apart (docs/experiments/flip-tta-oof.md: -0.0001 per-volume Dice out of fold).
 RECIPE_KEYS = ("preset", "encoder", "image_size", "seg_epochs", "seg_samples", "batch_size", "lr", "slice_dice",
-               "min_component_px", "flip_tta", "precision", "small_tumour_boost")
+               "min_component_px", "precision", "small_tumour_boost")
 _DEFAULTS = {"slice_dice": False, "precision": "auto", "small_tumour_boost": 1}  # keys that older cards predate
 #: Precisions that differ only in the rounding of the convolutions (autocast), not in data, epochs, schedule or loss.
 ROUNDING_ONLY = frozenset({"fp32", "bf16"})

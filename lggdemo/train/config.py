@@ -158,7 +158,9 @@ class TrainConfig:
                                "AVX-512 BF16 or AMX -- where it is about 3x faster; fp32 elsewhere), fp32, or bf16 "
                                "(several times slower than fp32 on a CPU without native bf16: the run warns)")
     min_component_px: int = 64
-    flip_tta: bool = True
+    # test-time flip (inference only: no weight depends on it); off since the rule of docs/experiments/selection-rule.txt
+    # measured it gaining nothing out of fold (docs/experiments/flip-tta-oof.md)
+    flip_tta: bool = False
     grade_init: str = "segmentation"  # "segmentation" (when the U-Net encoder is a resnet50) | "scratch"
     progress_file: str | None = _set(None, option="progress_file", help="append JSON-lines progress events here")
     # where the model not trained in this run is copied from
