@@ -31,6 +31,10 @@ from lggdemo.inference.gradcam import slice_cams
 from lggdemo.inference.predictor import safe_clinical
 
 
+#: p95 of a click with 4 sessions clicking together, on a 2-core CPU (issue 27; reported, never asserted).
+TARGET_P95_S = 1.0
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """Latencies of example clicks in seconds, alone and with ``sessions`` visitors clicking together."""
@@ -43,6 +47,7 @@ class LoadReport:
     p95_s: float
     max_s: float
     p95_vs_single_p50: float  # the yardstick: within 3× with 4 sessions on this CPU
+    p95_vs_target: str  # against TARGET_P95_S, in words
     wall_s: float  # the concurrent phase, from the common start to the last result
     clicks_per_s: float  # throughput of the concurrent phase
     single_user_cpu_s_per_click: float  # process CPU time: what a click costs, whatever else the machine runs
@@ -178,6 +183,8 @@ def run_load(sessions: int, *, clicks: int = 3, data: Path | None = None, weight
         single_user_p50_s=round(single_p50, 3), single_user_p95_s=round(percentile(single.latencies, 95), 3),
         p50_s=round(statistics.median(load.latencies), 3), p95_s=round(p95, 3), max_s=round(max(load.latencies), 3),
         p95_vs_single_p50=round(p95 / single_p50, 2) if single_p50 > 0 else float("nan"),
+        p95_vs_target=(f"meets {TARGET_P95_S} s" if p95 <= TARGET_P95_S
+                       else f"misses {TARGET_P95_S} s by {p95 - TARGET_P95_S:.2f} s"),
         wall_s=round(load.wall_s, 2), clicks_per_s=round(n / load.wall_s, 2) if load.wall_s > 0 else float("nan"),
         single_user_cpu_s_per_click=round(single.cpu_s / clicks, 3), cpu_s_per_click=round(load.cpu_s / n, 3),
         errors=warm.errors + single.errors + load.errors,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from patient_files import dataset_patient, kaggle_zip, real_or_phantom_root, write_nifti_4d
 from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 
 from lggdemo.data.kaggle import scan_dataset
 from lggdemo.models import weights
@@ -22,14 +23,25 @@ from lggdemo.viz.orientation import letter_pixels
 SLICE_LABEL = "Slice (inferior → superior)"
 
 
-def _image(page, img) -> np.ndarray:  # noqa: ANN001
-    """The RGB pixels a page's <img> shows, fetched from the server (or decoded from a data URI)."""
-    src = img.get_attribute("src") or ""
-    if src.startswith("data:"):
-        data = base64.b64decode(src.split(",", 1)[1])
-    else:
-        data = page.request.get(urljoin(page.url, src)).body()
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def _image(page, img, tries: int = 5) -> np.ndarray:  # noqa: ANN001
+    """The RGB pixels a page's <img> shows, fetched from the server (or decoded from a data URI).
+
+    A served picture is a media file the next rerun replaces: read once the page has settled, and read the src
+    afresh when the file it named is already gone (a 404, or the connection reset while a rerun replaced it)."""
+    for attempt in range(tries):
+        page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
+        src = img.get_attribute("src") or ""
+        if src.startswith("data:"):
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+        try:
+            response = page.request.get(urljoin(page.url, src))
+            if response.ok:
+                return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+        except PlaywrightError:
+            if attempt == tries - 1:
+                raise
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the picture {src} could not be fetched in {tries} tries")
 
 
 def _has_letters(picture: np.ndarray) -> bool:
@@ -84,6 +96,7 @@ def test_patient_slices_and_3d_view_carry_orientation_letters(request: pytest.Fi
     page.goto(start_app())
     page.get_by_role("link", name="Predict", exact=True).click()
     page.get_by_text("Whole patient", exact=True).click()
+    page.get_by_role("button", name="Try an example patient").wait_for()  # else .first may be the slice uploader
     page.locator("input[type=file]").first.set_input_files(str(nifti))
     page.get_by_text("Tumour volume", exact=True).first.wait_for()
     page.get_by_role("slider", name=SLICE_LABEL).wait_for()
@@ -109,6 +122,7 @@ def test_a_zip_beside_a_nifti_is_named_in_a_message(start_app, page, synthetic_r
     page.goto(start_app())
     page.get_by_role("link", name="Predict", exact=True).click()
     page.get_by_text("Whole patient", exact=True).click()
+    page.get_by_role("button", name="Try an example patient").wait_for()  # else .first may be the slice uploader
     page.locator("input[type=file]").first.set_input_files([str(nifti), str(extra)])
     page.get_by_text("case07: nifti upload").wait_for()
     warning = page.locator("[data-testid='stAlert']").filter(has_text="second_patient.zip")
