@@ -30,7 +30,6 @@ from lggdemo.inference.examples import example_case
 from lggdemo.inference.gradcam import slice_cams
 from lggdemo.inference.predictor import safe_clinical
 
-
 #: p95 of a click with 4 sessions clicking together, on a 2-core CPU (issue 27; reported, never asserted).
 TARGET_P95_S = 1.0
 
