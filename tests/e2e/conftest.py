@@ -65,6 +65,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed browser test's report carries what the page showed and the app's log: a timeout alone says only
+    what did not appear, and on CI there is no other way to see the page."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    page = getattr(item, "funcargs", {}).get("page")
+    if page is not None:
+        try:
+            text = page.locator("body").inner_text(timeout=5_000)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001  # the page may be gone; say so instead of hiding the failure
+            text = f"(page text unavailable: {exc})"
+        report.sections.append(("page text at failure", text[-4000:]))
+    for log in sorted(Path(str(item.funcargs.get("tmp_path", ""))).glob("streamlit-*.log")) \
+            if "tmp_path" in getattr(item, "funcargs", {}) else []:
+        report.sections.append((f"server log {log.name}", _tail(log, 60)))
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not CHROMIUM.is_file():

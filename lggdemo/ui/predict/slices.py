@@ -120,11 +120,13 @@ def render_inputs() -> None:
     signature = (tuple(f.file_id for f in files), tuple(f.file_id for f in masks))
     if files or masks:
         if signature != st.session_state.get("predict_upload_sig"):
-            st.session_state["predict_upload_sig"] = signature
             batch = process_uploads([(f.name, f.getvalue()) for f in files], [(f.name, f.getvalue()) for f in masks])
             n_files = len(files) + len(masks)
             set_batch(batch, f"{len(batch.slices)} usable slice(s) from {n_files} uploaded file(s)", "upload")
             clinical_fields.adopt(input_id())
+            # only once the upload has been read: a rerun that interrupts the reading (a second click, a form
+            # submitted meanwhile) reads it again instead of leaving the upload silently unread
+            st.session_state["predict_upload_sig"] = signature
     elif st.session_state.pop("predict_upload_sig", None) is not None:
         if st.session_state.get("predict_kind") == "upload":  # uploads removed: nothing left to show
             clear_batch()
