@@ -31,7 +31,8 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4;
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# Everything but real training and the browser: the loop while you work (CI runs `make test`).
+# Everything but the slow tier (real training, the browser, whole command-line and page runs): the loop while you
+# work, under 3 minutes on 2 cores (CI runs `make test`).
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not e2e"
 

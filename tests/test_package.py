@@ -82,6 +82,7 @@ def test_help_covers_every_command() -> None:
     assert {f"lggdemo-{name}" for name in HELP} == COMMANDS
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 @pytest.mark.parametrize("name", sorted(HELP))
 def test_runs_as_python_m(name: str) -> None:
     """``python -m lggdemo.<name> --help`` exits 0 with the command's usage (each imports torch: seconds)."""

@@ -35,6 +35,7 @@ def test_session_fixtures_use_the_session_cache(cache_seen_by_a_session_fixture:
     assert base in runs_dir().parents
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_a_test_run_writes_nothing_into_home(tmp_path: Path) -> None:
     """A fresh ``pytest`` with an empty HOME and no LGG_CACHE_DIR (as ``make test`` on a clean clone) leaves HOME empty."""
     home = tmp_path / "home"
@@ -60,11 +61,13 @@ def _collected(*args: str) -> list[str]:
     return [line for line in proc.stdout.splitlines() if "::" in line]
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_browser_tests_are_marked_slow_and_collected_by_default() -> None:
     assert _collected("-m", "slow", "tests/e2e"), "no browser tests collected"
     assert _collected("-m", "not slow", "tests/e2e") == []  # the conftest hook marks every one
     cfg = (REPO_ROOT / "pyproject.toml").read_text()
-    assert "\"slow: real training or browser runs (CI runs them; deselect with -m 'not slow')\"," in cfg
+    assert ("\"slow: real training, browser runs, whole command-line, page or registration runs (CI runs them; "
+            "deselect with -m 'not slow')\",") in cfg
     assert "-m" not in cfg.split("addopts", 1)[1].splitlines()[0]  # `make test` (CI) deselects nothing
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from patient_files import dataset_patient, write_nifti_three
 from streamlit.testing.v1 import AppTest
 
@@ -92,6 +93,7 @@ def test_each_mode_keeps_its_own_inputs_values(predict_app: AppTest, synthetic_r
     assert age(at) == 70.0
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_the_report_records_the_values_used_and_whether_given(predict_app: AppTest, synthetic_root: Path,
                                                               tmp_path: Path) -> None:
     at = predict_app

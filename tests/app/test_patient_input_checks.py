@@ -24,6 +24,7 @@ def _upload(app: AppTest, files: list[tuple[str, bytes]]) -> None:
     assert not app.exception, app.exception
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_a_kaggle_zip_gets_a_voxel_size_and_then_gives_millilitres(app: AppTest, synthetic_root: Path) -> None:
     patient = dataset_patient(synthetic_root, 2)
     _upload(app, [(f"{patient.name}.zip", kaggle_zip(patient))])
@@ -47,6 +48,7 @@ def test_files_not_used_are_named(app: AppTest, synthetic_root: Path, tmp_path: 
     assert any("case07: nifti upload" in str(m.value) for m in app.markdown)  # named after the study, not "patient"
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_a_head_on_its_side_is_said_and_the_turn_stands_it_up(app: AppTest, request: pytest.FixtureRequest,
                                                               synthetic_root: Path, tmp_path: Path) -> None:
     patient = dataset_patient(synthetic_root, 0)

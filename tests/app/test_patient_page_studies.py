@@ -25,6 +25,7 @@ def _upload(app: AppTest, name: str, data: bytes) -> None:
     assert not app.exception, app.exception
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_resampled_sequences_are_named_with_their_grids(app: AppTest) -> None:
     import pydicom
 

@@ -11,6 +11,7 @@ import torch
 from lggdemo.bench import cli as bench
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_infer_writes_every_measurement(tmp_path: Path, synthetic_root: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"

@@ -27,6 +27,7 @@ def test_matmul_peak_is_a_rate() -> None:
     assert matmul_peak_gflops(n=256, repeats=2) > 0
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_infer_reports_gflops_and_share_of_the_measured_peak(tmp_path: Path, synthetic_root: Path,
                                                              tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"

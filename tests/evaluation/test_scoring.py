@@ -89,6 +89,7 @@ def test_slices_are_sorted_by_number_when_given() -> None:
     assert (as_given["lesions"], by_number["lesions"]) == (1, 2)
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_the_evaluate_cli_adds_measurements_of_the_same_masks(tiny_weights: Path, synthetic_root: Path,
                                                               tmp_path: Path) -> None:
     from lggdemo.evaluate import main

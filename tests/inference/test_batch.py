@@ -120,6 +120,7 @@ def test_a_marker_vouches_for_its_outputs(tmp_path: Path) -> None:
     assert sorted(clean_partial(folder)) == [MARKER, "s_mask.nii.gz"] and not any(folder.iterdir())
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_rerun_skips_complete_studies_and_redoes_broken_ones(tmp_path: Path, small_tree: Path,
                                                              tiny_weights: Path) -> None:
     tree = tmp_path / "tree"

@@ -14,6 +14,7 @@ from patient_files import dataset_patient, dicom_study_zip, write_nifti_4d
 from lggdemo.predict import main
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_two_patients_and_a_bad_input(synthetic_root: Path, tiny_weights: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     patient = dataset_patient(synthetic_root, 0)
@@ -46,6 +47,7 @@ def test_two_patients_and_a_bad_input(synthetic_root: Path, tiny_weights: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # nothing written elsewhere
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_dicom_seg_format_and_refusal_for_other_inputs(synthetic_root: Path, tiny_weights: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     import highdicom as hd

@@ -21,6 +21,7 @@ from lggdemo.predict import main
 PIXEL_MM, SLICE_MM = 0.8, 3.5
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_kaggle_input_gets_the_given_voxel_size(synthetic_root: Path, tiny_weights: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     kaggle = synthetic_root / scan_dataset(synthetic_root).patient_ids[1]

@@ -35,6 +35,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return baseline, followup
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_compare_writes_every_file_and_they_agree(studies: tuple[Path, Path], tiny_weights: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
@@ -66,6 +67,7 @@ def test_compare_writes_every_file_and_they_agree(studies: tuple[Path, Path], ti
     assert np.allclose(np.abs(np.diag(baseline_grid.affine)[:3]), [SPACING[2], SPACING[1], SPACING[0]])
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_two_different_studies_are_refused(tiny_weights: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     head = head_volume(name="head")

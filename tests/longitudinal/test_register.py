@@ -54,6 +54,7 @@ def test_change_on_truth_masks_follows_the_truth(head: Volume, moved, registered
     assert c.followup_on_baseline.shape == head.slices.shape and c.followup_mask.shape == head.truth.shape
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_a_scan_against_itself_shows_no_change(head: Volume) -> None:
     reg = register(head, head, ONE_THREAD)
     err = transform_error(reg.matrix, np.eye(4), mask_points(head.truth, registration_spacing(head)[0]))
@@ -68,6 +69,7 @@ def test_a_scan_against_itself_shows_no_change(head: Volume) -> None:
     assert (c.change_map != 0).sum() < 0.01 * head.truth.sum()
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_an_unrelated_volume_is_refused(head: Volume) -> None:
     rng = np.random.default_rng(7)
     other = head_volume(seed=3, name="other")

@@ -94,6 +94,7 @@ def test_grade_estimate_and_calibration_are_out_of_fold_and_decide_what_the_app_
         assert f"{grade['base_rate_g3']['value']:.0%} of patients are grade III" in verdict.sentence
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 @pytest.mark.real_data
 def test_card_describes_the_data_and_the_unet_holds_its_fold_scores(card: dict, real_root: Path) -> None:
     """The shipped U-Net trained on these patients, so it must do at least as well on them as the fold models that

@@ -80,6 +80,7 @@ def test_onnx_masks_and_grades_equal_torch_on_the_phantoms(engines: dict[str, Pr
     assert len(_compare_patients(engines, synthetic_root, limit=4)) == 4
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 @pytest.mark.real_data
 def test_onnx_masks_and_grades_equal_torch_on_real_patients(engines: dict[str, Predictor], real_root: Path) -> None:
     checked = _compare_patients(engines, real_root)
@@ -285,6 +286,7 @@ print(json.dumps({"exported": entry.exported, "path": str(entry.path)}))
 """
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_two_processes_exporting_at_once_make_one_good_file(tiny_weights: Path, tmp_path: Path) -> None:
     cache, go = tmp_path / "cache", tmp_path / "go"
     env = {**os.environ, "LGG_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -359,6 +361,7 @@ def test_the_model_lock_serves_waiters_in_arrival_order() -> None:
 # --- the command lines ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_command_lines_take_engine(tiny_weights: Path, synthetic_root: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """``--engine`` on predict, evaluate and bench; bench times both engines side by side with their ratio."""
