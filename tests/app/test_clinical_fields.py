@@ -41,6 +41,7 @@ def _nifti_files(root: Path, tmp_path: Path, which: int = 1) -> list[tuple[str, 
     return [(p.name, p.read_bytes(), "application/gzip") for p in paths.values()]
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_whole_patient_upload_after_an_example_starts_empty(predict_app: AppTest, synthetic_root: Path,
                                                              tmp_path: Path) -> None:
     at = predict_app
@@ -58,6 +59,7 @@ def test_whole_patient_upload_after_an_example_starts_empty(predict_app: AppTest
     assert at.session_state["predict_clinical_source"] is None
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_values_typed_before_an_upload_are_that_uploads(predict_app: AppTest, synthetic_root: Path,
                                                          tmp_path: Path) -> None:
     at = predict_app
@@ -71,6 +73,7 @@ def test_values_typed_before_an_upload_are_that_uploads(predict_app: AppTest, sy
     assert at.session_state["predict_clinical_source"] == TYPED
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_each_mode_keeps_its_own_inputs_values(predict_app: AppTest, synthetic_root: Path) -> None:
     at = predict_app
     at.button(key="predict_example").click().run()  # slice mode: an example with its record

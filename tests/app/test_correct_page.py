@@ -74,6 +74,7 @@ def history(at: AppTest, name: str) -> corr.EditHistory:
     return at.session_state[correct.STATE_KEY][name].history
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_editor_strokes_undo_reset_delete_and_save(predict_app: AppTest, canvas: FakeCanvas,
                                                    synthetic_root: Path) -> None:
     at = predict_app

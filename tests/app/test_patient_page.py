@@ -61,6 +61,7 @@ def test_example_patient_shows_volume_grade_3d_and_downloads(app: AppTest, synth
     assert app.slider[0].value == 1 and "Tumour on this slice:" in texts(app)
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_nifti_upload_with_channel_assignment(app: AppTest, synthetic_root: Path, tmp_path: Path) -> None:
     patient = dataset_patient(synthetic_root, 1)
     paths = write_nifti_three(tmp_path / "nii", patient.slices)

@@ -103,6 +103,7 @@ def _what_a_page_sees(_: object = None) -> tuple[int, int, int]:
     return index.n_slices, int((areas.tumour_area_px > 0).sum()), len(index.problems)
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_cold_start_race_generates_once_and_everyone_sees_the_whole_set(monkeypatch: pytest.MonkeyPatch,
                                                                         tmp_path: Path) -> None:
     import json

@@ -72,6 +72,7 @@ def scan_ids(root: Path) -> list[str]:
     return scan_dataset(root).patient_ids
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_probability_map_and_pdf_formats(synthetic_root: Path, tiny_weights: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from pypdf import PdfReader

@@ -76,6 +76,7 @@ def _compare_patients(engines: dict[str, Predictor], root: Path, limit: int | No
     return checked
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_onnx_masks_and_grades_equal_torch_on_the_phantoms(engines: dict[str, Predictor], synthetic_root: Path) -> None:
     assert len(_compare_patients(engines, synthetic_root, limit=4)) == 4
 

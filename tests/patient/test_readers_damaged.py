@@ -144,6 +144,7 @@ def test_zip_cut_in_half_is_named(patient) -> None:  # noqa: ANN001
 # --- the CLI -------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_cli_reports_a_cut_file_and_writes_the_next_input(patient, tiny_weights: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
     from lggdemo.predict import main

@@ -260,6 +260,7 @@ def test_sigterm_mid_run_leaves_previous_weights_byte_identical(tiny_run: Path, 
     assert last["event"] == "cancelled"
 
 
+@pytest.mark.slow  # whole command-line, page or registration runs: seconds each (make test runs them)
 def test_cli_rejects_impossible_settings_with_exit_2(synthetic_root: Path, tmp_path: Path) -> None:
     progress = tmp_path / "p.jsonl"
     res = subprocess.run([sys.executable, "-m", "lggdemo.train", "--data", str(synthetic_root), "--out",
