@@ -119,11 +119,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Files with slow tests (browsers, real training, torchrun) run first, each file's order kept: `make test` hands
-    # whole files to its workers in this order, so the suite ends on short files instead of one worker finishing a
-    # two-minute file while the other idles.
-    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: item.path not in slow_files)
     fast_files = {item.path for item in items if item.get_closest_marker("slow") is None}
     if any("lggdemo.train" in p.read_text() or "tiny_runs" in p.read_text() for p in fast_files if p.suffix == ".py"):
         guard_the_training_loop()

@@ -80,8 +80,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as exc:  # noqa: BLE001  # the page may be gone; say so instead of hiding the failure
             text = f"(page text unavailable: {exc})"
         report.sections.append(("page text at failure", text[-4000:]))
-    for log in sorted(Path(str(item.funcargs.get("tmp_path", ""))).glob("streamlit-*.log")) \
-            if "tmp_path" in getattr(item, "funcargs", {}) else []:
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    for log in sorted(tmp_path.glob("streamlit-*.log")) if tmp_path is not None else []:
         report.sections.append((f"server log {log.name}", _tail(log, 60)))
 
 

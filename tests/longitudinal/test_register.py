@@ -78,8 +78,10 @@ def test_an_unrelated_volume_is_refused(head: Volume) -> None:
     box[3:15, 40:220, 30:200] = True
     junk = Volume(slices=np.where(box[..., None], noise, 0).astype(np.uint8), spacing=None, grid=other.grid,
                   provenance=other.provenance, name="noise")
-    with pytest.raises(RegistrationError, match="different patients|not a brain"):  # one registration: 15 s
+    with pytest.raises(RegistrationError, match="different patients|not a brain"):
         register(head, junk, ONE_THREAD)
+    flagged = register(head, junk, ONE_THREAD, refuse=False)
+    assert flagged.verdict == "refused"
 
 
 def test_an_empty_study_cannot_be_registered(head: Volume) -> None:
