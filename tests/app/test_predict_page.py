@@ -228,3 +228,29 @@ def test_examples_come_from_the_validation_split_and_say_so(app: AppTest, tiny_w
                                                       (rec.mask_path.name, rec.mask_path.read_bytes(), "image/tiff")]).run()
     assert not app.exception, app.exception
     assert f"Dice on a {SEEN_TRAINING}." in texts(app)
+
+
+def test_an_upload_whose_reading_was_interrupted_is_read_on_the_next_run(app: AppTest, synthetic_root: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun can stop the script in the middle of reading an upload (Streamlit raises at the next session-state
+    access when another click or form arrives). The next run must read the upload, not skip it as already read."""
+    from lggdemo.ui.predict import slices
+
+    real = slices.clinical_fields.adopt
+    calls: list[object] = []
+
+    def interrupted_once(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("interrupted by a rerun")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(slices.clinical_fields, "adopt", interrupted_once)
+    index = scan_dataset(synthetic_root)
+    rec = index.patients[index.patient_ids[1]][8]
+    app.file_uploader(key="predict_files").set_value([(rec.image_path.name, rec.image_path.read_bytes(),
+                                                      "image/tiff")]).run()
+    assert app.exception  # the stand-in interruption stopped the first run mid-read
+    app.run()
+    assert not app.exception, app.exception
+    assert len(calls) == 2 and "1 usable slice(s) from 1 uploaded file(s)" in texts(app)
