@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from browser_steps import open_whole_patient
 from patient_files import dataset_patient, write_nifti_three
 
 from lggdemo.data.kaggle import scan_dataset
@@ -22,7 +23,7 @@ def test_an_example_then_an_upload_does_not_carry_the_examples_age(start_app, pa
     age = index.clinical_for(first).age
     assert age is not None
     page.goto(start_app() + "/predict")
-    page.get_by_text("Whole patient", exact=True).click()
+    open_whole_patient(page)
     page.get_by_role("button", name="Try an example patient").click()
     page.get_by_text(re.compile(rf"Example: .*{first}")).first.wait_for()
     field = page.get_by_label(re.compile(r"Age at diagnosis"))

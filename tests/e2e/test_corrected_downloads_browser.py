@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_steps import open_whole_patient
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from lggdemo.models import weights
@@ -77,7 +78,7 @@ def test_after_a_stroke_the_json_download_states_the_corrected_volume(start_app,
     if not weights.is_complete(weights.BUNDLED_DIR):
         weights.set_active(tiny_weights)
     page.goto(start_app() + "/predict")
-    page.get_by_text("Whole patient", exact=True).click()
+    open_whole_patient(page)
     page.get_by_role("button", name="Try an example patient").click()
     toggle = page.get_by_text("Correct this mask", exact=True)
     toggle.wait_for()
