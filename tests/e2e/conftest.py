@@ -4,12 +4,16 @@ Fixtures
 --------
 ``browser``          session-wide headless Chromium (Debian's ``/usr/bin/chromium``, never ``playwright install``);
                      skips with a reason where Chromium or Playwright is missing.
-``start_app``        factory: ``start_app(env=None) -> base_url``. Starts ``streamlit run streamlit_app.py`` on a free
-                     loopback port from the repository root, with ``env`` on top of ``os.environ``. ``LGG_DATA_DIR``
-                     defaults to the synthetic fixture; ``LGG_CACHE_DIR`` / ``LGG_RUNS_DIR`` come from the test's
-                     isolated environment. The server log goes to a file in the test's tmp folder; at teardown the
-                     process is stopped and the log must be free of the torch/file-watcher errors
-                     (``torch.classes``, ``__path__._path``).
+``start_app``        factory: ``start_app(env=None, fresh=False) -> base_url``. A Streamlit server for the test's
+                     environment (``os.environ``, ``env`` on top; ``LGG_DATA_DIR`` defaults to the synthetic fixture,
+                     ``LGG_CACHE_DIR`` / ``LGG_RUNS_DIR`` come from the session's isolated environment). Tests whose
+                     environment is the same share one server per worker: each test's page is a new browser context,
+                     so a new Streamlit session, and a server start costs ~10 s of imports and model export that
+                     17 browser tests need not pay 17 times. A private server, stopped after the test, for
+                     ``fresh=True`` (a test of a server's very first request) and for an environment that names the
+                     test's own tmp folder (a runs folder of its own, say). Server logs go to files; after each test
+                     the part it caused must be free of the torch/file-watcher errors (``torch.classes``,
+                     ``__path__._path``).
 ``page``             a fresh context (viewport 1400x1000) and page, closed after the test.
 ``save_screenshot``  ``save_screenshot(page, name) -> Path`` writes ``<name>.png`` to a temp folder, or to
                      ``docs/screenshots`` (committed, shown in the README) under ``make screenshots``.
@@ -37,6 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -80,9 +85,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as exc:  # noqa: BLE001  # the page may be gone; say so instead of hiding the failure
             text = f"(page text unavailable: {exc})"
         report.sections.append(("page text at failure", text[-4000:]))
-    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
-    for log in sorted(tmp_path.glob("streamlit-*.log")) if tmp_path is not None else []:
-        report.sections.append((f"server log {log.name}", _tail(log, 60)))
+    for log, since in item.stash.get(_LOGS_USED, []):
+        report.sections.append((f"server log {log.name} (this test's part)", "\n".join(
+            _read_from(log, since).splitlines()[-60:])))
 
 
 @pytest.fixture(scope="session")
@@ -146,47 +151,104 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture()
-def start_app(synthetic_root: Path, tmp_path: Path) -> Iterator[Callable[..., str]]:
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+@dataclass
+class AppServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
 
-    def _start(env: dict[str, str] | None = None) -> str:
-        # A free port is only free until someone binds it: under pytest-xdist another worker's server may take it
-        # between our probe and Streamlit's bind, so a start that finds its port in use tries another one.
-        for _attempt in range(3):
-            port = _free_port()
-            full_env = dict(os.environ)
-            full_env.update({"LGG_DATA_DIR": str(synthetic_root), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-            full_env.update(env or {})
-            log_path = tmp_path / f"streamlit-{port}.log"
-            cmd = [
-                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            ]  # fmt: skip
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-            started.append((proc, log_path))
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _healthy(url):
-                    return url
-                time.sleep(0.3)
-            if proc.poll() is None:
-                pytest.fail(f"streamlit did not answer {url}/_stcore/health within {STARTUP_TIMEOUT_S:.0f} s; "
-                            f"log:\n{_tail(log_path)}")
-            if "is not available" not in _tail(log_path):  # Streamlit: "Port N is not available"
-                break
-        pytest.fail(f"streamlit exited with {proc.returncode} before answering; log:\n{_tail(log_path)}")
+
+def _launch(env: dict[str, str], log_dir: Path) -> AppServer:
+    """``streamlit run streamlit_app.py`` on a free loopback port, once it answers its health check."""
+    # A free port is only free until someone binds it: under pytest-xdist another worker's server may take it
+    # between our probe and Streamlit's bind, so a start that finds its port in use tries another one.
+    for _attempt in range(3):
+        port = _free_port()
+        log_path = log_dir / f"streamlit-{port}.log"
+        cmd = [
+            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        ]  # fmt: skip
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _healthy(url):
+                return AppServer(proc, url, log_path)
+            time.sleep(0.3)
+        if proc.poll() is None:
+            _stop(proc)
+            pytest.fail(f"streamlit did not answer {url}/_stcore/health within {STARTUP_TIMEOUT_S:.0f} s; "
+                        f"log:\n{_tail(log_path)}")
+        if "is not available" not in _tail(log_path):  # Streamlit: "Port N is not available"
+            break
+    pytest.fail(f"streamlit exited with {proc.returncode} before answering; log:\n{_tail(log_path)}")
+
+
+def _server_env(synthetic_root: Path, env: dict[str, str] | None) -> dict[str, str]:
+    full = dict(os.environ)
+    full.update({"LGG_DATA_DIR": str(synthetic_root), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    full.update(env or {})
+    full.pop("PYTEST_CURRENT_TEST", None)  # pytest's own per-test variable: not part of what the app sees
+    return full
+
+
+#: The server logs a test used, with where each stood when it began: its failure report and its log check read them.
+_LOGS_USED = pytest.StashKey[list[tuple[Path, int]]]()
+
+
+@dataclass
+class SharedServers:
+    """This worker's servers that tests share, one per environment."""
+
+    log_dir: Path
+    by_env: dict[tuple[tuple[str, str], ...], AppServer] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def _shared_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServers]:
+    shared = SharedServers(tmp_path_factory.mktemp("app-servers"))
+    yield shared
+    for server in shared.by_env.values():
+        _stop(server.proc)
+
+
+@pytest.fixture()
+def start_app(request: pytest.FixtureRequest, synthetic_root: Path, tmp_path: Path,
+              _shared_servers: SharedServers) -> Iterator[Callable[..., str]]:
+    private: list[AppServer] = []
+    used: list[tuple[Path, int]] = []
+    request.node.stash[_LOGS_USED] = used
+
+    def _start(env: dict[str, str] | None = None, fresh: bool = False) -> str:
+        full_env = _server_env(synthetic_root, env)
+        key = tuple(sorted(full_env.items()))
+        server = _shared_servers.by_env.get(key)
+        if fresh or any(str(tmp_path) in value for value in full_env.values()):
+            server = _launch(full_env, tmp_path)
+            private.append(server)
+        elif server is None or server.proc.poll() is not None or not _healthy(server.url):
+            if server is not None:  # a shared server that died is replaced; its log stays for the reports
+                _stop(server.proc)
+            server = _launch(full_env, _shared_servers.log_dir)
+            _shared_servers.by_env[key] = server
+        used.append((server.log, server.log.stat().st_size))
+        return server.url
 
     yield _start
 
-    bad: list[str] = []
-    for proc, log_path in started:
-        _stop(proc)
-        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
-        bad += [f"{log_path.name}: {needle!r}" for needle in FORBIDDEN_LOG_TEXT if needle in text]
-    assert not bad, f"server log has torch/file-watcher errors: {bad}\n{_tail(started[-1][1])}"
+    for server in private:
+        _stop(server.proc)
+    bad = [f"{log.name}: {needle!r}" for log, since in used for needle in FORBIDDEN_LOG_TEXT
+           if needle in _read_from(log, since)]
+    assert not bad, f"server log has torch/file-watcher errors: {bad}\n{_tail(used[-1][0])}"
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
 
 
 _CONTENT_HEIGHT_JS = """() => Math.max(window.innerHeight, ...[...document.querySelectorAll(

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_first_request_to_a_page_url_runs_through_the_shell(start_app, page) -> None:
-    base = start_app()  # a fresh server: no script has run yet
+    base = start_app(fresh=True)  # a fresh server: no script has run yet
     page.goto(f"{base}/train")
     page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=180_000)
     sidebar = page.locator('[data-testid="stSidebar"]')
