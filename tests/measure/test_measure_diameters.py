@@ -122,6 +122,20 @@ def test_box_3d_diameter_extent_and_mean_diameter_are_exact() -> None:
     assert mean_diameter_mm(0.5) == pytest.approx(10.0)  # (2 x 500 mm³)^(1/3)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_max_diameter_is_the_farthest_pair_of_all_voxel_corners(seed: int) -> None:
+    """Only each line's end corners are searched; brute force over every corner of every voxel must agree, on
+    scattered voxels (an untrained model's mask) as on a blob with holes."""
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((4, 9, 11)) > (0.85 if seed else 0.4)
+    spacing = (3.0, 0.9, 1.1)
+    corners = np.argwhere(mask)[:, None, :] + np.array(list(np.ndindex(2, 2, 2)))[None] - 0.5
+    brute = pdist(corners.reshape(-1, 3) * np.asarray(spacing)).max()
+    assert max_diameter_3d(mask, spacing) == pytest.approx(brute, rel=1e-12)
+
+
 @pytest.mark.parametrize(("scale", "expected"), [(1.02, True), (1.003, True), (0.997, False), (0.98, False)])
 def test_measurable_at_the_10_mm_edge(scale: float, expected: bool) -> None:
     """A k x k pixel square's two diameters are both its diagonals, k·s·√2: choose s to put them at 10 mm·scale."""
