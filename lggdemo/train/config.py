@@ -191,7 +191,9 @@ class TrainConfig:
     fold: tuple[int, int] | None = _set(None, option="fold", type=_fold, metavar="I/K",
                                         help="validate on fold I of a k-fold patient partition (cross-validating a "
                                              "recipe), instead of the held-out fraction")
-    threads: int | None = _set(None, option="threads", type=int, minimum=1)
+    threads: int | None = _set(None, option="threads", type=int, minimum=1,
+                               help="CPU threads (default: OMP_NUM_THREADS where set, else every core; under "
+                                    "torchrun each rank's share of the cores)")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:

@@ -115,7 +115,7 @@ def run_images(cfg: TrainConfig) -> tuple[int, int]:
 
 
 def _threads(cfg: TrainConfig) -> int:
-    return cfg.threads or max(1, os.cpu_count() or 1)
+    return cfg.threads or devices.default_threads()
 
 
 def cache_key(cfg: TrainConfig, device: torch.device) -> str:

@@ -6,7 +6,6 @@ because on a 2-core CPU the data pipeline would otherwise cost as much as the mo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from lggdemo.data.arrays import SliceArrays, slice_arrays
 from lggdemo.data.kaggle import DatasetError, DatasetIndex, scan_dataset
 from lggdemo.data.sources import choose_dataset
-from lggdemo.device import DeviceError, choose_device
+from lggdemo.device import DeviceError, choose_device, default_threads
 from lggdemo.train import distributed
 from lggdemo.train.config import TrainConfig, TrainError
 from lggdemo.train.finetune_data import CorrectionSet, inherited_split
@@ -54,7 +53,7 @@ def training_device(cfg: TrainConfig) -> torch.device:
         device = choose_device(cfg.device)
     except DeviceError as exc:
         raise TrainError(str(exc)) from exc
-    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    torch.set_num_threads(cfg.threads or default_threads())
     return distributed.join(device, cfg.threads)
 
 
