@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lggdemo.data.synthetic import default_root
+from lggdemo.device import default_threads
 from lggdemo.inference.batch import MARKER, SUMMARY, discover
 
 
@@ -76,7 +77,7 @@ def bench_batch(data: Path | None = None, studies: int = 12, processes: Sequence
                 engine: str | None = None) -> dict[str, Any]:
     """Time the batch CLI over the first ``studies`` studies of ``data`` (default: the phantoms) per process count."""
     root = Path(data) if data is not None else default_root()
-    cores = os.cpu_count() or 1
+    cores = default_threads()  # the cores this run was given (OMP_NUM_THREADS where set), shared by its processes
     report: dict[str, Any] = {"data": str(root), "cpu": _cpu_name(), "cores": cores, "formats": formats}
     summaries: dict[int, str] = {}
     with tempfile.TemporaryDirectory(prefix="lgg-bench-batch-") as tmp:
