@@ -26,3 +26,13 @@ def open_whole_patient(page: object, tries: int = 4) -> None:
             continue
     radio.click()
     example.wait_for()
+
+
+def open_from_sidebar(page: object, name: str) -> None:
+    """Open a page by its link in the sidebar's navigation.
+
+    Not ``get_by_role("link", name=...)`` on the whole page: Home links to the pages too, so once its content is drawn
+    (at once on a server that has run before) that finds two links and Playwright refuses to guess.
+    """
+    nav = page.get_by_test_id("stSidebarNav")  # type: ignore[attr-defined]
+    nav.get_by_role("link", name=name, exact=True).click()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from browser_steps import open_from_sidebar
 from patient_files import dataset_patient, kaggle_zip
 
 from lggdemo.longitudinal.synthetic import make_follow_up
@@ -27,7 +28,7 @@ def test_upload_two_studies_see_the_change_and_download_the_pdf(
         files.append(path)
 
     page.goto(start_app())
-    page.get_by_role("link", name="Compare two scans").click()
+    open_from_sidebar(page, "Compare two scans")
     page.get_by_text("Upload a baseline and a follow-up study").wait_for()
     uploads = page.locator("input[type=file]")
     uploads.nth(0).set_input_files(str(files[0]))

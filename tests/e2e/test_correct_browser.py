@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_steps import open_from_sidebar
 
 from lggdemo import corrections as corr
 from lggdemo.data.kaggle import scan_dataset
@@ -49,7 +50,7 @@ def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, 
     rows, cols = np.nonzero(case.batch.slices[0].truth)
     row, col = float(rows.mean()), float(cols.mean())
     page.goto(start_app())
-    page.get_by_role("link", name="Predict", exact=True).click()
+    open_from_sidebar(page, "Predict")
     page.get_by_role("button", name="Try an example").click()
     page.get_by_text("Predicted tumour on FLAIR").wait_for()
 
@@ -89,7 +90,7 @@ def test_brush_stroke_changes_area_and_dice_then_save_and_list(start_app, page, 
     assert len(saved) == 1 and saved[0].usable
     assert saved[0].provenance.corrected_area_px == int(area_after.split()[0])
 
-    page.get_by_role("link", name="Train", exact=True).click()
+    open_from_sidebar(page, "Train")
     page.get_by_role("heading", name="Corrections").wait_for()
     page.get_by_text("1 usable correction(s)").wait_for()
     page.get_by_text(saved[0].id).first.wait_for()  # the picked correction, and its picture's caption

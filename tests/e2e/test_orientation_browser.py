@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 
 import numpy as np
 import pytest
-from browser_steps import open_whole_patient
+from browser_steps import open_from_sidebar, open_whole_patient
 from patient_files import dataset_patient, kaggle_zip, real_or_phantom_root, write_nifti_4d
 from PIL import Image
 from playwright.sync_api import Error as PlaywrightError
@@ -95,7 +95,7 @@ def test_patient_slices_and_3d_view_carry_orientation_letters(request: pytest.Fi
     patient = dataset_patient(real_or_phantom_root(request, synthetic_root))
     nifti = write_nifti_4d(tmp_path / f"{patient.name}.nii.gz", patient.slices)
     page.goto(start_app())
-    page.get_by_role("link", name="Predict", exact=True).click()
+    open_from_sidebar(page, "Predict")
     open_whole_patient(page)
     page.locator("input[type=file]").first.set_input_files(str(nifti))
     page.get_by_text("Tumour volume", exact=True).first.wait_for()
@@ -120,7 +120,7 @@ def test_a_zip_beside_a_nifti_is_named_in_a_message(start_app, page, synthetic_r
     extra = tmp_path / "second_patient.zip"
     extra.write_bytes(kaggle_zip(patient))
     page.goto(start_app())
-    page.get_by_role("link", name="Predict", exact=True).click()
+    open_from_sidebar(page, "Predict")
     open_whole_patient(page)
     page.locator("input[type=file]").first.set_input_files([str(nifti), str(extra)])
     page.get_by_text("case07: nifti upload").wait_for()

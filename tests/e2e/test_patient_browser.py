@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
-from browser_steps import open_whole_patient
+from browser_steps import open_from_sidebar, open_whole_patient
 from patient_files import dataset_patient, real_or_phantom_root, write_nifti_4d
 
 from lggdemo.data.kaggle import scan_dataset
@@ -29,7 +29,7 @@ def test_nifti_patient_3d_view_volume_and_mask_download(
     clinical = index.clinical_for(patient.name)
 
     page.goto(start_app())
-    page.get_by_role("link", name="Predict", exact=True).click()
+    open_from_sidebar(page, "Predict")
     open_whole_patient(page)
     page.locator("input[type=file]").first.set_input_files(str(nifti))
     page.get_by_text(f"{patient.name}: nifti upload").wait_for()  # the upload's run first, then the form's

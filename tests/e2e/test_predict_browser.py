@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_steps import open_from_sidebar
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -40,7 +41,7 @@ def test_upload_overlay_grade_cam_and_mask_download(
     page.goto(start_app())
     # Exact label: before the shell's first run the sidebar briefly lists the pages/ files ("predict"), and
     # that link would open the page without the shell.
-    page.get_by_role("link", name="Predict", exact=True).click()
+    open_from_sidebar(page, "Predict")
     page.get_by_role("button", name="Try an example").wait_for()
 
     # Clinical fields first, submitted through the form, then the slice: one run draws the results. (Applied after

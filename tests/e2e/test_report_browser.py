@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from browser_steps import open_whole_patient
+from browser_steps import open_from_sidebar, open_whole_patient
 from patient_files import dataset_patient, write_nifti_4d
 from pypdf import PdfReader
 
@@ -25,7 +25,7 @@ def test_pdf_report_and_probability_map_download(start_app, page, save_screensho
     nifti = write_nifti_4d(tmp_path / f"{patient.name}.nii.gz", patient.slices)
 
     page.goto(start_app())
-    page.get_by_role("link", name="Predict", exact=True).click()
+    open_from_sidebar(page, "Predict")
     open_whole_patient(page)
     page.locator("input[type=file]").first.set_input_files(str(nifti))
     page.get_by_text(f"{patient.name}: nifti upload").wait_for()
