@@ -23,7 +23,7 @@ from lggdemo.evaluation.scoring import evaluate_grade
 from lggdemo.inference.grade import BASE_RATE_SOURCE, base_rate_g3
 from lggdemo.metrics.bootstrap import bootstrap_ci
 from lggdemo.metrics.definitions import DEFINITIONS, Metric
-from lggdemo.metrics.grade import age_baseline_probs, grade_metrics, roc_auc
+from lggdemo.metrics.grade import age_baseline_probs, grade_metrics, roc_auc, roc_auc_rows
 from lggdemo.models.networks import GradeConfig, GradeNet, SegConfig, build_grade, init_grade_from_segmentation, patient_logit
 from lggdemo.models.preprocess import AgeScale, crop_tumour, encode_clinical, normalize_images
 from lggdemo.train.augmentation import augment
@@ -154,8 +154,9 @@ def train_grade(cfg: TrainConfig, prep: Prepared, progress: Progress, seg_model:
                                                [ages[patients.index(p)] for p in te])
                     base.update(dict(zip(te, probs)))
                 yb = [labels[patients.index(p)] for p in base]
-                cv["age_baseline_auc"] = Metric(roc_auc(yb, list(base.values())), bootstrap_ci(roc_auc, yb, list(base.values())),
-                                                len(yb), DEFINITIONS["age_baseline_auc"]).to_dict()
+                pb = list(base.values())
+                cv["age_baseline_auc"] = Metric(roc_auc(yb, pb), bootstrap_ci(roc_auc_rows, yb, pb), len(yb),
+                                                DEFINITIONS["age_baseline_auc"]).to_dict()
                 report["cross_validation"] = cv
             folds_run = cfg.folds
 
@@ -182,7 +183,7 @@ def grade_validation(model: GradeNet, config: GradeConfig, val_arrays: SliceArra
                                    [index.clinical_for(p).age for p in g.labels])
         age = {p: float(v) for p, v in zip(g.labels, probs)}
         y = list(g.labels.values())
-        metrics["age_baseline_auc"] = Metric(roc_auc(y, probs), bootstrap_ci(roc_auc, y, probs, seed=seed),
+        metrics["age_baseline_auc"] = Metric(roc_auc(y, probs), bootstrap_ci(roc_auc_rows, y, probs, seed=seed),
                                              len(y), DEFINITIONS["age_baseline_auc"]).to_dict()
     rate = base_rate_g3({p: index.clinical_for(p).grade for p in split.train}, split.train)  # shown when the grade is withheld
     return {"metrics": metrics, "per_patient_p_g3": g.per_patient, "per_patient_logit": g.logits, "labels": g.labels,

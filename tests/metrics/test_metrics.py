@@ -9,13 +9,16 @@ from lggdemo.metrics.bootstrap import bootstrap_ci
 from lggdemo.metrics.calibration import Platt
 from lggdemo.metrics.grade import (
     accuracy,
+    accuracy_rows,
     balanced_accuracy,
+    balanced_accuracy_rows,
     brier,
     cross_fitted_platt,
     fit_platt,
     log_loss_g3,
     reliability_bins,
     roc_auc,
+    roc_auc_rows,
 )
 from lggdemo.metrics.segmentation import (
     dice,
@@ -68,10 +71,33 @@ def test_bootstrap_interval_brackets_the_estimate() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 60)
     s = y + rng.normal(0, 0.8, 60)
-    lo, hi = bootstrap_ci(roc_auc, y, s, n_boot=500)
+    lo, hi = bootstrap_ci(roc_auc_rows, y, s, n_boot=500)
     assert lo < roc_auc(y, s) < hi
     assert 0 <= lo < hi <= 1
-    assert bootstrap_ci(roc_auc, [1, 1, 1], [0.1, 0.2, 0.3]) is None
+    assert bootstrap_ci(roc_auc_rows, [1, 1, 1], [0.1, 0.2, 0.3]) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_metrics_are_sklearns_on_every_resample(seed: int) -> None:
+    """The bootstrap's vectorised metrics give sklearn's numbers, ties included (scores rounded to tenths)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, (40, 9))
+    y[:, 0], y[:, 1] = 0, 1  # both classes in every row, as the bootstrap guarantees
+    s = np.round(rng.random((40, 9)), 1)
+    for fn, rows in ((roc_auc, roc_auc_rows), (accuracy, accuracy_rows), (balanced_accuracy, balanced_accuracy_rows)):
+        assert rows(y, s) == pytest.approx([fn(a, b) for a, b in zip(y, s)], abs=1e-12), fn.__name__
+
+
+def test_bootstrap_interval_is_a_per_resample_loops() -> None:
+    """Scoring every resample at once keeps the interval a loop over the same resamples gives."""
+    rng = np.random.default_rng(4)
+    y, s = rng.integers(0, 2, 25), np.round(rng.random(25), 2)
+    draw, loop = np.random.default_rng(9), []
+    while len(loop) < 300:
+        idx = draw.integers(0, 25, 25)
+        if len(np.unique(y[idx])) == 2:
+            loop.append(roc_auc(y[idx], s[idx]))
+    assert bootstrap_ci(roc_auc_rows, y, s, n_boot=300, seed=9) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])))
 
 
 def test_tumour_slice_dice_by_area_splits_slices_by_true_size() -> None:
