@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
+from urllib.parse import urljoin
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from lggdemo.viz.orientation import letter_pixels
 
 #: How long one click on the mode gets to draw its mode before it is clicked again.
 MODE_DRAW_WAIT_MS = 30_000
@@ -36,3 +45,34 @@ def open_from_sidebar(page: object, name: str) -> None:
     """
     nav = page.get_by_test_id("stSidebarNav")  # type: ignore[attr-defined]
     nav.get_by_role("link", name=name, exact=True).click()
+
+
+def page_image(page: object, img: object, tries: int = 5) -> np.ndarray:
+    """The RGB pixels a page's <img> shows, fetched from the server (or decoded from a data URI).
+
+    A served picture is a media file the next rerun replaces: read once the page has settled, and read the src
+    afresh when the file it named is already gone (a 404, or the connection reset while a rerun replaced it)."""
+    for attempt in range(tries):
+        page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
+        src = img.get_attribute("src") or ""
+        if src.startswith("data:"):
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+        try:
+            response = page.request.get(urljoin(page.url, src))
+            if response.ok:
+                return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+        except PlaywrightError:
+            if attempt == tries - 1:
+                raise
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the picture {src} could not be fetched in {tries} tries")
+
+
+def has_orientation_letters(picture: np.ndarray) -> bool:
+    """A letter at the middle of each of the four edges."""
+    marked = letter_pixels(picture)
+    h, w = marked.shape
+    band, mid = max(8, h // 8), slice(int(h * 0.4), int(h * 0.6))
+    centre = slice(int(w * 0.4), int(w * 0.6))
+    return all(region.any() for region in (marked[:band, centre], marked[-band:, centre], marked[mid, :band],
+                                           marked[mid, -band:]))
