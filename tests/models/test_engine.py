@@ -293,13 +293,19 @@ def test_two_processes_exporting_at_once_make_one_good_file(tiny_weights: Path, 
     env = {**os.environ, "LGG_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", _EXPORT_SCRIPT, str(tiny_weights), str(go)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    time.sleep(3)  # both are importing (or waiting on the go file) when it appears
-    go.touch()
     outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        outs.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        time.sleep(3)  # both are importing (or waiting on the go file) when it appears
+        go.touch()
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:  # a failed or interrupted test leaves no process polling for its go file
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
     assert sorted(o["exported"] for o in outs) == [False, True]  # one exported, the other waited and reused it
     assert outs[0]["path"] == outs[1]["path"]
     files = _entries(cache, "segmentation")
