@@ -9,7 +9,7 @@ Fixtures
                      ``LGG_CACHE_DIR`` / ``LGG_RUNS_DIR`` come from the session's isolated environment). Tests whose
                      environment is the same share one server per worker: each test's page is a new browser context,
                      so a new Streamlit session, and a server start costs ~10 s of imports and model export that
-                     17 browser tests need not pay 17 times. A private server, stopped after the test, for
+                     each browser test need not pay again. A private server, stopped after the test, for
                      ``fresh=True`` (a test of a server's very first request) and for an environment that names the
                      test's own tmp folder (a runs folder of its own, say). Server logs go to files; after each test
                      the part it caused must be free of the torch/file-watcher errors (``torch.classes``,
