@@ -88,7 +88,7 @@ def test_row_metrics_are_sklearns_on_every_resample(seed: int) -> None:
         assert rows(y, s) == pytest.approx([fn(a, b) for a, b in zip(y, s)], abs=1e-12), fn.__name__
 
 
-def test_bootstrap_interval_is_a_per_resample_loops() -> None:
+def test_bootstrap_interval_is_the_per_resample_loops() -> None:
     """Scoring every resample at once keeps the interval a loop over the same resamples gives."""
     rng = np.random.default_rng(4)
     y, s = rng.integers(0, 2, 25), np.round(rng.random(25), 2)
